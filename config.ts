@@ -1,0 +1,77 @@
+import { z } from 'zod';
+
+/** Thrown when an environment variable has a value the service cannot run with. */
+export class ConfigError extends Error {
+  readonly variable: string;
+  constructor(variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+    this.variable = variable;
+  }
+}
+
+const integer = (fallback: number, min: number, max: number) =>
+  z.coerce.number().int().min(min).max(max).default(fallback);
+
+const list = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value) =>
+      value
+        .split(',')
+        .map((item) => item.trim())
+        .filter((item) => item.length > 0),
+    );
+
+const schema = z.object({
+  PORT: integer(3000, 0, 65535),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  DATABASE_URL: z.url().default('postgres://postgres@127.0.0.1:5432/postgres'),
+  DATABASE_POOL_MAX: integer(10, 1, 200),
+  REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
+  ADMIN_API_KEY: z.string().min(16).max(256).default('admin_local_dev_key_change_me'),
+  WEBHOOK_SECRETS: list('whsec_bG9jYWwtZGV2LXdlYmhvb2stc2VjcmV0LWNoYW5nZS1tZQ==').pipe(
+    z.array(z.string().regex(/^whsec_[A-Za-z0-9+/=]+$/, 'each secret must look like whsec_<base64>')).min(1),
+  ),
+  BANK_URL: z.union([z.literal(''), z.url()]).default(''),
+  BANK_MIN_DELAY_MS: integer(2000, 0, 600_000),
+  BANK_MAX_DELAY_MS: integer(10_000, 0, 600_000),
+  BANK_SUCCESS_RATE: z.coerce.number().min(0).max(1).default(0.9),
+  BANK_SEED: z.string().default(''),
+  SHARDS: integer(64, 1, 4096),
+  INSTANCE_ID: z.string().min(1).max(100).default(`${process.pid}`),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DASHBOARD_PORT: integer(5555, 0, 65535),
+  RATE_LIMIT_GLOBAL_PER_MIN: integer(1000, 1, 100_000_000),
+  RATE_LIMIT_BALANCE_PER_MIN: integer(10, 1, 100_000_000),
+  RATE_LIMIT_TRANSACTIONS_PER_MIN: integer(20, 1, 100_000_000),
+  IDEMPOTENCY_TTL_HOURS: integer(24, 24, 24 * 365),
+  CURRENCIES: list('USD,EUR,GBP').pipe(z.array(z.string().regex(/^[A-Z]{3}$/, 'ISO 4217 codes, e.g. USD,EUR')).min(1)),
+  BODY_SIZE_MAX_BYTES: integer(64 * 1024, 1024, 10 * 1024 * 1024),
+  HEALTH_TIMEOUT_MS: integer(1000, 50, 30_000),
+  SHUTDOWN_TIMEOUT_MS: integer(10_000, 100, 120_000),
+  JOURNAL_BATCH_SIZE_MAX: integer(256, 1, 10_000),
+  JOURNAL_BATCH_WAIT_MS: integer(1, 0, 1000),
+  SNAPSHOT_EVERY_EVENTS: integer(100, 1, 1_000_000),
+  ACTOR_IDLE_MS: integer(60_000, 100, 86_400_000),
+  ACTOR_MAILBOX_MAX: integer(1000, 1, 1_000_000),
+  ACTOR_ASK_TIMEOUT_MS: integer(5000, 100, 120_000),
+});
+
+export type Config = Readonly<z.infer<typeof schema>>;
+
+/** Parses the environment once; the first bad variable stops the process with its name. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = schema.safeParse(present);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(String(issue?.path[0] ?? 'environment'), issue?.message ?? 'invalid');
+  }
+  const config = parsed.data;
+  if (config.BANK_MIN_DELAY_MS > config.BANK_MAX_DELAY_MS) {
+    throw new ConfigError('BANK_MIN_DELAY_MS', 'must not be greater than BANK_MAX_DELAY_MS');
+  }
+  return Object.freeze(config);
+}

@@ -1,0 +1,72 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Redis } from 'ioredis';
+import type { Config } from './config.ts';
+import { authenticate } from './http/auth.ts';
+import { createApp } from './http/app.ts';
+import { createIdempotencyGate } from './http/idempotency.ts';
+import { dependencyChecks, healthRoutes } from './http/routes/health.ts';
+import { userRoutes } from './http/routes/users.ts';
+import type { Logger } from './logger.ts';
+import { createIdempotencyStore } from './persistence/idempotency.ts';
+import { createRedis } from './persistence/redis.ts';
+import { createSql, type Sql } from './persistence/sql.ts';
+import { createUserStore } from './persistence/users.ts';
+
+export interface Gateway {
+  server: Server;
+  url: string;
+  sql: Sql;
+  redis: Redis;
+  /** Stops accepting, lets requests in flight finish (bounded), then closes the pools. */
+  close(): Promise<void>;
+}
+
+/** The composition root: config → Postgres, Redis → stores → Koa, listening on `config.PORT`. */
+export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
+  const sql = createSql(config.DATABASE_URL, { pool_max: config.DATABASE_POOL_MAX, application_name: 'gateway' });
+  const redis = createRedis(config.REDIS_URL, `gateway-${config.INSTANCE_ID}`);
+  redis.on('error', (error: Error) => log.child({ module: 'redis' }).warn({ err: error.message }, 'redis error'));
+
+  // Start even when Redis is down (health reports it), but give a live Redis the time to connect.
+  await Promise.race([
+    once(redis, 'ready').catch(() => undefined),
+    new Promise((resolve) => setTimeout(resolve, 2000)),
+  ]);
+
+  const users = createUserStore(sql);
+  const idempotency = createIdempotencyStore(sql, config.IDEMPOTENCY_TTL_HOURS);
+  const gate = createIdempotencyGate(idempotency, config.ACTOR_ASK_TIMEOUT_MS);
+
+  const app = createApp({
+    log: log.child({ module: 'http' }),
+    middleware: [authenticate(users, config.ADMIN_API_KEY)],
+    routers: [
+      healthRoutes(dependencyChecks(sql, redis), config.HEALTH_TIMEOUT_MS),
+      userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
+    ],
+  });
+
+  const server = app.listen(config.PORT, config.HOST);
+  server.keepAliveTimeout = 5_000;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  log.info({ port, instance: config.INSTANCE_ID }, 'gateway listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= (async () => {
+      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
+      await drained;
+      clearTimeout(deadline);
+      await sql.end({ timeout: 5 });
+      redis.disconnect();
+    })());
+
+  return { server, url: `http://127.0.0.1:${port}`, sql, redis, close };
+}

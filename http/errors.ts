@@ -1,0 +1,54 @@
+/** An error the API answers with: a status, a snake_case code and a message meant for people. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly details: readonly unknown[] | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    status: number,
+    code: string,
+    message: string,
+    options: { details?: readonly unknown[]; headers?: Record<string, string> } = {},
+  ) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.details = options.details;
+    this.headers = options.headers ?? {};
+  }
+}
+
+/** Every error the edge itself raises, in one catalogue. Domain rejections map in `rejections.ts`. */
+export const errors = {
+  notFound: (what = 'resource') => new ApiError(404, 'not_found', `The ${what} does not exist.`),
+  routeNotFound: () => new ApiError(404, 'not_found', 'No such route.'),
+  methodNotAllowed: (allowed: string) =>
+    new ApiError(405, 'method_not_allowed', `Use one of: ${allowed}.`, { headers: { Allow: allowed } }),
+  malformedJson: () => new ApiError(400, 'malformed_json', 'The request body is not valid JSON.'),
+  bodyTooLarge: (limitBytes: number) =>
+    new ApiError(413, 'payload_too_large', `The request body is larger than ${limitBytes} bytes.`),
+  unsupportedMediaType: () => new ApiError(415, 'unsupported_media_type', 'Send the request body as application/json.'),
+  validation: (details: readonly unknown[]) =>
+    new ApiError(400, 'validation_error', 'The request is not valid.', { details }),
+  unauthenticated: () =>
+    new ApiError(401, 'unauthenticated', 'Send a valid API key as "Authorization: Bearer <key>".', {
+      headers: { 'WWW-Authenticate': 'Bearer' },
+    }),
+  forbidden: () => new ApiError(403, 'forbidden', 'This API key may not do that.'),
+  conflict: (code: string, message: string) => new ApiError(409, code, message),
+  internal: () => new ApiError(500, 'internal_error', 'Something went wrong on our side; it has been logged.'),
+  unavailable: (code: string, message: string, retryAfterSeconds = 1) =>
+    new ApiError(503, code, message, { headers: { 'Retry-After': String(retryAfterSeconds) } }),
+} as const;
+
+/** The contract's error body. */
+export function errorBody(error: ApiError, requestId: string): Record<string, unknown> {
+  return {
+    error: error.code,
+    message: error.message,
+    ...(error.details ? { details: error.details } : {}),
+    request_id: requestId,
+  };
+}

@@ -1,0 +1,129 @@
+import { createHash } from 'node:crypto';
+import type { Context } from 'koa';
+import type { IdempotencyStore } from '../persistence/idempotency.ts';
+import { ApiError, errors } from './errors.ts';
+
+/** A response as it goes on the wire, so that a replay can repeat it byte for byte. */
+export interface StoredResponse {
+  status: number;
+  body: string;
+}
+
+const KEY_LENGTH_MAX = 255;
+
+/** The Idempotency-Key header: 400 when it is missing, empty or longer than 255 characters. */
+export function idempotencyKey(ctx: Context): string {
+  const raw = ctx.req.headers['idempotency-key'];
+  if (raw === undefined) {
+    throw new ApiError(400, 'idempotency_key_required', 'Send an Idempotency-Key header with every POST.');
+  }
+  const key = Array.isArray(raw) ? '' : raw.trim();
+  if (key.length === 0 || key.length > KEY_LENGTH_MAX || !/^[\x21-\x7e]+$/.test(key)) {
+    throw new ApiError(
+      400,
+      'idempotency_key_invalid',
+      `The Idempotency-Key must be 1 to ${KEY_LENGTH_MAX} printable ASCII characters.`,
+    );
+  }
+  return key;
+}
+
+/** JSON with object keys sorted, so that two spellings of one body have one fingerprint. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The request's fingerprint: method + path + canonical body. */
+export function fingerprint(method: string, path: string, body: unknown): string {
+  return createHash('sha256')
+    .update(`${method} ${path}\n${canonicalJson(body)}`)
+    .digest('base64url');
+}
+
+/** Writes a response as stored, marking it when it is a replay. */
+export function sendStored(ctx: Context, response: StoredResponse, replayed: boolean): void {
+  ctx.status = response.status;
+  ctx.type = 'application/json';
+  ctx.body = response.body;
+  if (replayed) ctx.set('Idempotent-Replayed', 'true');
+}
+
+export interface Attempt {
+  caller: string;
+  key: string;
+  fingerprint: string;
+}
+
+/**
+ * Runs a POST at most once per (caller, key). A request that finds the first one still running
+ * waits for it (bounded) and then replays its answer; one that waited too long gets 409.
+ * The handler itself must store the record in the same commit as its effects.
+ */
+export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
+  const inFlight = new Map<string, Promise<unknown>>();
+
+  async function replayOrNothing(attempt: Attempt): Promise<StoredResponse | undefined> {
+    const record = await store.find(attempt.caller, attempt.key);
+    if (!record) return undefined;
+    if (record.fingerprint !== attempt.fingerprint) {
+      throw new ApiError(
+        422,
+        'idempotency_key_reused',
+        'This Idempotency-Key was already used with a different request.',
+      );
+    }
+    return { status: record.status_code, body: record.body };
+  }
+
+  async function waitFor(running: Promise<unknown>): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), waitMs)));
+    const done = running.then(
+      () => true,
+      () => true,
+    );
+    return Promise.race([done, timeout]).finally(() => clearTimeout(timer));
+  }
+
+  return {
+    inFlightCount: () => inFlight.size,
+
+    /** Replays a stored answer, or runs `handler` once and returns what it produced. */
+    async run(
+      attempt: Attempt,
+      handler: () => Promise<StoredResponse>,
+    ): Promise<{ response: StoredResponse; replayed: boolean }> {
+      const slot = `${attempt.caller}\u0000${attempt.key}`;
+      const running = inFlight.get(slot);
+      if (running) {
+        const finished = await waitFor(running);
+        const stored = finished ? await replayOrNothing(attempt) : undefined;
+        if (stored) return { response: stored, replayed: true };
+        throw errors.conflict(
+          'idempotency_key_in_use',
+          'A request with this Idempotency-Key is still being processed; retry shortly.',
+        );
+      }
+      const work = (async () => {
+        const stored = await replayOrNothing(attempt);
+        if (stored) return { response: stored, replayed: true };
+        return { response: await handler(), replayed: false };
+      })();
+      inFlight.set(slot, work);
+      try {
+        return await work;
+      } finally {
+        inFlight.delete(slot);
+      }
+    },
+  };
+}
+
+export type IdempotencyGate = ReturnType<typeof createIdempotencyGate>;

@@ -1,0 +1,61 @@
+import Router from '@koa/router';
+import { v7 as uuidv7 } from 'uuid';
+import type { Sql } from '../../persistence/sql.ts';
+import type { IdempotencyStore } from '../../persistence/idempotency.ts';
+import type { UserRow, UserStore } from '../../persistence/users.ts';
+import { mayActFor, newApiKey, requireAdmin, requireCaller } from '../auth.ts';
+import { readJsonBody } from '../body.ts';
+import { ApiError, errors } from '../errors.ts';
+import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
+import { createUserBody, userIdParams } from '../schemas.ts';
+import { parseInput } from '../validation.ts';
+
+export interface UserRoutesDeps {
+  sql: Sql;
+  users: UserStore;
+  idempotency: IdempotencyStore;
+  gate: IdempotencyGate;
+  bodySizeMaxBytes: number;
+}
+
+/** The public shape of a user; the key appears only in the creation response. */
+export function userJson(user: UserRow): Record<string, unknown> {
+  return { id: user.id, name: user.name, email: user.email, created_at: user.created_at.toISOString() };
+}
+
+/** `POST /api/v1/users` (admin) and `GET /api/v1/users/:user_id` (owner or admin). */
+export function userRoutes(deps: UserRoutesDeps): Router {
+  const router = new Router({ prefix: '/api/v1/users' });
+
+  router.post('/', async (ctx) => {
+    const caller = requireAdmin(ctx.state);
+    const key = idempotencyKey(ctx);
+    const body = parseInput(createUserBody, await readJsonBody(ctx, deps.bodySizeMaxBytes));
+    const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, body) };
+    const { response, replayed } = await deps.gate.run(attempt, async () => {
+      const apiKey = newApiKey();
+      return deps.sql.begin(async (tx) => {
+        const user = await deps.users.insert({ id: uuidv7(), ...body, api_key_hash: apiKey.hash }, tx);
+        if (!user) throw new ApiError(409, 'email_taken', 'A user with this email already exists.');
+        // The key is shown once: the stored replay carries the user without it.
+        const stored = { status: 201, body: JSON.stringify({ ...userJson(user), api_key: null }) };
+        await deps.idempotency.insert(
+          { ...attempt, user_id: user.id, status_code: stored.status, body: stored.body },
+          tx,
+        );
+        return { status: 201, body: JSON.stringify({ ...userJson(user), api_key: apiKey.key }) };
+      });
+    });
+    sendStored(ctx, response, replayed);
+  });
+
+  router.get('/:user_id', async (ctx) => {
+    const caller = requireCaller(ctx.state);
+    const { user_id } = parseInput(userIdParams, ctx.params);
+    const user = mayActFor(caller, user_id) ? await deps.users.findById(user_id) : undefined;
+    if (!user) throw errors.notFound('user');
+    ctx.body = userJson(user);
+  });
+
+  return router;
+}

@@ -1,0 +1,10 @@
+import type { Caller } from './auth.ts';
+
+declare module 'koa' {
+  /** What the edge middleware leaves on `ctx.state` for the routes. */
+  interface DefaultState {
+    requestId: string;
+    caller?: Caller;
+    rawBody?: Buffer;
+  }
+}

@@ -1,0 +1,49 @@
+import type { Queryable, Sql } from './sql.ts';
+
+export interface IdempotencyRecord {
+  caller: string;
+  key: string;
+  fingerprint: string;
+  user_id: string | null;
+  status_code: number;
+  body: string;
+}
+
+/** Idempotency records: the first response to a (caller, key), kept until it expires. */
+export function createIdempotencyStore(sql: Sql, ttlHours: number) {
+  return {
+    ttlHours,
+
+    async find(caller: string, key: string): Promise<IdempotencyRecord | undefined> {
+      const rows = await sql<IdempotencyRecord[]>`
+        SELECT caller, key, fingerprint, user_id, status_code, body FROM idempotency_keys
+        WHERE caller = ${caller} AND key = ${key} AND expires_at > now()`;
+      return rows[0];
+    },
+
+    /** Records a response unless the key already has one; returns whether this one was stored. */
+    async insert(record: IdempotencyRecord, tx: Queryable = sql): Promise<boolean> {
+      const rows = await tx`
+        INSERT INTO idempotency_keys (caller, key, fingerprint, user_id, status_code, body, expires_at)
+        VALUES (${record.caller}, ${record.key}, ${record.fingerprint}, ${record.user_id},
+                ${record.status_code}, ${record.body}, now() + make_interval(hours => ${ttlHours}))
+        ON CONFLICT (caller, key) DO UPDATE SET
+          fingerprint = excluded.fingerprint, user_id = excluded.user_id, status_code = excluded.status_code,
+          body = excluded.body, created_at = now(), expires_at = excluded.expires_at
+          WHERE idempotency_keys.expires_at <= now()
+        RETURNING 1`;
+      return rows.length === 1;
+    },
+
+    /** Deletes up to `limit` expired records; the reaper calls it until it returns less than the limit. */
+    async purgeExpired(limit: number): Promise<number> {
+      const rows = await sql`
+        DELETE FROM idempotency_keys WHERE ctid IN (
+          SELECT ctid FROM idempotency_keys WHERE expires_at <= now() LIMIT ${limit})
+        RETURNING 1`;
+      return rows.length;
+    },
+  };
+}
+
+export type IdempotencyStore = ReturnType<typeof createIdempotencyStore>;

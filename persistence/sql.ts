@@ -1,0 +1,26 @@
+import postgres from 'postgres';
+
+export type Sql = postgres.Sql<{ bigint: bigint }>;
+
+export interface SqlOptions {
+  pool_max: number;
+  application_name: string;
+}
+
+/** postgres.js with every pool option set here rather than left to the library's defaults. */
+export function createSql(url: string, options: SqlOptions): Sql {
+  return postgres(url, {
+    max: options.pool_max,
+    idle_timeout: 30,
+    connect_timeout: 5,
+    max_lifetime: 60 * 30,
+    prepare: true,
+    fetch_types: false,
+    onnotice: () => {},
+    connection: { application_name: options.application_name, statement_timeout: 30_000 },
+    types: { bigint: postgres.BigInt },
+  });
+}
+
+/** Anything a query can run on: the pool or an open transaction. */
+export type Queryable = Sql | postgres.TransactionSql<{ bigint: bigint }>;
