@@ -9,7 +9,15 @@ import { createIdempotencyGate } from './http/idempotency.ts';
 import { dependencyChecks, healthRoutes } from './http/routes/health.ts';
 import { userRoutes } from './http/routes/users.ts';
 import type { Logger } from './logger.ts';
-import { createIdempotencyStore } from './persistence/idempotency.ts';
+import { createIdempotencyStore, startIdempotencyReaper } from './persistence/idempotency.ts';
+import { createJournal, readJournal } from './persistence/journal.ts';
+import { createLeaseStore } from './persistence/leases.ts';
+import { createReadModel } from './persistence/read-model.ts';
+import { createSnapshotStore } from './persistence/snapshots.ts';
+import { createRegistry, type Registry } from './engine/registry.ts';
+import { ownAllShards } from './engine/shards.ts';
+import { accountRoutes } from './http/routes/accounts.ts';
+import { transactionRoutes } from './http/routes/transactions.ts';
 import { createRedis } from './persistence/redis.ts';
 import { createSql, type Sql } from './persistence/sql.ts';
 import { createUserStore } from './persistence/users.ts';
@@ -19,6 +27,7 @@ export interface Gateway {
   url: string;
   sql: Sql;
   redis: Redis;
+  accounts: Registry;
   /** Stops accepting, lets requests in flight finish (bounded), then closes the pools. */
   close(): Promise<void>;
 }
@@ -38,6 +47,42 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const users = createUserStore(sql);
   const idempotency = createIdempotencyStore(sql, config.IDEMPOTENCY_TTL_HOURS);
   const gate = createIdempotencyGate(idempotency, config.ACTOR_ASK_TIMEOUT_MS);
+  const reaper = startIdempotencyReaper(idempotency, {
+    interval_ms: 10 * 60_000,
+    batch_max: 1000,
+    onError: (error) => log.warn({ err: error }, 'idempotency reaper failed'),
+  });
+  const readModel = createReadModel(sql);
+  const journal = createJournal(sql, {
+    batch_size_max: config.JOURNAL_BATCH_SIZE_MAX,
+    batch_wait_ms: config.JOURNAL_BATCH_WAIT_MS,
+    flushes_in_flight_max: Math.max(1, Math.floor(config.DATABASE_POOL_MAX / 2)),
+    idempotency_ttl_hours: config.IDEMPOTENCY_TTL_HOURS,
+    log: log.child({ module: 'journal' }),
+  });
+  const ownership = ownAllShards(createLeaseStore(sql), {
+    instance: config.INSTANCE_ID,
+    shards: config.SHARDS,
+    retry_ms: 1000,
+    onError: (error) => log.warn({ err: error }, 'could not take the shards over yet'),
+  });
+  await Promise.race([ownership.ready, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  const accounts = createRegistry({
+    deps: {
+      journal,
+      snapshots: createSnapshotStore(sql),
+      readEvents: (user_id, after_seq) => readJournal(sql, user_id, after_seq),
+      ownership,
+      snapshot_every_events: config.SNAPSHOT_EVERY_EVENTS,
+      log: log.child({ module: 'account' }),
+    },
+    idle_ms: config.ACTOR_IDLE_MS,
+    mailbox_max: config.ACTOR_MAILBOX_MAX,
+    batch_max: 256,
+    ask_timeout_ms: config.ACTOR_ASK_TIMEOUT_MS,
+    log: log.child({ module: 'registry' }),
+  });
+  const currencies = config.CURRENCIES;
 
   const app = createApp({
     log: log.child({ module: 'http' }),
@@ -45,6 +90,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     routers: [
       healthRoutes(dependencyChecks(sql, redis), config.HEALTH_TIMEOUT_MS),
       userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
+      accountRoutes({ accounts, readModel, users, currencies }),
+      transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
     ],
   });
 
@@ -64,9 +111,13 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       const deadline = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
       await drained;
       clearTimeout(deadline);
+      reaper.stop();
+      ownership.stop();
+      await accounts.close();
+      await journal.close();
       await sql.end({ timeout: 5 });
       redis.disconnect();
     })());
 
-  return { server, url: `http://127.0.0.1:${port}`, sql, redis, close };
+  return { server, url: `http://127.0.0.1:${port}`, sql, redis, accounts, close };
 }

@@ -37,6 +37,19 @@ function adminOptions(target: URL) {
   };
 }
 
+/** Drops the per-process copies the test files made of the template (test/support/database.ts). */
+async function dropProcessDatabases(url: string): Promise<void> {
+  const target = new URL(url);
+  const admin = postgres({ ...adminOptions(target), max: 1, onnotice: () => {} });
+  try {
+    const copies = await admin<{ datname: string }[]>`
+      SELECT datname FROM pg_database WHERE datname LIKE ${`${target.pathname.slice(1)}\\_p%`}`;
+    for (const { datname } of copies) await admin.unsafe(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+  } finally {
+    await admin.end();
+  }
+}
+
 function testFiles(dir: string): string[] {
   return readdirSync(dir).flatMap((entry) => {
     const path = join(dir, entry);
@@ -73,4 +86,5 @@ const result = spawnSync(
     env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' },
   },
 );
+await dropProcessDatabases(databaseUrl);
 process.exit(result.status ?? 1);

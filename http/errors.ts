@@ -52,3 +52,21 @@ export function errorBody(error: ApiError, requestId: string): Record<string, un
     request_id: requestId,
   };
 }
+
+/** The one map from an actor's refusal to HTTP: all are retryable, none is the client's fault. */
+export function refusalError(reason: string): ApiError {
+  switch (reason) {
+    case 'busy':
+      return errors.unavailable('account_busy', 'This account has too many requests waiting; retry shortly.');
+    case 'timeout':
+      return errors.unavailable(
+        'outcome_unknown',
+        'The request was not confirmed in time. Retry with the same Idempotency-Key to learn its outcome.',
+      );
+    case 'not_owned':
+    case 'stale_epoch':
+      return errors.unavailable('shard_unavailable', 'This account is moving between instances; retry shortly.');
+    default:
+      return errors.unavailable('storage_unavailable', 'The journal could not be written; retry shortly.');
+  }
+}

@@ -95,6 +95,9 @@ export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
   return {
     inFlightCount: () => inFlight.size,
 
+    /** The stored answer for an attempt (422 when the key was used with another request), if any. */
+    lookup: replayOrNothing,
+
     /** Replays a stored answer, or runs `handler` once and returns what it produced. */
     async run(
       attempt: Attempt,

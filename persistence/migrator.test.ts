@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { migrate } from './migrator.ts';
 import { createSql } from './sql.ts';
+import { testDatabaseUrl } from '../test/support/database.ts';
 
 test('migrating twice applies nothing the second time and records every file', async () => {
-  const sql = createSql(process.env.DATABASE_URL!, { pool_max: 2, application_name: 'migrator-test' });
+  const sql = createSql(await testDatabaseUrl(), { pool_max: 2, application_name: 'migrator-test' });
   try {
     assert.deepEqual(await migrate(sql), []);
     const rows = await sql<{ name: string }[]>`SELECT name FROM schema_migrations ORDER BY name`;
@@ -15,7 +16,7 @@ test('migrating twice applies nothing the second time and records every file', a
 });
 
 test('the database refuses what the domain forbids', async () => {
-  const sql = createSql(process.env.DATABASE_URL!, { pool_max: 2, application_name: 'migrator-test' });
+  const sql = createSql(await testDatabaseUrl(), { pool_max: 2, application_name: 'migrator-test' });
   const row = (amount: bigint, status: string) => ({
     id: crypto.randomUUID(),
     user_id: crypto.randomUUID(),

@@ -3,12 +3,20 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
 import { test } from 'node:test';
+import { testDatabaseUrl } from './support/database.ts';
 import { ADMIN_KEY } from './support/gateway.ts';
 
 test('SIGTERM stops accepting, lets the request in flight finish, and exits 0', async () => {
   const port = 20_000 + Math.floor(Math.random() * 20_000);
   const child = spawn('node', ['--import', 'tsx', 'main.ts'], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', ADMIN_API_KEY: ADMIN_KEY, LOG_LEVEL: 'info' },
+    env: {
+      ...process.env,
+      DATABASE_URL: await testDatabaseUrl(),
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      ADMIN_API_KEY: ADMIN_KEY,
+      LOG_LEVEL: 'info',
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';

@@ -1,6 +1,7 @@
 import { loadConfig, type Config } from '../../config.ts';
 import { startGateway, type Gateway } from '../../gateway.ts';
 import { createLogger } from '../../logger.ts';
+import { testDatabaseUrl } from './database.ts';
 
 export const ADMIN_KEY = 'test_admin_key_0123456789';
 
@@ -11,6 +12,7 @@ export async function startTestGateway(overrides: Record<string, string> = {}): 
     PORT: '0',
     HOST: '127.0.0.1',
     ADMIN_API_KEY: ADMIN_KEY,
+    DATABASE_URL: await testDatabaseUrl(),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
     ...overrides,
   });
@@ -70,4 +72,43 @@ export async function createUser(
   });
   if (answer.status !== 201) throw new Error(`user creation failed: ${answer.status} ${answer.text}`);
   return answer.json as { id: string; api_key: string };
+}
+
+/** Settles a transaction as the bank's result would, through the account's actor. */
+export async function settle(
+  gateway: Gateway,
+  user_id: string,
+  transaction_id: string,
+  outcome: 'succeeded' | 'failed',
+): Promise<void> {
+  const reply = await gateway.accounts.ask(user_id, {
+    kind: 'command',
+    command: {
+      type: 'settle',
+      transaction_id,
+      outcome,
+      ...(outcome === 'failed' ? { failure: { code: 'bank_declined', message: 'declined in a test' } } : {}),
+      at: new Date().toISOString(),
+      cause: 'bank_callback',
+      request_id: null,
+    },
+  });
+  if (reply.kind !== 'done') throw new Error(`settle refused: ${JSON.stringify(reply)}`);
+}
+
+/** Deposits and settles `amount` so the user has funds to withdraw. */
+export async function fund(
+  gateway: Gateway,
+  request: ReturnType<typeof client>,
+  user: { id: string; api_key: string },
+  amount: number,
+  currency = 'USD',
+): Promise<void> {
+  const answer = await request('POST', '/api/v1/deposits', {
+    key: user.api_key,
+    body: { amount, currency },
+    idempotencyKey: crypto.randomUUID(),
+  });
+  if (answer.status !== 202) throw new Error(`deposit failed: ${answer.status} ${answer.text}`);
+  await settle(gateway, user.id, answer.json.id, 'succeeded');
 }

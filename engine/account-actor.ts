@@ -1,0 +1,236 @@
+import type { Logger } from '../logger.ts';
+import type { IdempotencyRecord } from '../persistence/idempotency.ts';
+import type { Journal, JournalEvent, ReadModelRow } from '../persistence/journal.ts';
+import type { SnapshotStore } from '../persistence/snapshots.ts';
+import {
+  apply,
+  decide,
+  emptyAccount,
+  transactionAfter,
+  type AccountState,
+  type Command,
+  type Decision,
+  type Event,
+  type Transaction,
+} from './account.ts';
+import { eventFromStored, stateFromStored, stateToStored, toStored } from './account-codec.ts';
+import { shardOf, type Ownership } from './shards.ts';
+
+/** A response as the edge sends it; recorded with the command when it carries an idempotency key. */
+export interface Rendered {
+  status: number;
+  body: string;
+}
+
+/** What a command came to, for the edge to render. */
+export type Outcome = { kind: 'accepted'; transaction: Transaction } | Exclude<Decision, { kind: 'accepted' }>;
+
+export type CommandRequest = {
+  kind: 'command';
+  command: Command;
+  idempotency?: { caller: string; key: string; fingerprint: string; render: (outcome: Outcome) => Rendered };
+};
+
+export type ActorRequest = CommandRequest | { kind: 'read' } | { kind: 'passivate' };
+
+export type Refusal = 'not_owned' | 'stale_epoch' | 'idempotency_conflict' | 'failed' | 'busy' | 'timeout';
+
+export type ActorReply =
+  | { kind: 'done'; outcome: Outcome; response?: Rendered }
+  | { kind: 'state'; state: AccountState }
+  | { kind: 'refused'; reason: Refusal };
+
+export interface AccountDeps {
+  journal: Journal;
+  snapshots: SnapshotStore;
+  readEvents: (user_id: string, after_seq: number) => AsyncIterable<{ seq: number; payload: unknown }>;
+  ownership: Ownership;
+  snapshot_every_events: number;
+  log: Logger;
+  /** Told of every committed event, after it is applied (payment workers, live views). */
+  onCommitted?: (state: AccountState, events: readonly Event[]) => void;
+  /** Told once an account is recovered, with the transactions still open. */
+  onRecovered?: (state: AccountState) => void;
+}
+
+/** Commands decided together against one evolving state, to be committed in one append. */
+interface Draft {
+  next: AccountState;
+  events: Event[];
+  rows: Map<string, ReadModelRow>;
+  idempotency: IdempotencyRecord[];
+  replies: ActorReply[];
+}
+
+/**
+ * One account's behaviour behind its actor: recover (apply only), then for the commands waiting in
+ * its mailbox decide → append them in one commit and await it → apply → reply. The actor runs one
+ * batch at a time, so a hot account costs one commit per batch rather than one per request.
+ */
+export function accountBehaviour(user_id: string, deps: AccountDeps) {
+  const shard = shardOf(user_id, deps.ownership.shards);
+  const log = deps.log.child({ user_id, shard });
+  let state: AccountState | undefined;
+  let snapshotSeq = 0;
+
+  async function recover(): Promise<AccountState> {
+    const snapshot = await deps.snapshots.latest(user_id);
+    let recovered = snapshot ? stateFromStored(snapshot.state) : undefined;
+    if (snapshot && !recovered) log.warn({ seq: snapshot.seq }, 'snapshot unreadable; replaying the whole journal');
+    if (recovered && (recovered.user_id !== user_id || recovered.seq !== snapshot?.seq)) recovered = undefined;
+    let next = recovered ?? emptyAccount(user_id);
+    for await (const row of deps.readEvents(user_id, next.seq)) {
+      if (row.seq !== next.seq + 1) throw new Error(`journal gap for ${user_id}: ${next.seq} then ${row.seq}`);
+      next = apply(next, eventFromStored(row.payload));
+    }
+    snapshotSeq = recovered?.seq ?? 0;
+    deps.onRecovered?.(next);
+    return next;
+  }
+
+  function draft(current: AccountState, requests: CommandRequest[]): Draft {
+    const result: Draft = { next: current, events: [], rows: new Map(), idempotency: [], replies: [] };
+    for (const request of requests) {
+      const decision = decide(result.next, request.command);
+      let outcome: Outcome = decision.kind === 'accepted' ? { kind: 'noop', reason: 'not_open' } : decision;
+      if (decision.kind === 'accepted') {
+        for (const event of decision.events) {
+          const transaction = transactionAfter(result.next, event);
+          result.rows.set(transaction.id, toReadModelRow(transaction));
+          result.next = apply(result.next, event);
+          result.events.push(event);
+          outcome = { kind: 'accepted', transaction };
+        }
+      }
+      const idem = request.idempotency;
+      const response = idem?.render(outcome);
+      if (idem && response) {
+        const { caller, key, fingerprint } = idem;
+        result.idempotency.push({
+          caller,
+          key,
+          fingerprint,
+          user_id,
+          status_code: response.status,
+          body: response.body,
+        });
+      }
+      result.replies.push(response ? { kind: 'done', outcome, response } : { kind: 'done', outcome });
+    }
+    return result;
+  }
+
+  async function execute(current: AccountState, requests: CommandRequest[]): Promise<ActorReply[]> {
+    const epoch = deps.ownership.epochOf(shard);
+    if (epoch === undefined) return requests.map(() => ({ kind: 'refused', reason: 'not_owned' }));
+    const planned = draft(current, requests);
+    if (planned.events.length === 0 && planned.idempotency.length === 0) return planned.replies;
+    const result = await deps.journal.append({
+      user_id,
+      shard,
+      epoch,
+      first_seq: current.seq + 1,
+      events: planned.events.map(journalEvent),
+      rows: [...planned.rows.values()],
+      idempotency: planned.idempotency,
+    });
+    if (!result.ok) {
+      // One conflicting key must not refuse the others: commit each command on its own instead.
+      if (result.reason === 'idempotency_conflict' && requests.length > 1) return executeOneByOne(current, requests);
+      return requests.map(() => ({ kind: 'refused', reason: result.reason }));
+    }
+    state = planned.next;
+    if (planned.events.length > 0) deps.onCommitted?.(planned.next, planned.events);
+    if (planned.next.seq - snapshotSeq >= deps.snapshot_every_events) void snapshot();
+    return planned.replies;
+  }
+
+  async function executeOneByOne(current: AccountState, requests: CommandRequest[]): Promise<ActorReply[]> {
+    const replies: ActorReply[] = [];
+    for (const request of requests) {
+      const [reply] = await execute(state ?? current, [request]);
+      replies.push(reply!);
+      if (reply!.kind === 'refused' && reply!.reason !== 'idempotency_conflict') state = undefined;
+      if (!state) return [...replies, ...requests.slice(replies.length).map(() => refusedFailed())];
+    }
+    return replies;
+  }
+
+  async function snapshot(): Promise<void> {
+    if (!state || state.seq === snapshotSeq) return;
+    const taken = state;
+    try {
+      await deps.snapshots.save(user_id, taken.seq, stateToStored(taken));
+      snapshotSeq = Math.max(snapshotSeq, taken.seq);
+    } catch (error) {
+      log.warn({ err: error, seq: taken.seq }, 'snapshot failed; the journal still has everything');
+    }
+  }
+
+  return {
+    user_id,
+    shard,
+    /** Handles a batch of requests in arrival order; never throws (nact would swallow it). */
+    async handle(requests: ActorRequest[]): Promise<ActorReply[]> {
+      try {
+        state ??= await recover();
+        const commands = requests.filter((request): request is CommandRequest => request.kind === 'command');
+        const commandReplies = commands.length > 0 ? await execute(state, commands) : [];
+        const refusal = commandReplies.find((reply) => reply.kind === 'refused');
+        // After a failed write the commit may or may not have happened: recover from the journal.
+        if (refusal?.kind === 'refused' && refusal.reason === 'failed') state = undefined;
+        if (refusal?.kind === 'refused' && refusal.reason === 'stale_epoch') deps.ownership.lose(shard);
+        if (requests.some((request) => request.kind === 'passivate')) await snapshot();
+        const current = state;
+        let next = 0;
+        return requests.map((request) => {
+          if (request.kind === 'command') return commandReplies[next++]!;
+          return current ? { kind: 'state', state: current } : refusedFailed();
+        });
+      } catch (error) {
+        log.error({ err: error }, 'account actor failed');
+        state = undefined;
+        return requests.map(() => refusedFailed());
+      }
+    },
+  };
+}
+
+export type AccountBehaviour = ReturnType<typeof accountBehaviour>;
+
+function refusedFailed(): ActorReply {
+  return { kind: 'refused', reason: 'failed' };
+}
+
+function journalEvent(event: Event): JournalEvent {
+  const created = event.type === 'transaction_created';
+  return {
+    type: event.type,
+    transaction_id: created ? event.transaction.id : event.transaction_id,
+    payload: toStored(event),
+    request_id: created ? event.transaction.request_id : event.request_id,
+    at: created ? event.transaction.created_at : event.at,
+  };
+}
+
+/** The read-model row of a transaction. */
+export function toReadModelRow(transaction: Transaction): ReadModelRow {
+  return {
+    id: transaction.id,
+    user_id: transaction.user_id,
+    type: transaction.type,
+    amount: transaction.amount.toString(),
+    currency: transaction.currency,
+    status: transaction.status,
+    description: transaction.description,
+    metadata: transaction.metadata,
+    failure_code: transaction.failure?.code ?? null,
+    failure_message: transaction.failure?.message ?? null,
+    bank_reference: transaction.bank_reference,
+    attempts: transaction.attempts,
+    request_id: transaction.request_id,
+    created_at: transaction.created_at,
+    updated_at: transaction.updated_at,
+    completed_at: transaction.completed_at,
+  };
+}

@@ -1,0 +1,88 @@
+import { z } from 'zod';
+import type { AccountState, Event } from './account.ts';
+
+// How account events and states look at rest (journal payloads, snapshots): bigints as decimal
+// strings. Reading validates every field, so a corrupt row is refused rather than half-applied.
+
+const amount = z
+  .string()
+  .regex(/^-?\d{1,19}$/)
+  .transform((value) => BigInt(value));
+const cause = z.enum(['api', 'bank_response', 'bank_callback', 'poll', 'retry', 'admin', 'recovery']);
+const failure = z.object({ code: z.string(), message: z.string() });
+const stamp = { at: z.string(), cause, request_id: z.string().nullable() };
+
+const transaction = z.object({
+  id: z.string(),
+  user_id: z.string(),
+  type: z.enum(['deposit', 'withdrawal']),
+  amount,
+  currency: z.string(),
+  status: z.enum(['pending', 'processing', 'succeeded', 'failed']),
+  description: z.string().nullable(),
+  metadata: z.record(z.string(), z.string()).nullable(),
+  failure: failure.nullable(),
+  bank_reference: z.string().nullable(),
+  attempts: z.number().int().nonnegative(),
+  request_id: z.string().nullable(),
+  created_at: z.string(),
+  updated_at: z.string(),
+  completed_at: z.string().nullable(),
+});
+
+const event = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('transaction_created'), transaction }),
+  z.object({
+    type: z.literal('transaction_processing'),
+    transaction_id: z.string(),
+    bank_reference: z.string(),
+    attempts: z.number().int(),
+    ...stamp,
+  }),
+  z.object({
+    type: z.literal('attempt_failed'),
+    transaction_id: z.string(),
+    attempts: z.number().int(),
+    error: z.string(),
+    ...stamp,
+  }),
+  z.object({ type: z.literal('transaction_succeeded'), transaction_id: z.string(), ...stamp }),
+  z.object({ type: z.literal('transaction_failed'), transaction_id: z.string(), failure, ...stamp }),
+]);
+
+const SNAPSHOT_VERSION = 1;
+const state = z.object({
+  version: z.literal(SNAPSHOT_VERSION),
+  user_id: z.string(),
+  seq: z.number().int().nonnegative(),
+  balances: z.record(z.string(), z.object({ available: amount, held: amount })),
+  open: z.record(z.string(), transaction),
+});
+
+/** JSON-safe copy of a value, bigints as strings. */
+export function toStored(value: unknown): unknown {
+  if (typeof value === 'bigint') return value.toString();
+  if (Array.isArray(value)) return value.map(toStored);
+  if (value !== null && typeof value === 'object') {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toStored(v)]));
+  }
+  return value;
+}
+
+/** An event read back from the journal; throws on a payload that is not a valid event. */
+export function eventFromStored(payload: unknown): Event {
+  return event.parse(payload);
+}
+
+/** A state as a snapshot stores it. */
+export function stateToStored(account: AccountState): unknown {
+  return toStored({ version: SNAPSHOT_VERSION, ...account });
+}
+
+/** A state read back from a snapshot, or undefined when the snapshot is corrupt or of another version. */
+export function stateFromStored(stored: unknown): AccountState | undefined {
+  const parsed = state.safeParse(stored);
+  if (!parsed.success) return undefined;
+  const { version: _version, ...account } = parsed.data;
+  return account;
+}

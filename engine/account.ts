@@ -1,0 +1,204 @@
+import { BALANCE_MAX } from './money.ts';
+import { reject, type Rejection } from './rejections.ts';
+
+// The pure core of one user's account: no I/O, no clock, no actor. `decide` turns a command into
+// events or a rejection; `apply` folds an event into the state. Replaying the journal is `apply` alone.
+
+export type TransactionType = 'deposit' | 'withdrawal';
+export type TransactionStatus = 'pending' | 'processing' | 'succeeded' | 'failed';
+export type Cause = 'api' | 'bank_response' | 'bank_callback' | 'poll' | 'retry' | 'admin' | 'recovery';
+export type Failure = { code: string; message: string };
+
+export interface Transaction {
+  id: string;
+  user_id: string;
+  type: TransactionType;
+  amount: bigint;
+  currency: string;
+  status: TransactionStatus;
+  description: string | null;
+  metadata: Record<string, string> | null;
+  failure: Failure | null;
+  bank_reference: string | null;
+  attempts: number;
+  request_id: string | null;
+  created_at: string;
+  updated_at: string;
+  completed_at: string | null;
+}
+
+export interface Balance {
+  available: bigint;
+  held: bigint;
+}
+
+export interface AccountState {
+  user_id: string;
+  /** The sequence number of the last journaled event. */
+  seq: number;
+  balances: Readonly<Record<string, Balance>>;
+  /** Transactions still pending or processing, by id. */
+  open: Readonly<Record<string, Transaction>>;
+}
+
+interface Stamp {
+  at: string;
+  cause: Cause;
+  request_id: string | null;
+}
+
+export type Command =
+  | {
+      type: 'create';
+      transaction: Pick<Transaction, 'id' | 'type' | 'amount' | 'currency' | 'description' | 'metadata'>;
+      at: string;
+      request_id: string | null;
+    }
+  | ({ type: 'start_processing'; transaction_id: string; bank_reference: string; attempts: number } & Stamp)
+  | ({ type: 'record_attempt'; transaction_id: string; attempts: number; error: string } & Stamp)
+  | ({ type: 'settle'; transaction_id: string; outcome: 'succeeded' | 'failed'; failure?: Failure } & Stamp);
+
+export type Event =
+  | { type: 'transaction_created'; transaction: Transaction }
+  | ({ type: 'transaction_processing'; transaction_id: string; bank_reference: string; attempts: number } & Stamp)
+  | ({ type: 'attempt_failed'; transaction_id: string; attempts: number; error: string } & Stamp)
+  | ({ type: 'transaction_succeeded'; transaction_id: string } & Stamp)
+  | ({ type: 'transaction_failed'; transaction_id: string; failure: Failure } & Stamp);
+
+export type Decision = { kind: 'accepted'; events: Event[] } | Rejection | { kind: 'noop'; reason: 'not_open' };
+
+const ZERO: Balance = Object.freeze({ available: 0n, held: 0n });
+
+/** The state of an account that has no events yet. */
+export function emptyAccount(user_id: string): AccountState {
+  return { user_id, seq: 0, balances: {}, open: {} };
+}
+
+/** The balance in one currency (zero when the account never used it). */
+export function balanceOf(state: AccountState, currency: string): Balance {
+  return state.balances[currency] ?? ZERO;
+}
+
+/** Decides what a command does to the account, without changing it. */
+export function decide(state: AccountState, command: Command): Decision {
+  if (command.type === 'create') return decideCreate(state, command);
+  const open = state.open[command.transaction_id];
+  if (!open) return { kind: 'noop', reason: 'not_open' };
+  const stamp: Stamp = { at: command.at, cause: command.cause, request_id: command.request_id };
+  switch (command.type) {
+    case 'start_processing':
+      if (open.status !== 'pending') return { kind: 'noop', reason: 'not_open' };
+      return accepted({
+        type: 'transaction_processing',
+        transaction_id: open.id,
+        bank_reference: command.bank_reference,
+        attempts: command.attempts,
+        ...stamp,
+      });
+    case 'record_attempt':
+      return accepted({
+        type: 'attempt_failed',
+        transaction_id: open.id,
+        attempts: command.attempts,
+        error: command.error,
+        ...stamp,
+      });
+    case 'settle':
+      return command.outcome === 'succeeded'
+        ? accepted({ type: 'transaction_succeeded', transaction_id: open.id, ...stamp })
+        : accepted({
+            type: 'transaction_failed',
+            transaction_id: open.id,
+            failure: command.failure ?? { code: 'bank_declined', message: 'The bank declined the transfer.' },
+            ...stamp,
+          });
+  }
+}
+
+function decideCreate(state: AccountState, command: Extract<Command, { type: 'create' }>): Decision {
+  const { transaction } = command;
+  if (state.open[transaction.id]) return reject('transaction_exists');
+  const balance = balanceOf(state, transaction.currency);
+  if (transaction.type === 'withdrawal' && transaction.amount > balance.available) return reject('insufficient_funds');
+  if (transaction.type === 'deposit') {
+    const incoming = Object.values(state.open)
+      .filter((open) => open.type === 'deposit' && open.currency === transaction.currency)
+      .reduce((sum, open) => sum + open.amount, 0n);
+    if (balance.available + balance.held + incoming + transaction.amount > BALANCE_MAX) {
+      return reject('balance_limit_exceeded');
+    }
+  }
+  return accepted({
+    type: 'transaction_created',
+    transaction: {
+      ...transaction,
+      user_id: state.user_id,
+      status: 'pending',
+      failure: null,
+      bank_reference: null,
+      attempts: 0,
+      request_id: command.request_id,
+      created_at: command.at,
+      updated_at: command.at,
+      completed_at: null,
+    },
+  });
+}
+
+function accepted(...events: Event[]): Decision {
+  return { kind: 'accepted', events };
+}
+
+/** The transaction as it stands after `event`, given the state before it. */
+export function transactionAfter(state: AccountState, event: Event): Transaction {
+  if (event.type === 'transaction_created') return event.transaction;
+  const open = state.open[event.transaction_id];
+  if (!open) throw new Error(`event ${event.type} for transaction ${event.transaction_id}, which is not open`);
+  switch (event.type) {
+    case 'transaction_processing':
+      return {
+        ...open,
+        status: 'processing',
+        bank_reference: event.bank_reference,
+        attempts: event.attempts,
+        updated_at: event.at,
+      };
+    case 'attempt_failed':
+      return { ...open, attempts: event.attempts, updated_at: event.at };
+    case 'transaction_succeeded':
+      return { ...open, status: 'succeeded', updated_at: event.at, completed_at: event.at };
+    case 'transaction_failed':
+      return { ...open, status: 'failed', failure: event.failure, updated_at: event.at, completed_at: event.at };
+  }
+}
+
+/** Folds one event into the state; throws if it would break an invariant (a bug, never an input). */
+export function apply(state: AccountState, event: Event): AccountState {
+  const transaction = transactionAfter(state, event);
+  const open = { ...state.open };
+  const before = balanceOf(state, transaction.currency);
+  let balance = before;
+  if (event.type === 'transaction_created' && transaction.type === 'withdrawal') {
+    balance = { available: before.available - transaction.amount, held: before.held + transaction.amount };
+  } else if (event.type === 'transaction_succeeded') {
+    balance =
+      transaction.type === 'deposit'
+        ? { available: before.available + transaction.amount, held: before.held }
+        : { available: before.available, held: before.held - transaction.amount };
+  } else if (event.type === 'transaction_failed' && transaction.type === 'withdrawal') {
+    balance = { available: before.available + transaction.amount, held: before.held - transaction.amount };
+  }
+  if (balance.available < 0n || balance.held < 0n) {
+    throw new Error(
+      `invariant broken: ${event.type} leaves ${transaction.currency} at ${balance.available}/${balance.held}`,
+    );
+  }
+  if (transaction.status === 'succeeded' || transaction.status === 'failed') delete open[transaction.id];
+  else open[transaction.id] = transaction;
+  return {
+    user_id: state.user_id,
+    seq: state.seq + 1,
+    balances: balance === before ? state.balances : { ...state.balances, [transaction.currency]: balance },
+    open,
+  };
+}

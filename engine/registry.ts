@@ -1,0 +1,152 @@
+import nact from 'nact';
+import type { Logger } from '../logger.ts';
+import {
+  accountBehaviour,
+  type AccountBehaviour,
+  type AccountDeps,
+  type ActorReply,
+  type ActorRequest,
+} from './account-actor.ts';
+
+interface Waiting {
+  request: ActorRequest;
+  resolve: (reply: ActorReply) => void;
+}
+
+interface Entry {
+  ref: nact.Ref<'drain'>;
+  behaviour: AccountBehaviour;
+  /** The mailbox: requests not yet handed to the actor, bounded by `mailbox_max`. */
+  mailbox: Waiting[];
+  drainScheduled: boolean;
+  busy: boolean;
+  last_used_ms: number;
+}
+
+export interface RegistryOptions {
+  deps: AccountDeps;
+  idle_ms: number;
+  mailbox_max: number;
+  /** The most requests one actor turn takes from its mailbox (and commits together). */
+  batch_max: number;
+  ask_timeout_ms: number;
+  log: Logger;
+}
+
+/**
+ * The account actors of this instance: spawned on first use, one per user, passivated (snapshot,
+ * then stop) once idle, dropped at once when their shard is lost. A request waits in the actor's
+ * bounded mailbox; each actor turn drains what has gathered there and handles it as one batch.
+ */
+export function createRegistry(options: RegistryOptions) {
+  const system = nact.start();
+  const actors = new Map<string, Entry>();
+  let spawned = 0;
+  const sweeper = setInterval(() => void passivateIdle(), Math.max(50, Math.floor(options.idle_ms / 2)));
+  sweeper.unref();
+
+  function getOrSpawn(user_id: string): Entry {
+    const existing = actors.get(user_id);
+    if (existing) return existing;
+    spawned += 1;
+    const entry: Entry = {
+      ref: undefined as unknown as nact.Ref<'drain'>,
+      behaviour: accountBehaviour(user_id, options.deps),
+      mailbox: [],
+      drainScheduled: false,
+      busy: false,
+      last_used_ms: Date.now(),
+    };
+    // nact runs one message at a time per actor, even across awaits: that is the serialisation.
+    entry.ref = nact.spawn(
+      system,
+      async (state: null) => {
+        entry.drainScheduled = false;
+        const batch = entry.mailbox.splice(0, options.batch_max);
+        if (entry.mailbox.length > 0) scheduleDrain(entry);
+        if (batch.length === 0) return state;
+        entry.busy = true;
+        const replies = await entry.behaviour.handle(batch.map((waiting) => waiting.request));
+        entry.busy = false;
+        entry.last_used_ms = Date.now();
+        batch.forEach((waiting, i) => waiting.resolve(replies[i]!));
+        return state;
+      },
+      `account-${spawned}`,
+      { initialState: null },
+    );
+    actors.set(user_id, entry);
+    return entry;
+  }
+
+  function scheduleDrain(entry: Entry): void {
+    if (entry.drainScheduled) return;
+    entry.drainScheduled = true;
+    nact.dispatch(entry.ref, 'drain');
+  }
+
+  function enqueue(entry: Entry, request: ActorRequest): Promise<ActorReply> {
+    return new Promise((resolve) => {
+      entry.mailbox.push({ request, resolve });
+      scheduleDrain(entry);
+    });
+  }
+
+  function drop(user_id: string): void {
+    const entry = actors.get(user_id);
+    if (!entry) return;
+    actors.delete(user_id);
+    nact.stop(entry.ref);
+    for (const waiting of entry.mailbox.splice(0)) waiting.resolve({ kind: 'refused', reason: 'not_owned' });
+  }
+
+  async function passivate(user_id: string, entry: Entry): Promise<void> {
+    actors.delete(user_id);
+    await enqueue(entry, { kind: 'passivate' });
+    nact.stop(entry.ref);
+  }
+
+  async function passivateIdle(): Promise<void> {
+    const cutoff = Date.now() - options.idle_ms;
+    const idle = [...actors].filter(([, e]) => !e.busy && e.mailbox.length === 0 && e.last_used_ms <= cutoff);
+    for (const [user_id, entry] of idle) await passivate(user_id, entry);
+  }
+
+  return {
+    /** Sends a request to the user's actor and waits (bounded) for its reply. */
+    async ask(user_id: string, request: ActorRequest): Promise<ActorReply> {
+      const entry = getOrSpawn(user_id);
+      if (entry.mailbox.length >= options.mailbox_max) return { kind: 'refused', reason: 'busy' };
+      entry.last_used_ms = Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      // A timed-out ask is an unknown outcome: the actor may still handle the request.
+      const timeout = new Promise<ActorReply>((resolve) => {
+        timer = setTimeout(() => resolve({ kind: 'refused', reason: 'timeout' }), options.ask_timeout_ms);
+      });
+      const reply = await Promise.race([enqueue(entry, request), timeout]).finally(() => clearTimeout(timer));
+      if (reply.kind === 'refused' && reply.reason === 'stale_epoch') drop(user_id);
+      return reply;
+    },
+
+    /** Stops every actor of a shard this instance no longer owns. */
+    dropShard(shard: number): void {
+      for (const [user_id, entry] of actors) if (entry.behaviour.shard === shard) drop(user_id);
+    },
+
+    alive: () => actors.size,
+    mailboxDepth: () => [...actors.values()].reduce((sum, entry) => sum + entry.mailbox.length, 0),
+    isAlive: (user_id: string) => actors.has(user_id),
+
+    /** Passivates every idle actor now (what the sweeper does on its own schedule). */
+    passivateIdle,
+
+    /** Snapshots and stops every actor, then the actor system. */
+    async close(): Promise<void> {
+      clearInterval(sweeper);
+      await Promise.all([...actors].map(([user_id, entry]) => passivate(user_id, entry)));
+      nact.stop(system);
+    },
+  };
+}
+
+export type Registry = ReturnType<typeof createRegistry>;

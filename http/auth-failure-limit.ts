@@ -1,0 +1,83 @@
+import type { Middleware } from 'koa';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../logger.ts';
+import { toApiError } from './app.ts';
+import { reportLimits, tooManyRequests, uncounted } from './rate-limit-response.ts';
+import { createRateLimitStore, REDIS_TIMEOUT_MS_DEFAULT, type RedisDownPolicy } from './rate-limit-store.ts';
+
+export interface AuthFailureLimitOptions {
+  redis: Redis;
+  /** Prefix of the counter keys; instances that share it share the counts. */
+  key_prefix: string;
+  /** 401 answers an address may get per window before it is refused outright. */
+  max_per_min: number;
+  /** Paths neither counted nor refused, e.g. `/webhooks/`: the bank must not be locked out of callbacks. */
+  exempt_path_prefixes: readonly string[];
+  log: Logger;
+  /** Default `per_instance`: see the top of `rate-limit-store.ts`. */
+  on_redis_down?: RedisDownPolicy;
+  timeout_ms?: number;
+}
+
+const IPV4_MAPPED = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i;
+
+/**
+ * The counting key of a client address: IPv4 as it is, IPv6 by its /64. One subscriber usually holds a
+ * whole /64 and can rotate through it freely, so counting single IPv6 addresses would not limit anyone.
+ */
+export function addressKey(ip: string): string {
+  const mapped = IPV4_MAPPED.exec(ip);
+  if (mapped?.[1]) return mapped[1];
+  if (!ip.includes(':')) return ip || 'unknown';
+  const [head = '', tail] = (ip.split('%')[0] ?? '').split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  const zeros: string[] =
+    tail === undefined ? [] : Array<string>(Math.max(8 - left.length - right.length, 0)).fill('0');
+  const groups = [...left, ...zeros, ...right].slice(0, 4).map((group) => group.toLowerCase().replace(/^0+(?=.)/, ''));
+  return `${groups.join(':')}::/64`;
+}
+
+/**
+ * Limits failed authentication per client address, against API-key guessing: every 401 answered to
+ * an address is counted in Redis, and once an address has `max_per_min` of them in the window, its
+ * requests get 429 before the key is even looked at. Only failures count; blocking reads the count.
+ * Put it before `authenticate`, so that it sees the 401s of authentication and of the routes.
+ * `ctx.ip` is the socket's address (the app does not trust X-Forwarded-For): behind a proxy, every
+ * client would share the proxy's count unless `app.proxy` is set.
+ */
+export function authFailureLimit(options: AuthFailureLimitOptions): Middleware {
+  const on_redis_down = options.on_redis_down ?? 'per_instance';
+  const store = createRateLimitStore({
+    name: 'auth_failures',
+    redis: options.redis,
+    key_prefix: options.key_prefix,
+    log: options.log,
+    on_redis_down,
+    timeout_ms: options.timeout_ms ?? REDIS_TIMEOUT_MS_DEFAULT,
+  });
+  const failures = store.counter('auth_failures', options.max_per_min);
+  const exempt = (path: string) => options.exempt_path_prefixes.some((prefix) => path.startsWith(prefix));
+
+  return async (ctx, next) => {
+    if (exempt(ctx.path)) {
+      await next();
+      return;
+    }
+    const key = addressKey(ctx.ip);
+    const seen = await failures.peek(key);
+    if (seen.store === 'none') {
+      uncounted(ctx, on_redis_down);
+    } else if (seen.consumed >= seen.limit) {
+      reportLimits(ctx, [{ ...seen, policy: failures.name }]);
+      return tooManyRequests(ctx, seen.reset_ms);
+    }
+    try {
+      await next();
+    } catch (caught) {
+      if (toApiError(caught).status === 401) await failures.consume(key);
+      throw caught;
+    }
+    if (ctx.status === 401) await failures.consume(key);
+  };
+}

@@ -1,0 +1,116 @@
+import type { Context, Middleware } from 'koa';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../logger.ts';
+import type { Caller } from './auth.ts';
+import { reportLimits, tooManyRequests, uncounted, type Measured } from './rate-limit-response.ts';
+import {
+  createRateLimitStore,
+  REDIS_TIMEOUT_MS_DEFAULT,
+  type Counter,
+  type RedisDownPolicy,
+} from './rate-limit-store.ts';
+
+export interface RateLimitOptions {
+  redis: Redis;
+  /** Prefix of every counter key; instances that share it share the limits. */
+  key_prefix: string;
+  global_per_min: number;
+  balance_per_min: number;
+  transactions_per_min: number;
+  log: Logger;
+  /** Default `per_instance`: see the top of `rate-limit-store.ts`. */
+  on_redis_down?: RedisDownPolicy;
+  timeout_ms?: number;
+}
+
+// @koa/router matches case-insensitively and with an optional trailing slash; these must match the same.
+const API_PATH = /^\/api\/v1(?:\/|$)/i;
+const BALANCE_PATH = /^\/api\/v1\/users\/([^/]+)\/balance\/?$/i;
+const USER_TRANSACTIONS_PATH = /^\/api\/v1\/users\/([^/]+)\/transactions\/?$/i;
+const TRANSACTION_LISTS_PATH = /^\/api\/v1\/(?:deposits|withdrawals)\/?$/i;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+type PerUserPolicy = 'balance' | 'transactions';
+
+/** Which per-user limit a request falls under, and whose resources it reads. */
+function perUserPolicy(ctx: Context): { policy: PerUserPolicy; target: string | undefined } | undefined {
+  // @koa/router answers HEAD with the GET route, so HEAD is counted like GET.
+  if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return undefined;
+  const balance = BALANCE_PATH.exec(ctx.path);
+  if (balance) return { policy: 'balance', target: balance[1] };
+  const transactions = USER_TRANSACTIONS_PATH.exec(ctx.path);
+  if (transactions) return { policy: 'transactions', target: transactions[1] };
+  if (TRANSACTION_LISTS_PATH.test(ctx.path)) {
+    const target = ctx.query.user_id;
+    return { policy: 'transactions', target: typeof target === 'string' ? target : undefined };
+  }
+  return undefined;
+}
+
+/**
+ * Whose bucket a request is counted in. A user is counted by their own id, whichever user the path
+ * names (reading someone else's balance is a 404 that still costs the caller). The admin is counted
+ * per target user, in buckets apart from the users' own: the admin is one trusted operator whose
+ * tools read across all users, so a single admin bucket would cap operations at 10 balances a minute
+ * for the whole service, and sharing the user's bucket would let operations spend a user's quota.
+ * The admin's total is still bounded by the global limit.
+ */
+function bucket(caller: Caller, target: string | undefined): string {
+  if (caller.kind === 'user') return `user:${caller.id}`;
+  return `admin:${target !== undefined && UUID.test(target) ? target.toLowerCase() : 'all'}`;
+}
+
+/**
+ * The API's rate limits, counted in Redis so that they hold across instances: a global limit over
+ * every `/api/v1` request, and per caller the balance limit and one shared limit for the transaction
+ * lists (`/users/:id/transactions`, `/deposits`, `/withdrawals`). Fixed 60 s windows. Runs after
+ * authentication; anonymous requests only count against the global limit (their routes answer 401).
+ */
+export function rateLimits(options: RateLimitOptions): Middleware {
+  const on_redis_down = options.on_redis_down ?? 'per_instance';
+  const store = createRateLimitStore({
+    name: 'api',
+    redis: options.redis,
+    key_prefix: options.key_prefix,
+    log: options.log,
+    on_redis_down,
+    timeout_ms: options.timeout_ms ?? REDIS_TIMEOUT_MS_DEFAULT,
+  });
+  const global = store.counter('global', options.global_per_min);
+  const perUser: Record<PerUserPolicy, Counter> = {
+    balance: store.counter('balance', options.balance_per_min),
+    transactions: store.counter('transactions', options.transactions_per_min),
+  };
+
+  /** Counts the request in one limit; true when that puts it over. */
+  async function over(ctx: Context, counter: Counter, key: string, measured: Measured[]): Promise<boolean> {
+    const count = await counter.consume(key);
+    if (count.store === 'none') {
+      uncounted(ctx, on_redis_down);
+      return false;
+    }
+    measured.push({ ...count, policy: counter.name });
+    return count.consumed > count.limit;
+  }
+
+  return async (ctx, next) => {
+    if (!API_PATH.test(ctx.path)) {
+      await next();
+      return;
+    }
+    const measured: Measured[] = [];
+    const caller = ctx.state.caller;
+    const rule = caller ? perUserPolicy(ctx) : undefined;
+    const own = caller && rule ? { counter: perUser[rule.policy], key: bucket(caller, rule.target) } : undefined;
+    // The caller's own limit first: a caller already over it must not use up everyone's global budget.
+    const limited =
+      (own !== undefined && (await over(ctx, own.counter, own.key, measured))) ||
+      (await over(ctx, global, 'all', measured));
+    reportLimits(ctx, measured);
+    if (limited) {
+      const exhausted = measured.filter((m) => m.consumed > m.limit);
+      return tooManyRequests(ctx, Math.max(...exhausted.map((m) => m.reset_ms)));
+    }
+    await next();
+  };
+}

@@ -1,0 +1,58 @@
+import Router from '@koa/router';
+import type { Registry } from '../../engine/registry.ts';
+import { balanceOf } from '../../engine/account.ts';
+import { toWire } from '../../engine/money.ts';
+import type { ReadModel } from '../../persistence/read-model.ts';
+import type { UserStore } from '../../persistence/users.ts';
+import { mayActFor, requireCaller, type Caller } from '../auth.ts';
+import { decodeCursor } from '../cursor.ts';
+import { errors, refusalError } from '../errors.ts';
+import { historyQuery, userIdParams } from '../schemas.ts';
+import { parseInput } from '../validation.ts';
+import { sendPage } from './pages.ts';
+
+export interface AccountRoutesDeps {
+  accounts: Registry;
+  readModel: ReadModel;
+  users: UserStore;
+  currencies: readonly string[];
+}
+
+/** GET /users/{user_id}/balance (from the live actor) and /users/{user_id}/transactions (read model). */
+export function accountRoutes(deps: AccountRoutesDeps): Router {
+  const router = new Router({ prefix: '/api/v1/users/:user_id' });
+
+  async function visibleUser(caller: Caller, params: unknown): Promise<string> {
+    const { user_id } = parseInput(userIdParams, params);
+    if (!mayActFor(caller, user_id)) throw errors.notFound('user');
+    if (caller.kind === 'admin' && !(await deps.users.findById(user_id))) throw errors.notFound('user');
+    return user_id;
+  }
+
+  router.get('/balance', async (ctx) => {
+    const user_id = await visibleUser(requireCaller(ctx.state), ctx.params);
+    const reply = await deps.accounts.ask(user_id, { kind: 'read' });
+    if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
+    const currencies = [...new Set([...deps.currencies, ...Object.keys(reply.state.balances)])];
+    ctx.body = {
+      user_id,
+      balances: currencies.map((currency) => {
+        const balance = balanceOf(reply.state, currency);
+        return { currency, available: toWire(balance.available), held: toWire(balance.held) };
+      }),
+    };
+  });
+
+  router.get('/transactions', async (ctx) => {
+    const user_id = await visibleUser(requireCaller(ctx.state), ctx.params);
+    const query = parseInput(historyQuery, ctx.query);
+    await sendPage(ctx, deps.readModel, {
+      ...query,
+      user_id,
+      limit: query.limit ?? 20,
+      ...(query.cursor !== undefined ? { after: decodeCursor(query.cursor) } : {}),
+    });
+  });
+
+  return router;
+}

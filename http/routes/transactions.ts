@@ -1,0 +1,128 @@
+import Router from '@koa/router';
+import type { Context } from 'koa';
+import { v7 as uuidv7 } from 'uuid';
+import type { TransactionType } from '../../engine/account.ts';
+import type { Outcome, Rendered } from '../../engine/account-actor.ts';
+import { REJECTIONS } from '../../engine/rejections.ts';
+import type { Registry } from '../../engine/registry.ts';
+import type { ReadModel } from '../../persistence/read-model.ts';
+import type { UserStore } from '../../persistence/users.ts';
+import { mayActFor, requireCaller, type Caller } from '../auth.ts';
+import { readJsonBody } from '../body.ts';
+import { decodeCursor } from '../cursor.ts';
+import { errors, refusalError } from '../errors.ts';
+import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
+import { transactionBody, transactionIdParams, typedListQuery } from '../schemas.ts';
+import { eventJson, rowJson, transactionJson } from '../transaction-json.ts';
+import { parseInput } from '../validation.ts';
+import { sendPage } from './pages.ts';
+
+export interface TransactionRoutesDeps {
+  accounts: Registry;
+  readModel: ReadModel;
+  users: UserStore;
+  gate: IdempotencyGate;
+  currencies: readonly string[];
+  bodySizeMaxBytes: number;
+}
+
+const PATHS: Record<TransactionType, string> = { deposit: '/api/v1/deposits', withdrawal: '/api/v1/withdrawals' };
+
+/** Resolves whose account a request acts on: the caller's own, or (admin) the named user's. */
+export async function targetUser(caller: Caller, user_id: string | undefined, users: UserStore): Promise<string> {
+  if (caller.kind === 'user') {
+    if (user_id !== undefined && user_id !== caller.id) throw errors.notFound('user');
+    return caller.id;
+  }
+  if (user_id === undefined) {
+    throw errors.validation([{ field: 'user_id', message: 'the admin must name the user to act for' }]);
+  }
+  if (!(await users.findById(user_id))) throw errors.notFound('user');
+  return user_id;
+}
+
+/** POST, GET by id, and GET lists for deposits and withdrawals. */
+export function transactionRoutes(deps: TransactionRoutesDeps): Router {
+  const router = new Router();
+  const body = transactionBody(deps.currencies);
+
+  const render =
+    (requestId: string) =>
+    (outcome: Outcome): Rendered => {
+      if (outcome.kind === 'accepted')
+        return { status: 202, body: JSON.stringify(transactionJson(outcome.transaction)) };
+      if (outcome.kind === 'rejected') {
+        return {
+          status: REJECTIONS[outcome.code].status,
+          body: JSON.stringify({ error: outcome.code, message: outcome.message, request_id: requestId }),
+        };
+      }
+      throw new Error('a new transaction cannot be a no-op');
+    };
+
+  async function create(ctx: Context, type: TransactionType): Promise<void> {
+    const caller = requireCaller(ctx.state);
+    const key = idempotencyKey(ctx);
+    const input = parseInput(body, await readJsonBody(ctx, deps.bodySizeMaxBytes));
+    const user_id = await targetUser(caller, input.user_id, deps.users);
+    const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, input) };
+    const { response, replayed } = await deps.gate.run(attempt, async () => {
+      const reply = await deps.accounts.ask(user_id, {
+        kind: 'command',
+        command: {
+          type: 'create',
+          transaction: {
+            id: uuidv7(),
+            type,
+            amount: BigInt(input.amount),
+            currency: input.currency,
+            description: input.description ?? null,
+            metadata: input.metadata ?? null,
+          },
+          at: new Date().toISOString(),
+          request_id: ctx.state.requestId,
+        },
+        idempotency: { ...attempt, render: render(ctx.state.requestId) },
+      });
+      if (reply.kind === 'done' && reply.response) return reply.response;
+      if (reply.kind === 'refused' && reply.reason === 'idempotency_conflict') {
+        const stored = await deps.gate.lookup(attempt);
+        if (stored) return stored;
+      }
+      throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
+    });
+    sendStored(ctx, response, replayed);
+  }
+
+  async function show(ctx: Context, type: TransactionType): Promise<void> {
+    const caller = requireCaller(ctx.state);
+    const { id } = parseInput(transactionIdParams, ctx.params);
+    const row = await deps.readModel.find(id);
+    if (!row || row.type !== type || !mayActFor(caller, row.user_id)) throw errors.notFound(type);
+    const events = await deps.readModel.events(row);
+    ctx.body = { ...rowJson(row), events: events.map(eventJson) };
+  }
+
+  async function list(ctx: Context, type: TransactionType): Promise<void> {
+    const caller = requireCaller(ctx.state);
+    const query = parseInput(typedListQuery, ctx.query);
+    if (caller.kind === 'user' && query.user_id !== undefined && query.user_id !== caller.id) {
+      throw errors.notFound('user');
+    }
+    const user_id = caller.kind === 'user' ? caller.id : query.user_id;
+    await sendPage(ctx, deps.readModel, {
+      ...query,
+      ...(user_id !== undefined ? { user_id } : {}),
+      type,
+      limit: query.limit ?? 20,
+      ...(query.cursor !== undefined ? { after: decodeCursor(query.cursor) } : {}),
+    });
+  }
+
+  for (const type of ['deposit', 'withdrawal'] as const) {
+    router.post(PATHS[type], (ctx) => create(ctx, type));
+    router.get(`${PATHS[type]}/:id`, (ctx) => show(ctx, type));
+    router.get(PATHS[type], (ctx) => list(ctx, type));
+  }
+  return router;
+}

@@ -1,0 +1,226 @@
+import type { Logger } from '../logger.ts';
+import type { IdempotencyRecord } from './idempotency.ts';
+import type { Queryable, Sql } from './sql.ts';
+
+/** One event as the journal stores it (payload already JSON-safe). */
+export interface JournalEvent {
+  type: string;
+  transaction_id: string | null;
+  payload: unknown;
+  request_id: string | null;
+  at: string;
+}
+
+/** A transactions read-model row (amount as a decimal string, times as ISO strings). */
+export interface ReadModelRow {
+  id: string;
+  user_id: string;
+  type: string;
+  amount: string;
+  currency: string;
+  status: string;
+  description: string | null;
+  metadata: Record<string, string> | null;
+  failure_code: string | null;
+  failure_message: string | null;
+  bank_reference: string | null;
+  attempts: number;
+  request_id: string | null;
+  created_at: string;
+  updated_at: string;
+  completed_at: string | null;
+}
+
+/** What one actor commits at once: its events, the rows they change, and the idempotency records. */
+export interface Append {
+  user_id: string;
+  shard: number;
+  epoch: bigint;
+  /** The sequence number of `events[0]`; the rest follow it. */
+  first_seq: number;
+  events: JournalEvent[];
+  rows: ReadModelRow[];
+  idempotency: IdempotencyRecord[];
+}
+
+export type AppendOutcome =
+  { ok: true } | { ok: false; reason: 'stale_epoch' | 'idempotency_conflict' | 'failed'; error?: unknown };
+
+export interface JournalOptions {
+  batch_size_max: number;
+  batch_wait_ms: number;
+  flushes_in_flight_max: number;
+  idempotency_ttl_hours: number;
+  log: Logger;
+  /** Called after each commit attempt with its size and latency (metrics). */
+  onBatch?: (size: number, latency_ms: number) => void;
+}
+
+class IdempotencyConflict extends Error {}
+
+/**
+ * The group-committed journal. Appends from every actor queue here and are written in batches,
+ * one Postgres transaction each: journal rows, read-model rows and idempotency records together,
+ * after checking each append's fencing epoch under a share lock on its shard's lease row.
+ */
+export function createJournal(sql: Sql, options: JournalOptions) {
+  const queue: { append: Append; resolve: (outcome: AppendOutcome) => void }[] = [];
+  let inFlight = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let closed = false;
+
+  function kick(): void {
+    while (inFlight < options.flushes_in_flight_max && queue.length >= options.batch_size_max) void flush();
+    if (timer || inFlight >= options.flushes_in_flight_max || queue.length === 0) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (queue.length > 0 && inFlight < options.flushes_in_flight_max) void flush();
+    }, options.batch_wait_ms);
+  }
+
+  async function flush(): Promise<void> {
+    inFlight += 1;
+    const batch = queue.splice(0, options.batch_size_max);
+    const started = performance.now();
+    const outcomes = await commitBatch(batch.map((item) => item.append));
+    options.onBatch?.(batch.length, performance.now() - started);
+    batch.forEach((item, i) => item.resolve(outcomes[i]!));
+    inFlight -= 1;
+    kick();
+  }
+
+  /** One transaction for the whole batch; if it fails, each append is retried alone so one bad append fails alone. */
+  async function commitBatch(appends: Append[]): Promise<AppendOutcome[]> {
+    try {
+      return await sql.begin((tx) => writeAppends(tx, appends));
+    } catch (error) {
+      if (appends.length === 1) return [failure(error)];
+      options.log.warn({ err: error, size: appends.length }, 'batch failed; committing its appends one by one');
+      return Promise.all(
+        appends.map((append) => sql.begin((tx) => writeAppends(tx, [append])).then((o) => o[0]!, failure)),
+      );
+    }
+  }
+
+  async function writeAppends(tx: Queryable, appends: Append[]): Promise<AppendOutcome[]> {
+    const shards = [...new Set(appends.map((append) => append.shard))];
+    const leases = await tx<{ shard: number; epoch: bigint }[]>`
+      SELECT shard, epoch FROM shard_leases
+      WHERE shard IN (SELECT value::int FROM jsonb_array_elements_text(${JSON.stringify(shards)}::text::jsonb))
+      FOR SHARE`;
+    const current = new Map(leases.map((lease) => [lease.shard, lease.epoch]));
+    const outcomes = appends.map((append): AppendOutcome =>
+      current.get(append.shard) === append.epoch ? { ok: true } : { ok: false, reason: 'stale_epoch' },
+    );
+    const live = appends.filter((_, i) => outcomes[i]!.ok);
+    if (live.length === 0) return outcomes;
+    await insertIdempotency(tx, live);
+    await insertJournal(tx, live);
+    await upsertReadModel(tx, live);
+    return outcomes;
+  }
+
+  async function insertIdempotency(tx: Queryable, appends: Append[]): Promise<void> {
+    const records = appends.flatMap((append) => append.idempotency);
+    if (records.length === 0) return;
+    const inserted = await tx`
+      INSERT INTO idempotency_keys (caller, key, fingerprint, user_id, status_code, body, expires_at)
+      SELECT caller, key, fingerprint, user_id, status_code, body,
+             now() + make_interval(hours => ${options.idempotency_ttl_hours})
+      FROM jsonb_to_recordset(${JSON.stringify(records)}::text::jsonb)
+        AS r(caller text, key text, fingerprint text, user_id uuid, status_code int, body text)
+      ON CONFLICT (caller, key) DO UPDATE SET
+        fingerprint = excluded.fingerprint, user_id = excluded.user_id, status_code = excluded.status_code,
+        body = excluded.body, created_at = now(), expires_at = excluded.expires_at
+        WHERE idempotency_keys.expires_at <= now()
+      RETURNING 1`;
+    if (inserted.length !== records.length) throw new IdempotencyConflict('an idempotency key is already recorded');
+  }
+
+  async function insertJournal(tx: Queryable, appends: Append[]): Promise<void> {
+    const rows = appends.flatMap((append) =>
+      append.events.map((event, i) => ({
+        user_id: append.user_id,
+        seq: append.first_seq + i,
+        shard: append.shard,
+        epoch: append.epoch.toString(),
+        type: event.type,
+        transaction_id: event.transaction_id,
+        payload: event.payload,
+        request_id: event.request_id,
+        created_at: event.at,
+      })),
+    );
+    if (rows.length === 0) return;
+    await tx`
+      INSERT INTO journal (user_id, seq, shard, epoch, type, transaction_id, payload, request_id, created_at)
+      SELECT user_id, seq, shard, epoch, type, transaction_id, payload, request_id, created_at
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::text::jsonb)
+        AS r(user_id uuid, seq bigint, shard int, epoch bigint, type text, transaction_id uuid,
+             payload jsonb, request_id text, created_at timestamptz)`;
+  }
+
+  async function upsertReadModel(tx: Queryable, appends: Append[]): Promise<void> {
+    const rows = appends.flatMap((append) => append.rows);
+    if (rows.length === 0) return;
+    await tx`
+      INSERT INTO transactions (id, user_id, type, amount, currency, status, description, metadata,
+        failure_code, failure_message, bank_reference, attempts, request_id, created_at, updated_at, completed_at)
+      SELECT id, user_id, type, amount, currency, status, description, metadata,
+        failure_code, failure_message, bank_reference, attempts, request_id, created_at, updated_at, completed_at
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::text::jsonb)
+        AS r(id uuid, user_id uuid, type text, amount bigint, currency text, status text, description text,
+             metadata jsonb, failure_code text, failure_message text, bank_reference text, attempts int,
+             request_id text, created_at timestamptz, updated_at timestamptz, completed_at timestamptz)
+      ON CONFLICT (id) DO UPDATE SET
+        status = excluded.status, failure_code = excluded.failure_code, failure_message = excluded.failure_message,
+        bank_reference = excluded.bank_reference, attempts = excluded.attempts,
+        updated_at = excluded.updated_at, completed_at = excluded.completed_at`;
+  }
+
+  function failure(error: unknown): AppendOutcome {
+    if (error instanceof IdempotencyConflict) return { ok: false, reason: 'idempotency_conflict' };
+    options.log.error({ err: error }, 'journal append failed');
+    return { ok: false, reason: 'failed', error };
+  }
+
+  return {
+    /** Queues an append; resolves once it is committed (or refused). Never rejects. */
+    append(append: Append): Promise<AppendOutcome> {
+      if (closed) return Promise.resolve({ ok: false, reason: 'failed', error: new Error('journal closed') });
+      return new Promise((resolve) => {
+        queue.push({ append, resolve });
+        kick();
+      });
+    },
+
+    /** Appends waiting for a commit. */
+    depth: () => queue.length,
+
+    /** Stops taking appends and waits for the queued ones to commit. */
+    async close(): Promise<void> {
+      closed = true;
+      while (queue.length > 0 || inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+    },
+  };
+}
+
+export type Journal = ReturnType<typeof createJournal>;
+
+/** Reads a user's events after `after_seq`, in order, a page at a time. */
+export async function* readJournal(
+  sql: Sql,
+  user_id: string,
+  after_seq: number,
+  page_size = 5000,
+): AsyncGenerator<{ seq: number; payload: unknown }> {
+  let last = after_seq;
+  for (;;) {
+    const rows = await sql<{ seq: bigint; payload: unknown }[]>`
+      SELECT seq, payload FROM journal WHERE user_id = ${user_id} AND seq > ${last}
+      ORDER BY seq LIMIT ${page_size}`;
+    for (const row of rows) yield { seq: Number(row.seq), payload: row.payload };
+    if (rows.length < page_size) return;
+    last = Number(rows[rows.length - 1]!.seq);
+  }
+}

@@ -1,0 +1,90 @@
+import type { Sql } from './sql.ts';
+
+export interface TransactionRow {
+  id: string;
+  user_id: string;
+  type: 'deposit' | 'withdrawal';
+  amount: bigint;
+  currency: string;
+  status: string;
+  description: string | null;
+  metadata: Record<string, string> | null;
+  failure_code: string | null;
+  failure_message: string | null;
+  bank_reference: string | null;
+  attempts: number;
+  created_at: Date;
+  updated_at: Date;
+  completed_at: Date | null;
+}
+
+export interface EventRow {
+  seq: bigint;
+  type: string;
+  payload: Record<string, unknown>;
+  request_id: string | null;
+  created_at: Date;
+}
+
+export interface PageQuery {
+  user_id?: string;
+  type?: 'deposit' | 'withdrawal';
+  status?: string;
+  currency?: string;
+  created_from?: Date;
+  created_to?: Date;
+  min_amount?: bigint;
+  max_amount?: bigint;
+  /** Keyset position: rows strictly older than (created_at, id). */
+  after?: { created_at: Date; id: string };
+  limit: number;
+}
+
+const COLUMNS = `id, user_id, type, amount, currency, status, description, metadata, failure_code,
+  failure_message, bank_reference, attempts, created_at, updated_at, completed_at`;
+
+/** Queries over the transactions read model and the journal's audit trail. */
+export function createReadModel(sql: Sql) {
+  return {
+    async find(id: string): Promise<TransactionRow | undefined> {
+      const rows = await sql<TransactionRow[]>`SELECT ${sql.unsafe(COLUMNS)} FROM transactions WHERE id = ${id}`;
+      return rows[0];
+    },
+
+    /** Every journal event of one transaction, in order: its audit trail. */
+    async events(transaction: { id: string; user_id: string }): Promise<EventRow[]> {
+      return sql<EventRow[]>`
+        SELECT seq, type, payload, request_id, created_at FROM journal
+        WHERE transaction_id = ${transaction.id} AND user_id = ${transaction.user_id} ORDER BY seq`;
+    },
+
+    /** One page, newest first, keyset on (created_at, id); fetches one row more to know if more exist. */
+    async page(query: PageQuery): Promise<{ rows: TransactionRow[]; has_more: boolean }> {
+      const conditions = [
+        query.user_id !== undefined && sql`user_id = ${query.user_id}`,
+        query.type !== undefined && sql`type = ${query.type}`,
+        query.status !== undefined && sql`status = ${query.status}`,
+        query.currency !== undefined && sql`currency = ${query.currency}`,
+        query.created_from !== undefined && sql`created_at >= ${query.created_from}`,
+        query.created_to !== undefined && sql`created_at < ${query.created_to}`,
+        query.min_amount !== undefined && sql`amount >= ${query.min_amount}`,
+        query.max_amount !== undefined && sql`amount <= ${query.max_amount}`,
+        query.after !== undefined && sql`(created_at, id) < (${query.after.created_at}, ${query.after.id})`,
+      ].filter((condition) => condition !== false);
+      const where = conditions.reduce((all, condition) => sql`${all} AND ${condition}`, sql`TRUE`);
+      const rows = await sql<TransactionRow[]>`
+        SELECT ${sql.unsafe(COLUMNS)} FROM transactions WHERE ${where}
+        ORDER BY created_at DESC, id DESC LIMIT ${query.limit + 1}`;
+      return { rows: rows.slice(0, query.limit), has_more: rows.length > query.limit };
+    },
+
+    /** Transactions still pending or processing, oldest first (what payment workers resume). */
+    async open(limit: number): Promise<TransactionRow[]> {
+      return sql<TransactionRow[]>`
+        SELECT ${sql.unsafe(COLUMNS)} FROM transactions WHERE status IN ('pending', 'processing')
+        ORDER BY created_at LIMIT ${limit}`;
+    },
+  };
+}
+
+export type ReadModel = ReturnType<typeof createReadModel>;
