@@ -46,6 +46,8 @@ const schema = z.object({
   RATE_LIMIT_GLOBAL_PER_MIN: integer(1000, 1, 100_000_000),
   RATE_LIMIT_BALANCE_PER_MIN: integer(10, 1, 100_000_000),
   RATE_LIMIT_TRANSACTIONS_PER_MIN: integer(20, 1, 100_000_000),
+  RATE_LIMIT_AUTH_FAILURES_PER_MIN: integer(20, 1, 100_000_000),
+  REDIS_KEY_PREFIX: z.string().max(100).default('pgw:'),
   IDEMPOTENCY_TTL_HOURS: integer(24, 24, 24 * 365),
   CURRENCIES: list('USD,EUR,GBP').pipe(z.array(z.string().regex(/^[A-Z]{3}$/, 'ISO 4217 codes, e.g. USD,EUR')).min(1)),
   BODY_SIZE_MAX_BYTES: integer(64 * 1024, 1024, 10 * 1024 * 1024),

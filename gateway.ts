@@ -4,6 +4,8 @@ import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.ts';
 import { authenticate } from './http/auth.ts';
+import { authFailureLimit } from './http/auth-failure-limit.ts';
+import { rateLimits } from './http/rate-limit.ts';
 import { createApp } from './http/app.ts';
 import { createIdempotencyGate } from './http/idempotency.ts';
 import { dependencyChecks, healthRoutes } from './http/routes/health.ts';
@@ -17,6 +19,7 @@ import { createSnapshotStore } from './persistence/snapshots.ts';
 import { createRegistry, type Registry } from './engine/registry.ts';
 import { ownAllShards } from './engine/shards.ts';
 import { accountRoutes } from './http/routes/accounts.ts';
+import { adminRoutes } from './http/routes/admin.ts';
 import { transactionRoutes } from './http/routes/transactions.ts';
 import { createRedis } from './persistence/redis.ts';
 import { createSql, type Sql } from './persistence/sql.ts';
@@ -86,11 +89,29 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
 
   const app = createApp({
     log: log.child({ module: 'http' }),
-    middleware: [authenticate(users, config.ADMIN_API_KEY)],
+    middleware: [
+      authFailureLimit({
+        redis,
+        key_prefix: `${config.REDIS_KEY_PREFIX}auth`,
+        max_per_min: config.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
+        exempt_path_prefixes: ['/webhooks/'],
+        log: log.child({ module: 'auth-failure-limit' }),
+      }),
+      authenticate(users, config.ADMIN_API_KEY),
+      rateLimits({
+        redis,
+        key_prefix: `${config.REDIS_KEY_PREFIX}rl`,
+        global_per_min: config.RATE_LIMIT_GLOBAL_PER_MIN,
+        balance_per_min: config.RATE_LIMIT_BALANCE_PER_MIN,
+        transactions_per_min: config.RATE_LIMIT_TRANSACTIONS_PER_MIN,
+        log: log.child({ module: 'rate-limit' }),
+      }),
+    ],
     routers: [
       healthRoutes(dependencyChecks(sql, redis), config.HEALTH_TIMEOUT_MS),
       userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
       accountRoutes({ accounts, readModel, users, currencies }),
+      adminRoutes({ sql, accounts }),
       transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
     ],
   });
