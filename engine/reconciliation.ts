@@ -34,7 +34,12 @@ export async function reconcile(
   const finish = async (state: AccountState, totals: Totals) => {
     report.users += 1;
     seenUsers.add(state.user_id);
-    compareTotals(state.user_id, totals, readModel.get(state.user_id) ?? new Map(), report.discrepancies);
+    compareTotals(
+      state.user_id,
+      totals,
+      readModel.get(state.user_id) ?? new Map<string, bigint>(),
+      report.discrepancies,
+    );
     const live = await options.liveState?.(state.user_id);
     if (live) compareBalances(state, live, report.discrepancies);
   };

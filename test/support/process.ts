@@ -1,0 +1,41 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { ADMIN_KEY } from './gateway.ts';
+
+/** A gateway in a child process (so it can be killed), answering on `port`. */
+export async function spawnGateway(
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const port = String(20_000 + Math.floor(Math.random() * 30_000));
+  const child = spawn('node', ['--import', 'tsx', 'main.ts'], {
+    env: {
+      ...process.env,
+      PORT: port,
+      HOST: '127.0.0.1',
+      ADMIN_API_KEY: ADMIN_KEY,
+      LOG_LEVEL: 'info',
+      RATE_LIMIT_GLOBAL_PER_MIN: '10000000',
+      RATE_LIMIT_BALANCE_PER_MIN: '10000000',
+      RATE_LIMIT_TRANSACTIONS_PER_MIN: '10000000',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const deadline = Date.now() + 30_000;
+  while (!output.includes('gateway listening')) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`gateway did not start:\n${output}`);
+    await Promise.race([once(child.stdout!, 'data'), new Promise((resolve) => setTimeout(resolve, 200))]);
+  }
+  return { child, url: `http://127.0.0.1:${port}`, output: () => output };
+}
+
+/** SIGKILLs a child and waits until it is gone. */
+export async function kill9(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGKILL');
+  await exited;
+}
