@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEFAULT_RATES } from './simulator/scenarios.ts';
 
 /** Thrown when an environment variable has a value the service cannot run with. */
 export class ConfigError extends Error {
@@ -39,6 +40,21 @@ const schema = z.object({
   BANK_MAX_DELAY_MS: integer(10_000, 0, 600_000),
   BANK_SUCCESS_RATE: z.coerce.number().min(0).max(1).default(0.9),
   BANK_SEED: z.string().default(''),
+  // The in-process simulator's failure rates (BANK_URL empty); a separate bank reads its own.
+  BANK_TIMEOUT_RATE: z.coerce.number().min(0).max(1).default(DEFAULT_RATES.timeout),
+  BANK_UNAVAILABLE_RATE: z.coerce.number().min(0).max(1).default(DEFAULT_RATES.unavailable),
+  BANK_INVALID_RATE: z.coerce.number().min(0).max(1).default(DEFAULT_RATES.invalid),
+  BANK_INSUFFICIENT_FUNDS_RATE: z.coerce.number().min(0).max(1).default(DEFAULT_RATES.insufficient_funds),
+  BANK_DUPLICATE_CALLBACK_RATE: z.coerce.number().min(0).max(1).default(DEFAULT_RATES.duplicate_callback),
+  BANK_LOST_CALLBACK_RATE: z.coerce.number().min(0).max(1).default(DEFAULT_RATES.lost_callback),
+  BANK_TIMEOUT_MS: integer(5000, 10, 120_000),
+  BANK_ATTEMPTS_MAX: integer(8, 1, 100),
+  BANK_BACKOFF_BASE_MS: integer(500, 1, 600_000),
+  BANK_BACKOFF_MAX_MS: integer(60_000, 1, 3_600_000),
+  BANK_CALLBACK_DEADLINE_MS: integer(30_000, 10, 3_600_000),
+  BANK_POLLS_MAX: integer(20, 1, 10_000),
+  BANK_BREAKER_RESET_MS: integer(10_000, 10, 600_000),
+  BANK_CALLS_IN_FLIGHT_MAX: integer(64, 1, 10_000),
   SHARDS: integer(64, 1, 4096),
   INSTANCE_ID: z.string().min(1).max(100).default(`${process.pid}`),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -49,6 +65,7 @@ const schema = z.object({
   RATE_LIMIT_AUTH_FAILURES_PER_MIN: integer(20, 1, 100_000_000),
   REDIS_KEY_PREFIX: z.string().max(100).default('pgw:'),
   IDEMPOTENCY_TTL_HOURS: integer(24, 24, 24 * 365),
+  CORS_ORIGINS: list(''),
   CURRENCIES: list('USD,EUR,GBP').pipe(z.array(z.string().regex(/^[A-Z]{3}$/, 'ISO 4217 codes, e.g. USD,EUR')).min(1)),
   BODY_SIZE_MAX_BYTES: integer(64 * 1024, 1024, 10 * 1024 * 1024),
   HEALTH_TIMEOUT_MS: integer(1000, 50, 30_000),

@@ -1,11 +1,12 @@
 import { once } from 'node:events';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.ts';
 import { authenticate } from './http/auth.ts';
 import { authFailureLimit } from './http/auth-failure-limit.ts';
 import { rateLimits } from './http/rate-limit.ts';
+import { securityHeaders } from './http/security-headers.ts';
 import { createApp } from './http/app.ts';
 import { createIdempotencyGate } from './http/idempotency.ts';
 import { dependencyChecks, healthRoutes } from './http/routes/health.ts';
@@ -24,6 +25,12 @@ import { transactionRoutes } from './http/routes/transactions.ts';
 import { createRedis } from './persistence/redis.ts';
 import { createSql, type Sql } from './persistence/sql.ts';
 import { createUserStore } from './persistence/users.ts';
+import { createDeadLetterStore } from './persistence/dead-letters.ts';
+import { createInbox } from './persistence/inbox.ts';
+import { createBankClient } from './engine/bank-client.ts';
+import { createPayments, type Payments } from './engine/payments.ts';
+import { webhookRoutes } from './http/routes/webhooks.ts';
+import { loadBankEnv, startSimulator } from './simulator/simulator.ts';
 
 export interface Gateway {
   server: Server;
@@ -31,6 +38,9 @@ export interface Gateway {
   sql: Sql;
   redis: Redis;
   accounts: Registry;
+  payments: Payments;
+  /** The bank this instance talks to (the in-process simulator's address when BANK_URL is empty). */
+  bankUrl: string;
   /** Stops accepting, lets requests in flight finish (bounded), then closes the pools. */
   close(): Promise<void>;
 }
@@ -46,6 +56,17 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     once(redis, 'ready').catch(() => undefined),
     new Promise((resolve) => setTimeout(resolve, 2000)),
   ]);
+
+  // Listen first (answering 503 until ready): the in-process bank needs our address for its callbacks.
+  const server = createServer((_req, res) => res.writeHead(503, { 'Retry-After': '1' }).end());
+  server.keepAliveTimeout = 5_000;
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.listen(config.PORT, config.HOST);
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  const simulator = config.BANK_URL ? undefined : await startInProcessBank(config, port, log);
+  const bankUrl = config.BANK_URL || simulator!.url;
 
   const users = createUserStore(sql);
   const idempotency = createIdempotencyStore(sql, config.IDEMPOTENCY_TTL_HOURS);
@@ -70,8 +91,18 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     onError: (error) => log.warn({ err: error }, 'could not take the shards over yet'),
   });
   await Promise.race([ownership.ready, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  const deadLetters = createDeadLetterStore(sql);
+  const bank = createBankClient({
+    base_url: bankUrl,
+    timeout_ms: config.BANK_TIMEOUT_MS,
+    breaker_reset_ms: config.BANK_BREAKER_RESET_MS,
+    log: log.child({ module: 'bank-client' }),
+  });
+  let payments: Payments | undefined;
   const accounts = createRegistry({
     deps: {
+      onCommitted: (state, events) => payments?.onCommitted(state, events),
+      onRecovered: (state) => payments?.onRecovered(state),
       journal,
       snapshots: createSnapshotStore(sql),
       readEvents: (user_id, after_seq) => readJournal(sql, user_id, after_seq),
@@ -85,11 +116,24 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     ask_timeout_ms: config.ACTOR_ASK_TIMEOUT_MS,
     log: log.child({ module: 'registry' }),
   });
+  payments = createPayments({
+    bank,
+    accounts,
+    deadLetters,
+    attempts_max: config.BANK_ATTEMPTS_MAX,
+    backoff_base_ms: config.BANK_BACKOFF_BASE_MS,
+    backoff_max_ms: config.BANK_BACKOFF_MAX_MS,
+    callback_deadline_ms: config.BANK_CALLBACK_DEADLINE_MS,
+    polls_max: config.BANK_POLLS_MAX,
+    breaker_wait_ms: config.BANK_BREAKER_RESET_MS,
+    log: log.child({ module: 'payments' }),
+  });
   const currencies = config.CURRENCIES;
 
   const app = createApp({
     log: log.child({ module: 'http' }),
     middleware: [
+      securityHeaders({ cors_origins: config.CORS_ORIGINS }),
       authFailureLimit({
         redis,
         key_prefix: `${config.REDIS_KEY_PREFIX}auth`,
@@ -111,18 +155,23 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       healthRoutes(dependencyChecks(sql, redis), config.HEALTH_TIMEOUT_MS),
       userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
       accountRoutes({ accounts, readModel, users, currencies }),
-      adminRoutes({ sql, accounts }),
+      adminRoutes({ sql, accounts, payments, deadLetters, gate }),
+      webhookRoutes({
+        secrets: config.WEBHOOK_SECRETS,
+        inbox: createInbox(sql),
+        readModel,
+        accounts,
+        bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES,
+        log: log.child({ module: 'webhooks' }),
+      }),
       transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
     ],
   });
 
-  const server = app.listen(config.PORT, config.HOST);
-  server.keepAliveTimeout = 5_000;
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  log.info({ port, instance: config.INSTANCE_ID }, 'gateway listening');
+  server.removeAllListeners('request');
+  server.on('request', app.callback());
+  log.info({ port, instance: config.INSTANCE_ID, bank: bankUrl }, 'gateway listening');
+  void resumeOpenPayments(readModel, accounts, log);
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -134,11 +183,47 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       clearTimeout(deadline);
       reaper.stop();
       ownership.stop();
+      payments?.stop();
+      bank.shutdown();
+      await simulator?.close();
       await accounts.close();
       await journal.close();
       await sql.end({ timeout: 5 });
       redis.disconnect();
     })());
 
-  return { server, url: `http://127.0.0.1:${port}`, sql, redis, accounts, close };
+  return { server, url: `http://127.0.0.1:${port}`, sql, redis, accounts, payments, bankUrl, close };
+}
+
+/** The bank simulator in this process, calling back this instance, with the configured delays and rates. */
+function startInProcessBank(config: Config, port: number, log: Logger) {
+  const env = loadBankEnv({
+    ...process.env,
+    BANK_HOST: '127.0.0.1',
+    BANK_PORT: '0',
+    BANK_CALLBACK_URL: `http://127.0.0.1:${port}/webhooks/bank-callback`,
+    BANK_MIN_DELAY_MS: String(config.BANK_MIN_DELAY_MS),
+    BANK_MAX_DELAY_MS: String(config.BANK_MAX_DELAY_MS),
+    BANK_SUCCESS_RATE: String(config.BANK_SUCCESS_RATE),
+    BANK_SEED: config.BANK_SEED,
+    BANK_TIMEOUT_RATE: String(config.BANK_TIMEOUT_RATE),
+    BANK_UNAVAILABLE_RATE: String(config.BANK_UNAVAILABLE_RATE),
+    BANK_INVALID_RATE: String(config.BANK_INVALID_RATE),
+    BANK_INSUFFICIENT_FUNDS_RATE: String(config.BANK_INSUFFICIENT_FUNDS_RATE),
+    BANK_DUPLICATE_CALLBACK_RATE: String(config.BANK_DUPLICATE_CALLBACK_RATE),
+    BANK_LOST_CALLBACK_RATE: String(config.BANK_LOST_CALLBACK_RATE),
+    WEBHOOK_SECRETS: config.WEBHOOK_SECRETS.join(','),
+  });
+  return startSimulator(env, log.child({ module: 'bank' }));
+}
+
+/** After a start, every account with an open transaction recovers, which hands them to payment workers. */
+async function resumeOpenPayments(readModel: ReturnType<typeof createReadModel>, accounts: Registry, log: Logger) {
+  try {
+    const users = await readModel.usersWithOpenTransactions(100_000);
+    for (const user_id of users) await accounts.ask(user_id, { kind: 'read' });
+    if (users.length > 0) log.info({ accounts: users.length }, 'resumed the payments left open');
+  } catch (error) {
+    log.warn({ err: error }, 'could not resume open payments');
+  }
 }

@@ -95,6 +95,11 @@ export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
   return {
     inFlightCount: () => inFlight.size,
 
+    /** Stores the answer of a handler that commits nothing else (the actor stores its own). */
+    async record(attempt: Attempt, response: StoredResponse, user_id: string | null): Promise<void> {
+      await store.insert({ ...attempt, user_id, status_code: response.status, body: response.body });
+    },
+
     /** The stored answer for an attempt (422 when the key was used with another request), if any. */
     lookup: replayOrNothing,
 

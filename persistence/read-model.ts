@@ -78,11 +78,11 @@ export function createReadModel(sql: Sql) {
       return { rows: rows.slice(0, query.limit), has_more: rows.length > query.limit };
     },
 
-    /** Transactions still pending or processing, oldest first (what payment workers resume). */
-    async open(limit: number): Promise<TransactionRow[]> {
-      return sql<TransactionRow[]>`
-        SELECT ${sql.unsafe(COLUMNS)} FROM transactions WHERE status IN ('pending', 'processing')
-        ORDER BY created_at LIMIT ${limit}`;
+    /** Users with a transaction still pending or processing: whose payments resume after a restart. */
+    async usersWithOpenTransactions(limit: number): Promise<string[]> {
+      const rows = await sql<{ user_id: string }[]>`
+        SELECT DISTINCT user_id FROM transactions WHERE status IN ('pending', 'processing') LIMIT ${limit}`;
+      return rows.map((row) => row.user_id);
     },
   };
 }

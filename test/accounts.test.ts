@@ -45,15 +45,17 @@ describe('deposits', () => {
     assert.equal(shown.status, 200);
     assert.equal(shown.json.status, 'succeeded');
     assert.ok(shown.json.completed_at);
+    // The payment worker may have recorded the bank's acceptance in between.
+    const trail = shown.json.events.filter((e: { type: string }) => e.type !== 'transaction_processing');
     assert.deepEqual(
-      shown.json.events.map((e: { type: string; status: string }) => [e.type, e.status]),
+      trail.map((e: { type: string; status: string }) => [e.type, e.status]),
       [
         ['transaction_created', 'pending'],
         ['transaction_succeeded', 'succeeded'],
       ],
     );
-    assert.equal(shown.json.events[0].request_id, answer.headers.get('x-request-id'));
-    assert.equal(shown.json.events[1].cause, 'bank_callback');
+    assert.equal(trail[0].request_id, answer.headers.get('x-request-id'));
+    assert.equal(trail[1].cause, 'bank_callback');
   });
 
   test('a failed deposit credits nothing; a second result for it changes nothing', async () => {
@@ -65,7 +67,7 @@ describe('deposits', () => {
     const shown = await request('GET', `/api/v1/deposits/${answer.json.id}`, { key: user.api_key });
     assert.equal(shown.json.status, 'failed');
     assert.deepEqual(shown.json.failure, { code: 'bank_declined', message: 'declined in a test' });
-    assert.equal(shown.json.events.length, 2);
+    assert.equal(shown.json.events.filter((e: { type: string }) => e.type !== 'transaction_processing').length, 2);
   });
 
   for (const [name, body] of [

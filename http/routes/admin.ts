@@ -1,12 +1,78 @@
 import Router from '@koa/router';
 import { reconcile } from '../../engine/reconciliation.ts';
 import type { Registry } from '../../engine/registry.ts';
+import type { Payments } from '../../engine/payments.ts';
+import type { DeadLetterRow, DeadLetterStore } from '../../persistence/dead-letters.ts';
 import type { Sql } from '../../persistence/sql.ts';
 import { requireAdmin } from '../auth.ts';
+import { decodeCursor, encodeCursor } from '../cursor.ts';
+import { ApiError, errors, refusalError } from '../errors.ts';
+import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
+import { deadLetterListQuery, deadLetterParams } from '../schemas.ts';
+import { parseInput } from '../validation.ts';
+
+export interface AdminRoutesDeps {
+  sql: Sql;
+  accounts: Registry;
+  payments: Payments;
+  deadLetters: DeadLetterStore;
+  gate: IdempotencyGate;
+}
+
+/** A dead letter as the API shows it. */
+export function deadLetterJson(row: DeadLetterRow): Record<string, unknown> {
+  return {
+    id: row.id,
+    transaction_id: row.transaction_id,
+    user_id: row.user_id,
+    reason: row.reason,
+    attempts: row.attempts,
+    last_error: row.last_error,
+    created_at: row.created_at.toISOString(),
+    retried_at: row.retried_at?.toISOString() ?? null,
+  };
+}
 
 /** Admin-only operations under /api/v1/admin. */
-export function adminRoutes(deps: { sql: Sql; accounts: Registry }): Router {
+export function adminRoutes(deps: AdminRoutesDeps): Router {
   const router = new Router({ prefix: '/api/v1/admin' });
+
+  router.get('/dead-letters', async (ctx) => {
+    requireAdmin(ctx.state);
+    const query = parseInput(deadLetterListQuery, ctx.query);
+    const limit = query.limit ?? 20;
+    const rows = await deps.deadLetters.page(limit + 1, query.cursor ? decodeCursor(query.cursor) : undefined);
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    ctx.body = {
+      data: page.map(deadLetterJson),
+      next_cursor: rows.length > limit && last ? encodeCursor(last) : null,
+      has_more: rows.length > limit,
+    };
+  });
+
+  router.post('/dead-letters/:id/retry', async (ctx) => {
+    const caller = requireAdmin(ctx.state);
+    const key = idempotencyKey(ctx);
+    const { id } = parseInput(deadLetterParams, ctx.params);
+    const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, {}) };
+    const { response, replayed } = await deps.gate.run(attempt, async () => {
+      const letter = await deps.deadLetters.find(id);
+      if (!letter) throw errors.notFound('dead letter');
+      if (letter.retried_at) throw new ApiError(409, 'already_retried', 'This dead letter was already retried.');
+      const reply = await deps.accounts.ask(letter.user_id, { kind: 'read' });
+      if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
+      const transaction = reply.state.open[letter.transaction_id];
+      if (!transaction) throw new ApiError(409, 'transaction_not_open', 'The transaction is already final.');
+      const retried = await deps.deadLetters.markRetried(id);
+      if (!retried) throw new ApiError(409, 'already_retried', 'This dead letter was already retried.');
+      deps.payments.start(transaction);
+      const body = JSON.stringify({ ...deadLetterJson(retried), status: 'retrying' });
+      await deps.gate.record(attempt, { status: 202, body }, letter.user_id);
+      return { status: 202, body };
+    });
+    sendStored(ctx, response, replayed);
+  });
 
   // Live actors are compared too; under traffic an actor may be a few events ahead of the replay.
   router.get('/reconciliation', async (ctx) => {

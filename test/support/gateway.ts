@@ -20,6 +20,17 @@ export async function startTestGateway(overrides: Record<string, string> = {}): 
     RATE_LIMIT_BALANCE_PER_MIN: '10000000',
     RATE_LIMIT_TRANSACTIONS_PER_MIN: '10000000',
     RATE_LIMIT_AUTH_FAILURES_PER_MIN: '10000000',
+    // A bank that accepts everything and answers only when a test says so (tests settle by hand).
+    BANK_MIN_DELAY_MS: '600000',
+    BANK_MAX_DELAY_MS: '600000',
+    BANK_SUCCESS_RATE: '1',
+    BANK_TIMEOUT_RATE: '0',
+    BANK_UNAVAILABLE_RATE: '0',
+    BANK_INVALID_RATE: '0',
+    BANK_INSUFFICIENT_FUNDS_RATE: '0',
+    BANK_DUPLICATE_CALLBACK_RATE: '0',
+    BANK_LOST_CALLBACK_RATE: '0',
+    BANK_SEED: 'tests',
     ...overrides,
   });
   return startGateway(config, createLogger(config.LOG_LEVEL));

@@ -1,0 +1,155 @@
+import CircuitBreaker from 'opossum';
+import { z } from 'zod';
+import type { Logger } from '../logger.ts';
+import type { TransactionType } from './account.ts';
+
+/** What the bank said to a transfer request. */
+export type SubmitOutcome =
+  | { kind: 'accepted'; bank_reference: string }
+  | { kind: 'rejected'; code: string; message: string }
+  | { kind: 'transient'; error: string }
+  | { kind: 'breaker_open' };
+
+/** What the bank says of a transfer it was asked about. */
+export type StatusOutcome =
+  | { kind: 'found'; status: 'processing' | 'succeeded' | 'failed'; bank_reference: string; failure?: Failure }
+  | { kind: 'not_found' }
+  | { kind: 'transient'; error: string }
+  | { kind: 'breaker_open' };
+
+type Failure = { code: string; message: string };
+type BreakerState = 'closed' | 'open' | 'half_open';
+
+/** A failure worth retrying (timeout, 5xx, connection): the only kind that counts against the breaker. */
+class TransientError extends Error {}
+
+const accepted = z.object({ bank_reference: z.string().min(1) });
+const view = z.object({
+  bank_reference: z.string().min(1),
+  status: z.enum(['processing', 'succeeded', 'failed']),
+  failure_code: z.string().optional(),
+  failure_message: z.string().optional(),
+});
+const problem = z.object({ error: z.string().optional(), message: z.string().optional() }).partial();
+
+export interface BankClientOptions {
+  base_url: string;
+  timeout_ms: number;
+  breaker_reset_ms: number;
+  log: Logger;
+  onBreakerState?: (state: BreakerState) => void;
+}
+
+/**
+ * The bank over HTTP, behind a circuit breaker (opossum): after enough transient failures in a
+ * rolling window it opens, and calls fail at once with `breaker_open` until a trial call succeeds.
+ * 4xx answers are the bank's verdict, not its ill health, and never open the breaker.
+ */
+export function createBankClient(options: BankClientOptions) {
+  async function call(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; json: unknown }> {
+    let response: Response;
+    try {
+      response = await fetch(options.base_url + path, {
+        method,
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(options.timeout_ms),
+      });
+    } catch (error) {
+      const timedOut = error instanceof Error && error.name === 'TimeoutError';
+      throw new TransientError(
+        timedOut ? `no answer within ${options.timeout_ms} ms` : `connection failed: ${String(error)}`,
+      );
+    }
+    const text = await response.text().catch(() => '');
+    if (response.status >= 500) throw new TransientError(`bank answered ${response.status}`);
+    let json: unknown;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: response.status, json };
+  }
+
+  const breaker = new CircuitBreaker(call, {
+    timeout: false,
+    errorThresholdPercentage: 50,
+    volumeThreshold: 5,
+    rollingCountTimeout: 10_000,
+    rollingCountBuckets: 10,
+    resetTimeout: options.breaker_reset_ms,
+  });
+  const report = (state: BreakerState) => () => {
+    options.log.warn({ breaker: state }, 'bank circuit breaker changed state');
+    options.onBreakerState?.(state);
+  };
+  breaker.on('open', report('open'));
+  breaker.on('halfOpen', report('half_open'));
+  breaker.on('close', report('closed'));
+
+  async function fire(method: 'GET' | 'POST', path: string, body?: unknown) {
+    try {
+      return await breaker.fire(method, path, body);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'EOPENBREAKER') return 'breaker_open' as const;
+      return { transient: error instanceof Error ? error.message : String(error) };
+    }
+  }
+
+  return {
+    /** Asks the bank to move money for a transaction; the reference makes a retry safe. */
+    async submit(transaction: {
+      id: string;
+      type: TransactionType;
+      amount: bigint;
+      currency: string;
+      user_id: string;
+    }): Promise<SubmitOutcome> {
+      const answer = await fire('POST', '/bank/v1/transfers', {
+        reference: transaction.id,
+        direction: transaction.type === 'deposit' ? 'credit' : 'debit',
+        amount: Number(transaction.amount),
+        currency: transaction.currency,
+        account: transaction.user_id,
+      });
+      if (answer === 'breaker_open') return { kind: 'breaker_open' };
+      if ('transient' in answer) return { kind: 'transient', error: answer.transient };
+      if (answer.status === 202 || answer.status === 200) {
+        const body = accepted.safeParse(answer.json);
+        if (body.success) return { kind: 'accepted', bank_reference: body.data.bank_reference };
+        return { kind: 'transient', error: 'the bank accepted with an unreadable body' };
+      }
+      const details = problem.safeParse(answer.json);
+      return {
+        kind: 'rejected',
+        code: details.success && details.data.error ? `bank_${details.data.error}` : 'bank_rejected',
+        message: `The bank refused the transfer (${answer.status}${details.success && details.data.message ? `: ${details.data.message}` : ''}).`,
+      };
+    },
+
+    /** Asks the bank what became of a transfer (when no callback came in time). */
+    async status(reference: string): Promise<StatusOutcome> {
+      const answer = await fire('GET', `/bank/v1/transfers/${encodeURIComponent(reference)}`);
+      if (answer === 'breaker_open') return { kind: 'breaker_open' };
+      if ('transient' in answer) return { kind: 'transient', error: answer.transient };
+      if (answer.status === 404) return { kind: 'not_found' };
+      const body = view.safeParse(answer.json);
+      if (answer.status !== 200 || !body.success)
+        return { kind: 'transient', error: `status answered ${answer.status}` };
+      const { bank_reference, status, failure_code, failure_message } = body.data;
+      return failure_code
+        ? { kind: 'found', status, bank_reference, failure: { code: failure_code, message: failure_message ?? '' } }
+        : { kind: 'found', status, bank_reference };
+    },
+
+    state: (): BreakerState => (breaker.opened ? 'open' : breaker.halfOpen ? 'half_open' : 'closed'),
+    shutdown: () => breaker.shutdown(),
+  };
+}
+
+export type BankClient = ReturnType<typeof createBankClient>;

@@ -1,0 +1,265 @@
+import type { Logger } from '../logger.ts';
+import type { DeadLetterStore } from '../persistence/dead-letters.ts';
+import type { AccountState, Cause, Command, Event, Transaction } from './account.ts';
+import type { ActorReply, ActorRequest } from './account-actor.ts';
+import type { BankClient } from './bank-client.ts';
+
+export interface PaymentsOptions {
+  bank: BankClient;
+  accounts: { ask(user_id: string, request: ActorRequest): Promise<ActorReply> };
+  deadLetters: DeadLetterStore;
+  attempts_max: number;
+  backoff_base_ms: number;
+  backoff_max_ms: number;
+  callback_deadline_ms: number;
+  polls_max: number;
+  breaker_wait_ms: number;
+  log: Logger;
+  random?: () => number;
+}
+
+/** One payment being driven, as the dashboard and REPL show it. */
+export interface PaymentView {
+  transaction_id: string;
+  user_id: string;
+  type: string;
+  amount: string;
+  currency: string;
+  phase: 'submitting' | 'awaiting_result' | 'backing_off' | 'breaker_open';
+  attempts: number;
+  polls: number;
+  next_at: string | null;
+  last_error: string | null;
+}
+
+interface Worker {
+  transaction: Transaction;
+  view: PaymentView;
+  finished: Promise<void>;
+  finish: () => void;
+  done: boolean;
+}
+
+/** Bounds how often the worker retries a command its actor could not take (shard moving, restart). */
+const ACTOR_TRIES_MAX = 30;
+
+/**
+ * The payment workers: after a transaction's creation is journaled (or an account recovers with it
+ * open), a worker drives it against the bank — submit with retries (exponential backoff, full jitter),
+ * wait for the callback, poll when none comes by the deadline, and after the last attempt file a dead
+ * letter. A worker only ever tells the account actor what happened; the actor decides.
+ */
+export function createPayments(options: PaymentsOptions) {
+  const workers = new Map<string, Worker>();
+  const random = options.random ?? Math.random;
+  let stopped = false;
+  const sleepers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
+
+  function sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const sleeper = { timer: setTimeout(() => wake(sleeper), ms), resolve };
+      sleepers.add(sleeper);
+    });
+  }
+  function wake(sleeper: { timer: NodeJS.Timeout; resolve: () => void }): void {
+    clearTimeout(sleeper.timer);
+    sleepers.delete(sleeper);
+    sleeper.resolve();
+  }
+
+  /** Full jitter: a uniform wait between 0 and the capped exponential. */
+  function backoff(attempt: number): number {
+    return Math.floor(random() * Math.min(options.backoff_max_ms, options.backoff_base_ms * 2 ** (attempt - 1)));
+  }
+
+  async function tell(worker: Worker, command: Command): Promise<'applied' | 'not_open' | 'gave_up'> {
+    for (let tries = 1; tries <= ACTOR_TRIES_MAX && !stopped; tries += 1) {
+      const reply = await options.accounts.ask(worker.transaction.user_id, { kind: 'command', command });
+      if (reply.kind === 'done') return reply.outcome.kind === 'noop' ? 'not_open' : 'applied';
+      await sleep(Math.min(5000, 50 * 2 ** tries));
+    }
+    return 'gave_up';
+  }
+
+  function stamp(cause: Cause) {
+    return { at: new Date().toISOString(), cause, request_id: null };
+  }
+
+  async function settle(
+    worker: Worker,
+    outcome: 'succeeded' | 'failed',
+    cause: Cause,
+    failure?: Transaction['failure'],
+  ) {
+    await tell(worker, {
+      type: 'settle',
+      transaction_id: worker.transaction.id,
+      outcome,
+      ...(failure ? { failure } : {}),
+      ...stamp(cause),
+    });
+  }
+
+  async function deadLetter(worker: Worker, reason: string): Promise<void> {
+    const { view } = worker;
+    await options.deadLetters.add({
+      transaction_id: view.transaction_id,
+      user_id: view.user_id,
+      reason,
+      attempts: view.attempts,
+      last_error: view.last_error,
+    });
+    options.log.error(
+      { transaction_id: view.transaction_id, reason, attempts: view.attempts },
+      'payment dead-lettered',
+    );
+  }
+
+  /** Submits until the bank accepts, refuses for good, or the attempts run out. */
+  async function submit(worker: Worker, round_start: number): Promise<'accepted' | 'finished'> {
+    const { view, transaction } = worker;
+    while (!stopped && !worker.done) {
+      if (view.attempts - round_start >= options.attempts_max) {
+        await deadLetter(worker, `no answer from the bank after ${options.attempts_max} attempts`);
+        return 'finished';
+      }
+      view.phase = 'submitting';
+      const answer = await options.bank.submit(transaction);
+      if (answer.kind === 'breaker_open') {
+        view.phase = 'breaker_open';
+        await sleep(options.breaker_wait_ms);
+        continue;
+      }
+      view.attempts += 1;
+      if (answer.kind === 'accepted') {
+        const told = await tell(worker, {
+          type: 'start_processing',
+          transaction_id: transaction.id,
+          bank_reference: answer.bank_reference,
+          attempts: view.attempts,
+          ...stamp('bank_response'),
+        });
+        return told === 'applied' ? 'accepted' : 'finished';
+      }
+      if (answer.kind === 'rejected') {
+        await settle(worker, 'failed', 'bank_response', { code: answer.code, message: answer.message });
+        return 'finished';
+      }
+      view.last_error = answer.error;
+      await tell(worker, {
+        type: 'record_attempt',
+        transaction_id: transaction.id,
+        attempts: view.attempts,
+        error: answer.error,
+        ...stamp('retry'),
+      });
+      const wait_ms = backoff(view.attempts);
+      view.phase = 'backing_off';
+      view.next_at = new Date(Date.now() + wait_ms).toISOString();
+      await sleep(wait_ms);
+      view.next_at = null;
+    }
+    return 'finished';
+  }
+
+  /** Waits for the callback; past the deadline asks the bank, and resubmits if it lost the transfer. */
+  async function awaitResult(worker: Worker): Promise<'resubmit' | 'finished'> {
+    const { view, transaction } = worker;
+    while (!stopped && !worker.done) {
+      view.phase = 'awaiting_result';
+      view.next_at = new Date(Date.now() + options.callback_deadline_ms).toISOString();
+      await Promise.race([worker.finished, sleep(options.callback_deadline_ms)]);
+      if (worker.done || stopped) return 'finished';
+      view.polls += 1;
+      if (view.polls > options.polls_max) {
+        await deadLetter(worker, `no result after ${options.polls_max} status polls`);
+        return 'finished';
+      }
+      const status = await options.bank.status(transaction.id);
+      if (status.kind === 'not_found') return 'resubmit';
+      if (status.kind !== 'found' || status.status === 'processing') continue;
+      await settle(worker, status.status, 'poll', status.failure ?? null);
+      return 'finished';
+    }
+    return 'finished';
+  }
+
+  async function drive(worker: Worker, round_start: number): Promise<void> {
+    let phase: 'submit' | 'await' = worker.transaction.status === 'processing' ? 'await' : 'submit';
+    while (!stopped && !worker.done) {
+      if (phase === 'submit' && (await submit(worker, round_start)) === 'finished') return;
+      phase = (await awaitResult(worker)) === 'resubmit' ? 'submit' : 'await';
+      if (phase === 'await') return;
+    }
+  }
+
+  function start(transaction: Transaction, round_start = transaction.attempts): void {
+    if (stopped || workers.has(transaction.id)) return;
+    let finish = () => {};
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    const worker: Worker = {
+      transaction,
+      finished,
+      finish,
+      done: false,
+      view: {
+        transaction_id: transaction.id,
+        user_id: transaction.user_id,
+        type: transaction.type,
+        amount: transaction.amount.toString(),
+        currency: transaction.currency,
+        phase: 'submitting',
+        attempts: transaction.attempts,
+        polls: 0,
+        next_at: null,
+        last_error: null,
+      },
+    };
+    worker.finished.then(
+      () => (worker.done = true),
+      () => {},
+    );
+    workers.set(transaction.id, worker);
+    drive(worker, round_start)
+      .catch((error: unknown) =>
+        options.log.error({ err: error, transaction_id: transaction.id }, 'payment worker failed'),
+      )
+      .finally(() => workers.delete(transaction.id));
+  }
+
+  return {
+    start,
+
+    /** Called with every committed event: creations start workers, results end them. */
+    onCommitted(_state: AccountState, events: readonly Event[]): void {
+      for (const event of events) {
+        if (event.type === 'transaction_created') start(event.transaction);
+        if (event.type === 'transaction_succeeded' || event.type === 'transaction_failed') {
+          workers.get(event.transaction_id)?.finish();
+        }
+      }
+    },
+
+    /** Called when an account recovers: its open transactions resume, unless dead-lettered. */
+    onRecovered(state: AccountState): void {
+      for (const transaction of Object.values(state.open)) {
+        if (workers.has(transaction.id)) continue;
+        options.deadLetters.isOpen(transaction.id).then(
+          (dead) => dead || start(transaction),
+          (error: unknown) => options.log.warn({ err: error }, 'could not check dead letters; will resume later'),
+        );
+      }
+    },
+
+    inFlight: (): PaymentView[] => [...workers.values()].map((worker) => ({ ...worker.view })),
+
+    /** Stops every worker where it stands; their transactions resume after the next recovery. */
+    stop(): void {
+      stopped = true;
+      for (const sleeper of sleepers) wake(sleeper);
+      for (const worker of workers.values()) worker.finish();
+    },
+  };
+}
+
+export type Payments = ReturnType<typeof createPayments>;
