@@ -46,8 +46,19 @@ const event = z.discriminatedUnion('type', [
     error: z.string(),
     ...stamp,
   }),
-  z.object({ type: z.literal('transaction_succeeded'), transaction_id: z.string(), ...stamp }),
-  z.object({ type: z.literal('transaction_failed'), transaction_id: z.string(), failure, ...stamp }),
+  z.object({
+    type: z.literal('transaction_succeeded'),
+    transaction_id: z.string(),
+    attempts: z.number().int().optional(),
+    ...stamp,
+  }),
+  z.object({
+    type: z.literal('transaction_failed'),
+    transaction_id: z.string(),
+    failure,
+    attempts: z.number().int().optional(),
+    ...stamp,
+  }),
 ]);
 
 const SNAPSHOT_VERSION = 1;

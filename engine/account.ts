@@ -56,14 +56,21 @@ export type Command =
     }
   | ({ type: 'start_processing'; transaction_id: string; bank_reference: string; attempts: number } & Stamp)
   | ({ type: 'record_attempt'; transaction_id: string; attempts: number; error: string } & Stamp)
-  | ({ type: 'settle'; transaction_id: string; outcome: 'succeeded' | 'failed'; failure?: Failure } & Stamp);
+  | ({
+      type: 'settle';
+      transaction_id: string;
+      outcome: 'succeeded' | 'failed';
+      failure?: Failure;
+      /** Bank calls made so far, when the settler knows (a worker that was refused). */
+      attempts?: number;
+    } & Stamp);
 
 export type Event =
   | { type: 'transaction_created'; transaction: Transaction }
   | ({ type: 'transaction_processing'; transaction_id: string; bank_reference: string; attempts: number } & Stamp)
   | ({ type: 'attempt_failed'; transaction_id: string; attempts: number; error: string } & Stamp)
-  | ({ type: 'transaction_succeeded'; transaction_id: string } & Stamp)
-  | ({ type: 'transaction_failed'; transaction_id: string; failure: Failure } & Stamp);
+  | ({ type: 'transaction_succeeded'; transaction_id: string; attempts?: number } & Stamp)
+  | ({ type: 'transaction_failed'; transaction_id: string; failure: Failure; attempts?: number } & Stamp);
 
 export type Decision = { kind: 'accepted'; events: Event[] } | Rejection | { kind: 'noop'; reason: 'not_open' };
 
@@ -103,15 +110,18 @@ export function decide(state: AccountState, command: Command): Decision {
         error: command.error,
         ...stamp,
       });
-    case 'settle':
+    case 'settle': {
+      const attempts = command.attempts !== undefined ? { attempts: command.attempts } : {};
       return command.outcome === 'succeeded'
-        ? accepted({ type: 'transaction_succeeded', transaction_id: open.id, ...stamp })
+        ? accepted({ type: 'transaction_succeeded', transaction_id: open.id, ...attempts, ...stamp })
         : accepted({
             type: 'transaction_failed',
             transaction_id: open.id,
             failure: command.failure ?? { code: 'bank_declined', message: 'The bank declined the transfer.' },
+            ...attempts,
             ...stamp,
           });
+    }
   }
 }
 
@@ -166,9 +176,22 @@ export function transactionAfter(state: AccountState, event: Event): Transaction
     case 'attempt_failed':
       return { ...open, attempts: event.attempts, updated_at: event.at };
     case 'transaction_succeeded':
-      return { ...open, status: 'succeeded', updated_at: event.at, completed_at: event.at };
+      return {
+        ...open,
+        status: 'succeeded',
+        attempts: event.attempts ?? open.attempts,
+        updated_at: event.at,
+        completed_at: event.at,
+      };
     case 'transaction_failed':
-      return { ...open, status: 'failed', failure: event.failure, updated_at: event.at, completed_at: event.at };
+      return {
+        ...open,
+        status: 'failed',
+        failure: event.failure,
+        attempts: event.attempts ?? open.attempts,
+        updated_at: event.at,
+        completed_at: event.at,
+      };
   }
 }
 

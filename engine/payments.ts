@@ -96,6 +96,7 @@ export function createPayments(options: PaymentsOptions) {
       transaction_id: worker.transaction.id,
       outcome,
       ...(failure ? { failure } : {}),
+      attempts: worker.view.attempts,
       ...stamp(cause),
     });
   }

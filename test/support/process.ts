@@ -6,7 +6,7 @@ import { ADMIN_KEY } from './gateway.ts';
 export async function spawnGateway(
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const port = String(20_000 + Math.floor(Math.random() * 30_000));
+  const port = env.PORT ?? String(20_000 + Math.floor(Math.random() * 30_000));
   const child = spawn('node', ['--import', 'tsx', 'main.ts'], {
     env: {
       ...process.env,

@@ -1,0 +1,61 @@
+import { Webhook } from 'standardwebhooks';
+import { loadConfig } from '../../config.ts';
+import { createLogger } from '../../logger.ts';
+import { loadBankEnv, startSimulator } from '../../simulator/simulator.ts';
+
+/** The secret both sides use when nothing is configured. */
+export const DEFAULT_SECRET = loadConfig({}).WEBHOOK_SECRETS[0]!;
+
+/** A bank simulator of the test's own on a given port, calling back `callback_url`, with fast delays. */
+export function startTestBank(port: number, callback_url: string, env: Record<string, string> = {}) {
+  return startSimulator(
+    loadBankEnv({
+      BANK_HOST: '127.0.0.1',
+      BANK_PORT: String(port),
+      BANK_CALLBACK_URL: callback_url,
+      BANK_MIN_DELAY_MS: '5',
+      BANK_MAX_DELAY_MS: '20',
+      BANK_SUCCESS_RATE: '1',
+      BANK_TIMEOUT_RATE: '0',
+      BANK_UNAVAILABLE_RATE: '0',
+      BANK_INVALID_RATE: '0',
+      BANK_INSUFFICIENT_FUNDS_RATE: '0',
+      BANK_DUPLICATE_CALLBACK_RATE: '0',
+      BANK_LOST_CALLBACK_RATE: '0',
+      BANK_SEED: 'test-bank',
+      ...env,
+    }),
+    createLogger('silent'),
+  );
+}
+
+/** A bank callback signed as the simulator signs them. */
+export function signedCallback(
+  payload: unknown,
+  options: { id?: string; secret?: string; at?: Date } = {},
+): { headers: Record<string, string>; raw: string } {
+  const raw = JSON.stringify(payload);
+  const id = options.id ?? `msg_${crypto.randomUUID()}`;
+  const at = options.at ?? new Date();
+  const signature = new Webhook(options.secret ?? DEFAULT_SECRET).sign(id, at, raw);
+  return {
+    raw,
+    headers: {
+      'content-type': 'application/json',
+      'webhook-id': id,
+      'webhook-timestamp': String(Math.floor(at.getTime() / 1000)),
+      'webhook-signature': signature,
+    },
+  };
+}
+
+/** Polls `check` until it returns a value, or fails after `timeout_ms`. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeout_ms = 10_000): Promise<T> {
+  const deadline = Date.now() + timeout_ms;
+  for (;;) {
+    const value = await check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`not so within ${timeout_ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
