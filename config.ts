@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_RATES } from './simulator/scenarios.ts';
 
@@ -59,6 +61,8 @@ const schema = z.object({
   INSTANCE_ID: z.string().min(1).max(100).default(`${process.pid}`),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DASHBOARD_PORT: integer(5555, 0, 65535),
+  // Default: defaultReplSocket(INSTANCE_ID), filled in by loadConfig.
+  REPL_SOCKET: z.string().optional(),
   RATE_LIMIT_GLOBAL_PER_MIN: integer(1000, 1, 100_000_000),
   RATE_LIMIT_BALANCE_PER_MIN: integer(10, 1, 100_000_000),
   RATE_LIMIT_TRANSACTIONS_PER_MIN: integer(20, 1, 100_000_000),
@@ -78,7 +82,15 @@ const schema = z.object({
   ACTOR_ASK_TIMEOUT_MS: integer(5000, 100, 120_000),
 });
 
-export type Config = Readonly<z.infer<typeof schema>>;
+export type Config = Readonly<Omit<z.infer<typeof schema>, 'REPL_SOCKET'> & { REPL_SOCKET: string }>;
+
+// A UNIX socket's path must fit in sun_path: 108 bytes on Linux, 104 on macOS, with the final NUL.
+const SOCKET_PATH_BYTES_MAX = 100;
+
+/** Where an instance's admin REPL listens unless REPL_SOCKET says otherwise (the REPL client finds it there too). */
+export function defaultReplSocket(instance: string): string {
+  return join(tmpdir(), `payment-gateway-${instance.replace(/[^A-Za-z0-9._-]/g, '_')}.sock`);
+}
 
 /** Parses the environment once; the first bad variable stops the process with its name. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -88,9 +100,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     const issue = parsed.error.issues[0];
     throw new ConfigError(String(issue?.path[0] ?? 'environment'), issue?.message ?? 'invalid');
   }
-  const config = parsed.data;
+  const config = { ...parsed.data, REPL_SOCKET: parsed.data.REPL_SOCKET ?? defaultReplSocket(parsed.data.INSTANCE_ID) };
   if (config.BANK_MIN_DELAY_MS > config.BANK_MAX_DELAY_MS) {
     throw new ConfigError('BANK_MIN_DELAY_MS', 'must not be greater than BANK_MAX_DELAY_MS');
+  }
+  if (Buffer.byteLength(config.REPL_SOCKET) > SOCKET_PATH_BYTES_MAX) {
+    throw new ConfigError('REPL_SOCKET', `must be at most ${SOCKET_PATH_BYTES_MAX} bytes (set a shorter path)`);
   }
   return Object.freeze(config);
 }

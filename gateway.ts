@@ -10,6 +10,7 @@ import { securityHeaders } from './http/security-headers.ts';
 import { createApp } from './http/app.ts';
 import { createIdempotencyGate } from './http/idempotency.ts';
 import { dependencyChecks, healthRoutes } from './http/routes/health.ts';
+import { docsRoutes } from './http/routes/docs.ts';
 import { userRoutes } from './http/routes/users.ts';
 import type { Logger } from './logger.ts';
 import { createIdempotencyStore, startIdempotencyReaper } from './persistence/idempotency.ts';
@@ -27,10 +28,18 @@ import { createSql, type Sql } from './persistence/sql.ts';
 import { createUserStore } from './persistence/users.ts';
 import { createDeadLetterStore } from './persistence/dead-letters.ts';
 import { createInbox } from './persistence/inbox.ts';
-import { createBankClient } from './engine/bank-client.ts';
+import { createBankClient, type BankClient } from './engine/bank-client.ts';
 import { createPayments, type Payments } from './engine/payments.ts';
 import { webhookRoutes } from './http/routes/webhooks.ts';
+import { eventRoutes } from './http/routes/events.ts';
+import { meRoutes } from './http/routes/me.ts';
+import { viewerRoutes } from './http/routes/viewer.ts';
+import { createTransactionFeed } from './engine/transaction-feed.ts';
 import { loadBankEnv, startSimulator } from './simulator/simulator.ts';
+import { createMetrics } from './metrics.ts';
+import { metricsRoutes } from './http/routes/metrics.ts';
+import { createActivity } from './http/dashboard/activity.ts';
+import { startOperatorTools } from './http/operator-tools.ts';
 
 export interface Gateway {
   server: Server;
@@ -39,8 +48,12 @@ export interface Gateway {
   redis: Redis;
   accounts: Registry;
   payments: Payments;
+  bank: BankClient;
   /** The bank this instance talks to (the in-process simulator's address when BANK_URL is empty). */
   bankUrl: string;
+  /** The task dashboard (DASHBOARD_PORT), and the admin REPL's socket (REPL_SOCKET). */
+  dashboardUrl: string;
+  replSocket: string;
   /** Stops accepting, lets requests in flight finish (bounded), then closes the pools. */
   close(): Promise<void>;
 }
@@ -77,14 +90,18 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     onError: (error) => log.warn({ err: error }, 'idempotency reaper failed'),
   });
   const readModel = createReadModel(sql);
+  const metrics = createMetrics();
+  const activity = createActivity({ recent_max: 50, window_s: 60 });
   const journal = createJournal(sql, {
     batch_size_max: config.JOURNAL_BATCH_SIZE_MAX,
     batch_wait_ms: config.JOURNAL_BATCH_WAIT_MS,
     flushes_in_flight_max: Math.max(1, Math.floor(config.DATABASE_POOL_MAX / 2)),
     idempotency_ttl_hours: config.IDEMPOTENCY_TTL_HOURS,
     log: log.child({ module: 'journal' }),
+    onBatch: metrics.journalBatch,
   });
-  const ownership = ownAllShards(createLeaseStore(sql), {
+  const leases = createLeaseStore(sql);
+  const ownership = ownAllShards(leases, {
     instance: config.INSTANCE_ID,
     shards: config.SHARDS,
     retry_ms: 1000,
@@ -96,12 +113,26 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     base_url: bankUrl,
     timeout_ms: config.BANK_TIMEOUT_MS,
     breaker_reset_ms: config.BANK_BREAKER_RESET_MS,
+    calls_in_flight_max: config.BANK_CALLS_IN_FLIGHT_MAX,
     log: log.child({ module: 'bank-client' }),
+    onCall: metrics.bankCall,
   });
   let payments: Payments | undefined;
+  // Committed transaction changes for the event streams (GET /api/v1/events, the viewer), all bounded.
+  const feed = createTransactionFeed({
+    subscribers_max: 1000,
+    subscribers_per_owner_max: 8,
+    buffer_max: 256,
+    log: log.child({ module: 'transaction-feed' }),
+  });
   const accounts = createRegistry({
     deps: {
-      onCommitted: (state, events) => payments?.onCommitted(state, events),
+      onCommitted: (state, events, before) => {
+        payments?.onCommitted(state, events);
+        feed.onCommitted(before, events);
+        metrics.committed(before, events);
+        activity.record(before, events);
+      },
       onRecovered: (state) => payments?.onRecovered(state),
       journal,
       snapshots: createSnapshotStore(sql),
@@ -127,11 +158,14 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     polls_max: config.BANK_POLLS_MAX,
     breaker_wait_ms: config.BANK_BREAKER_RESET_MS,
     log: log.child({ module: 'payments' }),
+    onRetry: metrics.retry,
+    onDeadLetter: metrics.deadLetter,
   });
   const currencies = config.CURRENCIES;
 
   const app = createApp({
     log: log.child({ module: 'http' }),
+    observe: metrics.request,
     middleware: [
       securityHeaders({ cors_origins: config.CORS_ORIGINS }),
       authFailureLimit({
@@ -165,17 +199,49 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         log: log.child({ module: 'webhooks' }),
       }),
       transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
+      docsRoutes({ currencies }),
+      meRoutes({ users }),
+      eventRoutes({
+        feed,
+        users,
+        heartbeat_ms: 15_000,
+        lifetime_ms: 30 * 60_000,
+        retry_ms: 3000,
+        log: log.child({ module: 'events' }),
+      }),
+      viewerRoutes(),
+      metricsRoutes(metrics.registry, { admin_only: true }),
     ],
   });
 
   server.removeAllListeners('request');
   server.on('request', app.callback());
+  const url = `http://127.0.0.1:${port}`;
+  const tools = await startOperatorTools({
+    config,
+    sql,
+    metrics,
+    activity,
+    accounts,
+    payments,
+    bank,
+    journal,
+    deadLetters,
+    leases,
+    ownership,
+    gateway_url: url,
+    forward_timeout_ms: config.ACTOR_ASK_TIMEOUT_MS * 2,
+    log,
+  });
   log.info({ port, instance: config.INSTANCE_ID, bank: bankUrl }, 'gateway listening');
   void resumeOpenPayments(readModel, accounts, log);
 
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      // Open event streams would hold the server open until SHUTDOWN_TIMEOUT_MS: end them first.
+      feed.close();
+      await tools.close();
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
@@ -192,7 +258,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       redis.disconnect();
     })());
 
-  return { server, url: `http://127.0.0.1:${port}`, sql, redis, accounts, payments, bankUrl, close };
+  const { dashboardUrl, replSocket } = tools;
+  return { server, url, sql, redis, accounts, payments, bank, bankUrl, dashboardUrl, replSocket, close };
 }
 
 /** The bank simulator in this process, calling back this instance, with the configured delays and rates. */

@@ -1,25 +1,7 @@
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { test } from 'node:test';
 import { createLogger } from './logger.ts';
-
-/** A pino destination that keeps every line. */
-export function captureLines(): { stream: Writable; lines: () => Record<string, unknown>[] } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _encoding, done) {
-      chunks.push(chunk.toString());
-      done();
-    },
-  });
-  const lines = () =>
-    chunks
-      .join('')
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as Record<string, unknown>);
-  return { stream, lines };
-}
+import { captureLines } from './test/support/log-capture.ts';
 
 test('keys, secrets, signatures and Authorization never reach a log line', () => {
   const { stream, lines } = captureLines();

@@ -47,8 +47,11 @@ export interface AccountDeps {
   ownership: Ownership;
   snapshot_every_events: number;
   log: Logger;
-  /** Told of every committed event, after it is applied (payment workers, live views). */
-  onCommitted?: (state: AccountState, events: readonly Event[]) => void;
+  /**
+   * Told of every committed event, after it is applied (payment workers, live views), with the state
+   * after the events and the state `before` them, from which each transaction's changes can be folded.
+   */
+  onCommitted?: (state: AccountState, events: readonly Event[], before: AccountState) => void;
   /** Told once an account is recovered, with the transactions still open. */
   onRecovered?: (state: AccountState) => void;
 }
@@ -140,7 +143,12 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       return requests.map(() => ({ kind: 'refused', reason: result.reason }));
     }
     state = planned.next;
-    if (planned.events.length > 0) deps.onCommitted?.(planned.next, planned.events);
+    for (const event of planned.events) {
+      const { transaction_id, request_id } = journalEvent(event);
+      const cause = event.type === 'transaction_created' ? 'api' : event.cause;
+      log.info({ transaction_id, request_id, event: event.type, cause }, 'journaled');
+    }
+    if (planned.events.length > 0) deps.onCommitted?.(planned.next, planned.events, current);
     if (planned.next.seq - snapshotSeq >= deps.snapshot_every_events) void snapshot();
     return planned.replies;
   }

@@ -195,6 +195,16 @@ export function transactionAfter(state: AccountState, event: Event): Transaction
   }
 }
 
+/** Each event's transaction as that event left it, folding `events` in order from `before`. */
+export function transactionsAfter(before: AccountState, events: readonly Event[]): Transaction[] {
+  let state = before;
+  return events.map((event) => {
+    const transaction = transactionAfter(state, event);
+    state = apply(state, event);
+    return transaction;
+  });
+}
+
 /** Folds one event into the state; throws if it would break an invariant (a bug, never an input). */
 export function apply(state: AccountState, event: Event): AccountState {
   const transaction = transactionAfter(state, event);

@@ -18,7 +18,8 @@ export type StatusOutcome =
   | { kind: 'breaker_open' };
 
 type Failure = { code: string; message: string };
-type BreakerState = 'closed' | 'open' | 'half_open';
+/** The circuit breaker's state, as the dashboard and metrics show it. */
+export type BreakerState = 'closed' | 'open' | 'half_open';
 
 /** A failure worth retrying (timeout, 5xx, connection): the only kind that counts against the breaker. */
 class TransientError extends Error {}
@@ -36,8 +37,12 @@ export interface BankClientOptions {
   base_url: string;
   timeout_ms: number;
   breaker_reset_ms: number;
+  /** HTTP calls to the bank at once; the rest wait their turn (a bound on sockets and on the bank). */
+  calls_in_flight_max: number;
   log: Logger;
   onBreakerState?: (state: BreakerState) => void;
+  /** Told of every call with its outcome's kind and latency (metrics). */
+  onCall?: (operation: 'submit' | 'status', outcome: string, latency_ms: number) => void;
 }
 
 /**
@@ -92,60 +97,84 @@ export function createBankClient(options: BankClientOptions) {
   breaker.on('halfOpen', report('half_open'));
   breaker.on('close', report('closed'));
 
+  let inFlight = 0;
+  const waiting: (() => void)[] = [];
+  async function slot(): Promise<() => void> {
+    if (inFlight >= options.calls_in_flight_max) await new Promise<void>((resolve) => waiting.push(resolve));
+    inFlight += 1;
+    return () => {
+      inFlight -= 1;
+      waiting.shift()?.();
+    };
+  }
+
   async function fire(method: 'GET' | 'POST', path: string, body?: unknown) {
+    const release = await slot();
     try {
       return await breaker.fire(method, path, body);
     } catch (error) {
       if ((error as { code?: string }).code === 'EOPENBREAKER') return 'breaker_open' as const;
       return { transient: error instanceof Error ? error.message : String(error) };
+    } finally {
+      release();
     }
+  }
+
+  async function observed<T extends { kind: string }>(operation: 'submit' | 'status', call: () => Promise<T>) {
+    const started = performance.now();
+    const outcome = await call();
+    options.onCall?.(operation, outcome.kind, performance.now() - started);
+    return outcome;
+  }
+
+  async function submit(transaction: {
+    id: string;
+    type: TransactionType;
+    amount: bigint;
+    currency: string;
+    user_id: string;
+  }): Promise<SubmitOutcome> {
+    const answer = await fire('POST', '/bank/v1/transfers', {
+      reference: transaction.id,
+      direction: transaction.type === 'deposit' ? 'credit' : 'debit',
+      amount: Number(transaction.amount),
+      currency: transaction.currency,
+      account: transaction.user_id,
+    });
+    if (answer === 'breaker_open') return { kind: 'breaker_open' };
+    if ('transient' in answer) return { kind: 'transient', error: answer.transient };
+    if (answer.status === 202 || answer.status === 200) {
+      const body = accepted.safeParse(answer.json);
+      if (body.success) return { kind: 'accepted', bank_reference: body.data.bank_reference };
+      return { kind: 'transient', error: 'the bank accepted with an unreadable body' };
+    }
+    const details = problem.safeParse(answer.json);
+    return {
+      kind: 'rejected',
+      code: details.success && details.data.error ? `bank_${details.data.error}` : 'bank_rejected',
+      message: `The bank refused the transfer (${answer.status}${details.success && details.data.message ? `: ${details.data.message}` : ''}).`,
+    };
+  }
+
+  async function status(reference: string): Promise<StatusOutcome> {
+    const answer = await fire('GET', `/bank/v1/transfers/${encodeURIComponent(reference)}`);
+    if (answer === 'breaker_open') return { kind: 'breaker_open' };
+    if ('transient' in answer) return { kind: 'transient', error: answer.transient };
+    if (answer.status === 404) return { kind: 'not_found' };
+    const body = view.safeParse(answer.json);
+    if (answer.status !== 200 || !body.success) return { kind: 'transient', error: `status answered ${answer.status}` };
+    const { bank_reference, status, failure_code, failure_message } = body.data;
+    return failure_code
+      ? { kind: 'found', status, bank_reference, failure: { code: failure_code, message: failure_message ?? '' } }
+      : { kind: 'found', status, bank_reference };
   }
 
   return {
     /** Asks the bank to move money for a transaction; the reference makes a retry safe. */
-    async submit(transaction: {
-      id: string;
-      type: TransactionType;
-      amount: bigint;
-      currency: string;
-      user_id: string;
-    }): Promise<SubmitOutcome> {
-      const answer = await fire('POST', '/bank/v1/transfers', {
-        reference: transaction.id,
-        direction: transaction.type === 'deposit' ? 'credit' : 'debit',
-        amount: Number(transaction.amount),
-        currency: transaction.currency,
-        account: transaction.user_id,
-      });
-      if (answer === 'breaker_open') return { kind: 'breaker_open' };
-      if ('transient' in answer) return { kind: 'transient', error: answer.transient };
-      if (answer.status === 202 || answer.status === 200) {
-        const body = accepted.safeParse(answer.json);
-        if (body.success) return { kind: 'accepted', bank_reference: body.data.bank_reference };
-        return { kind: 'transient', error: 'the bank accepted with an unreadable body' };
-      }
-      const details = problem.safeParse(answer.json);
-      return {
-        kind: 'rejected',
-        code: details.success && details.data.error ? `bank_${details.data.error}` : 'bank_rejected',
-        message: `The bank refused the transfer (${answer.status}${details.success && details.data.message ? `: ${details.data.message}` : ''}).`,
-      };
-    },
+    submit: (transaction: Parameters<typeof submit>[0]) => observed('submit', () => submit(transaction)),
 
     /** Asks the bank what became of a transfer (when no callback came in time). */
-    async status(reference: string): Promise<StatusOutcome> {
-      const answer = await fire('GET', `/bank/v1/transfers/${encodeURIComponent(reference)}`);
-      if (answer === 'breaker_open') return { kind: 'breaker_open' };
-      if ('transient' in answer) return { kind: 'transient', error: answer.transient };
-      if (answer.status === 404) return { kind: 'not_found' };
-      const body = view.safeParse(answer.json);
-      if (answer.status !== 200 || !body.success)
-        return { kind: 'transient', error: `status answered ${answer.status}` };
-      const { bank_reference, status, failure_code, failure_message } = body.data;
-      return failure_code
-        ? { kind: 'found', status, bank_reference, failure: { code: failure_code, message: failure_message ?? '' } }
-        : { kind: 'found', status, bank_reference };
-    },
+    status: (reference: string) => observed('status', () => status(reference)),
 
     state: (): BreakerState => (breaker.opened ? 'open' : breaker.halfOpen ? 'half_open' : 'closed'),
     shutdown: () => breaker.shutdown(),

@@ -16,6 +16,10 @@ export interface PaymentsOptions {
   breaker_wait_ms: number;
   log: Logger;
   random?: () => number;
+  /** Told each time a payment is submitted again: after a transient failure, or because the bank lost it. */
+  onRetry?: (reason: 'transient' | 'not_found') => void;
+  /** Told each time a payment gives up and is filed as a dead letter. */
+  onDeadLetter?: () => void;
 }
 
 /** One payment being driven, as the dashboard and REPL show it. */
@@ -110,6 +114,7 @@ export function createPayments(options: PaymentsOptions) {
       attempts: view.attempts,
       last_error: view.last_error,
     });
+    options.onDeadLetter?.();
     options.log.error(
       { transaction_id: view.transaction_id, reason, attempts: view.attempts },
       'payment dead-lettered',
@@ -132,6 +137,10 @@ export function createPayments(options: PaymentsOptions) {
         continue;
       }
       view.attempts += 1;
+      options.log.info(
+        { transaction_id: transaction.id, user_id: transaction.user_id, attempt: view.attempts, outcome: answer.kind },
+        'bank call',
+      );
       if (answer.kind === 'accepted') {
         const told = await tell(worker, {
           type: 'start_processing',
@@ -154,6 +163,7 @@ export function createPayments(options: PaymentsOptions) {
         error: answer.error,
         ...stamp('retry'),
       });
+      if (view.attempts - round_start < options.attempts_max) options.onRetry?.('transient');
       const wait_ms = backoff(view.attempts);
       view.phase = 'backing_off';
       view.next_at = new Date(Date.now() + wait_ms).toISOString();
@@ -177,7 +187,11 @@ export function createPayments(options: PaymentsOptions) {
         return 'finished';
       }
       const status = await options.bank.status(transaction.id);
-      if (status.kind === 'not_found') return 'resubmit';
+      options.log.info({ transaction_id: transaction.id, poll: view.polls, outcome: status.kind }, 'bank status poll');
+      if (status.kind === 'not_found') {
+        options.onRetry?.('not_found');
+        return 'resubmit';
+      }
       if (status.kind !== 'found' || status.status === 'processing') continue;
       await settle(worker, status.status, 'poll', status.failure ?? null);
       return 'finished';

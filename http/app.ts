@@ -1,12 +1,17 @@
-import Koa, { type Middleware } from 'koa';
+import Koa, { type Context, type Middleware } from 'koa';
 import Router from '@koa/router';
 import type { Logger } from '../logger.ts';
+import type { RequestObservation } from '../metrics.ts';
 import { ApiError, errorBody, errors } from './errors.ts';
 import { requestId } from './request-id.ts';
 import './state.ts';
 
-/** Logs one line per request and turns every error into the contract's shape. */
-function errorsAndAccessLog(log: Logger): Middleware {
+/** Logs one line per request, tells `observe` of it, and turns every error into the contract's shape. */
+function errorsAndAccessLog(
+  log: Logger,
+  routeOf: (ctx: Context) => string,
+  observe?: (request: RequestObservation) => void,
+): Middleware {
   return async (ctx, next) => {
     const started = process.hrtime.bigint();
     let failure: unknown;
@@ -25,13 +30,17 @@ function errorsAndAccessLog(log: Logger): Middleware {
       ctx.body = errorBody(error, ctx.state.requestId);
     }
     const latency_ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const route = routeOf(ctx);
+    observe?.({ method: ctx.method, route, status: ctx.status, latency_ms });
     const line = {
       request_id: ctx.state.requestId,
       method: ctx.method,
       path: ctx.path,
+      route,
       status: ctx.status,
       latency_ms: Math.round(latency_ms * 100) / 100,
       caller: ctx.state.caller?.id,
+      transaction_id: ctx.state.transactionId,
     };
     if (ctx.status >= 500) log.error({ ...line, err: failure }, 'request failed');
     else log.info(line, 'request');
@@ -49,15 +58,35 @@ export function toApiError(caught: unknown): ApiError {
   return errors.internal();
 }
 
+/**
+ * The route pattern a request was for (`/api/v1/deposits/:id`, never the raw path, whose ids would
+ * make every request a label of its own). A request refused before the router ran (401, 429) is
+ * matched here against the routes, so it counts under the route it tried.
+ */
+function routeOfRequest(root: Router): (ctx: Context) => string {
+  return (ctx) => {
+    const matched = (ctx as { _matchedRoute?: string | RegExp })._matchedRoute;
+    if (typeof matched === 'string') return matched;
+    const layer = root.match(ctx.path, ctx.method).pathAndMethod.findLast((route) => route.methods.length > 0);
+    return typeof layer?.path === 'string' ? layer.path : 'unmatched';
+  };
+}
+
 /** The Koa application: request id → access log and errors → edge middleware → routers. */
-export function createApp(options: { log: Logger; middleware: Middleware[]; routers: Router[] }): Koa {
+export function createApp(options: {
+  log: Logger;
+  middleware: Middleware[];
+  routers: Router[];
+  /** Told of every answered request (metrics). */
+  observe?: (request: RequestObservation) => void;
+}): Koa {
   const app = new Koa({ proxy: false });
-  app.silent = true;
-  app.use(requestId());
-  app.use(errorsAndAccessLog(options.log));
-  for (const middleware of options.middleware) app.use(middleware);
   const root = new Router();
   for (const router of options.routers) root.use(router.routes());
+  app.silent = true;
+  app.use(requestId());
+  app.use(errorsAndAccessLog(options.log, routeOfRequest(root), options.observe));
+  for (const middleware of options.middleware) app.use(middleware);
   app.use(root.routes());
   app.use(root.allowedMethods());
   return app;

@@ -7,10 +7,17 @@ export async function readRawBody(ctx: Context, limitBytes: number): Promise<Buf
   if (declared > limitBytes) throw errors.bodyTooLarge(limitBytes);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of ctx.req as AsyncIterable<Buffer>) {
+  // Leaving the loop early must not destroy the request: that resets the connection under a client
+  // still sending, which then never reads the 413. The rest is read and dropped instead, for at most
+  // the server's request timeout.
+  for await (const chunk of ctx.req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limitBytes) throw errors.bodyTooLarge(limitBytes);
+    if (size > limitBytes) break;
     chunks.push(chunk);
+  }
+  if (size > limitBytes) {
+    ctx.req.resume();
+    throw errors.bodyTooLarge(limitBytes);
   }
   return Buffer.concat(chunks);
 }

@@ -1,4 +1,5 @@
 import { ApiError } from './errors.ts';
+import { storableInstant } from './schemas.ts';
 
 /** An opaque page cursor: the keyset position (created_at, id) of the last row, base64url JSON. */
 export function encodeCursor(row: { created_at: Date; id: string }): string {
@@ -13,7 +14,7 @@ export function decodeCursor(cursor: string): { created_at: Date; id: string } {
     const valid =
       typeof at === 'string' &&
       typeof id === 'string' &&
-      !Number.isNaN(created_at.getTime()) &&
+      storableInstant(created_at.getTime()) &&
       /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(id);
     if (valid) return { created_at, id };
   } catch {

@@ -17,11 +17,17 @@ export const amount = z
   .number({ message: 'must be a JSON number of minor units (e.g. 1050 for 10.50)' })
   .int('must be a whole number of minor units')
   .positive('must be greater than zero')
-  .max(AMOUNT_MAX, `must be at most ${AMOUNT_MAX}`);
+  .max(AMOUNT_MAX, `must be at most ${AMOUNT_MAX}`)
+  .meta({ description: 'Minor units of the currency (1050 is 10.50 USD): a JSON integer from 1 to 10^12.' });
 
 const metadata = z
   .record(z.string().min(1).max(40), z.string().max(500))
-  .refine((value) => Object.keys(value).length <= 20, 'at most 20 keys');
+  .refine((value) => Object.keys(value).length <= 20, 'at most 20 keys')
+  .meta({
+    description: 'Your own string pairs, kept with the transaction: at most 20 keys of 1 to 40 characters.',
+    maxProperties: 20,
+    propertyNames: { minLength: 1, maxLength: 40 },
+  });
 
 /** The body of POST /deposits and /withdrawals, for the configured currencies. */
 export function transactionBody(currencies: readonly string[]) {
@@ -46,9 +52,24 @@ const pageQuery = {
     .regex(/^\d{1,3}$/, 'must be an integer from 1 to 100')
     .transform(Number)
     .refine((value) => value >= 1 && value <= 100, 'must be an integer from 1 to 100')
-    .optional(),
-  cursor: z.string().max(200).optional(),
+    .optional()
+    .meta({ description: 'Page size, 1 to 100; 20 when absent.' }),
+  cursor: z
+    .string()
+    .max(200)
+    .optional()
+    .meta({ description: 'The `next_cursor` of the previous page; absent for the first page.' }),
 };
+
+// Postgres reads an instant as `toISOString` writes it only for UTC years 1 to 9999: year 0 and the
+// six-digit years fail the query, so an instant outside is refused here as a 400 rather than a 500.
+const INSTANT_MIN_MS = Date.parse('0001-01-01T00:00:00.000Z');
+const INSTANT_MAX_MS = Date.parse('9999-12-31T23:59:59.999Z');
+
+/** Whether an instant (ms since the epoch, NaN for none) lies where Postgres can compare it. */
+export function storableInstant(ms: number): boolean {
+  return ms >= INSTANT_MIN_MS && ms <= INSTANT_MAX_MS;
+}
 
 const filters = {
   status: z.enum(['pending', 'processing', 'succeeded', 'failed']).optional(),
@@ -56,14 +77,25 @@ const filters = {
     .string()
     .regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code')
     .optional(),
-  created_from: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time' }).optional(),
-  created_to: z.iso.datetime({ offset: true, message: 'must be an ISO 8601 date-time' }).optional(),
-  min_amount: queryAmount.optional(),
-  max_amount: queryAmount.optional(),
+  created_from: z.iso
+    .datetime({ offset: true, message: 'must be an ISO 8601 date-time' })
+    .refine((value) => storableInstant(Date.parse(value)), 'must lie between the years 1 and 9999 (UTC)')
+    .optional()
+    .meta({ description: 'Created at or after this instant.' }),
+  created_to: z.iso
+    .datetime({ offset: true, message: 'must be an ISO 8601 date-time' })
+    .refine((value) => storableInstant(Date.parse(value)), 'must lie between the years 1 and 9999 (UTC)')
+    .optional()
+    .meta({ description: 'Created at or before this instant.' }),
+  min_amount: queryAmount.optional().meta({ description: 'At least this many minor units.' }),
+  max_amount: queryAmount.optional().meta({ description: 'At most this many minor units.' }),
 };
 
 /** Query of GET /deposits and /withdrawals. */
 export const typedListQuery = z.strictObject({ ...pageQuery, ...filters, user_id: uuid.optional() });
+
+/** Query of GET /events: the admin may name one user (else every user's changes); a user only themselves. */
+export const eventsQuery = z.strictObject({ user_id: uuid.optional() });
 
 /** Query of GET /users/{user_id}/transactions. */
 export const historyQuery = z.strictObject({
@@ -73,3 +105,20 @@ export const historyQuery = z.strictObject({
 });
 
 export const transactionIdParams = z.strictObject({ id: uuid });
+
+/** Query of GET /admin/dead-letters: a page, newest first. */
+export const deadLetterListQuery = z.strictObject({ ...pageQuery });
+
+/** The body of the bank's callback (Standard Webhooks payload: extra fields such as `timestamp` pass). */
+export const bankCallbackBody = z.object({
+  type: z.enum(['transfer.succeeded', 'transfer.failed']),
+  data: z.object({
+    reference: uuid.meta({ description: 'Our transaction id, as sent to the bank.' }),
+    bank_reference: z.string().min(1).max(100),
+    status: z.enum(['processing', 'succeeded', 'failed']),
+    failure_code: z.string().max(100).optional(),
+    failure_message: z.string().max(500).optional(),
+  }),
+});
+
+export const deadLetterParams = z.strictObject({ id: uuid });

@@ -6,5 +6,7 @@ declare module 'koa' {
     requestId: string;
     caller?: Caller;
     rawBody?: Buffer;
+    /** The transaction a request created or settled, for the access log line. */
+    transactionId?: string;
   }
 }

@@ -8,9 +8,9 @@ export type WebhookRefusal =
 
 export type WebhookVerification = { ok: true; id: string; timestamp_s: number } | { ok: false; reason: WebhookRefusal };
 
-type Headers = Readonly<Record<string, string | readonly string[] | undefined>>;
+type IncomingHeaders = Readonly<Record<string, string | readonly string[] | undefined>>;
 
-function header(headers: Headers, name: string): string | undefined {
+function header(headers: IncomingHeaders, name: string): string | undefined {
   for (const [key, value] of Object.entries(headers)) {
     if (key.toLowerCase() === name && typeof value === 'string' && value.length > 0) return value;
   }
@@ -29,7 +29,7 @@ function secretKey(secret: string): Buffer {
  * within `tolerance_s` of `now_s`. The body must be the raw bytes received, not a re-serialisation.
  */
 export function verifyWebhook(input: {
-  headers: Headers;
+  headers: IncomingHeaders;
   rawBody: Buffer;
   secrets: readonly string[];
   now_s: number;

@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
+import type { Middleware } from 'koa';
 import { z } from 'zod';
 import { createApp } from '../http/app.ts';
 import { readJsonBody } from '../http/body.ts';
@@ -97,7 +98,21 @@ export async function startBankServer(options: {
   health.get('/health', (ctx) => {
     ctx.body = { status: 'ok' };
   });
-  const app = createApp({ log, middleware: [], routers: [health, transferRoutes(options.bank, holds)] });
+  let closing: Promise<void> | undefined;
+  // Once closing, every answer asks its client to drop the connection, so that a keep-alive socket
+  // does not hold the shutdown back.
+  const dropConnectionsWhenClosing: Middleware = async (ctx, next) => {
+    try {
+      await next();
+    } finally {
+      if (closing) ctx.set('Connection', 'close');
+    }
+  };
+  const app = createApp({
+    log,
+    middleware: [dropConnectionsWhenClosing],
+    routers: [health, transferRoutes(options.bank, holds)],
+  });
   const server = app.listen(options.port, options.host);
   server.keepAliveTimeout = 5_000;
   server.headersTimeout = 10_000;
@@ -107,7 +122,6 @@ export async function startBankServer(options: {
   const host = wildcard ? '127.0.0.1' : options.host.includes(':') ? `[${options.host}]` : options.host;
   log.info({ port }, 'bank listening');
 
-  let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import nact from 'nact';
 import type { Logger } from '../logger.ts';
-import type { Admission, Direction, Scenarios, Settlement } from './scenarios.ts';
+import type { Direction, Scenarios, Settlement } from './scenarios.ts';
 
 /** The largest amount one transfer may move, in minor units (the gateway's own bound). */
 export const AMOUNT_MAX = 10n ** 12n;
@@ -61,11 +61,10 @@ export interface Bank {
 
 type Reply<T> = nact.Ref<T>;
 type Submit = { type: 'submit'; request: TransferRequest; reply_to: Reply<SubmitResult> };
-type TransferMessage = Submit | { type: 'status'; reply_to: Reply<TransferView> } | { type: 'settle' };
+type StatusReply = Reply<TransferView | undefined>;
+type TransferMessage = Submit | { type: 'status'; reply_to: StatusReply } | { type: 'settle' };
 type RegistryMessage =
-  | Submit
-  | { type: 'status'; reference: string; reply_to: Reply<TransferView | undefined> }
-  | { type: 'settled'; reference: string };
+  Submit | { type: 'status'; reference: string; reply_to: StatusReply } | { type: 'settled'; reference: string };
 
 interface TransferState {
   request: TransferRequest;
@@ -96,18 +95,10 @@ function sameTransfer(a: TransferRequest, b: TransferRequest): boolean {
   return a.direction === b.direction && a.amount === b.amount && a.currency === b.currency && a.account === b.account;
 }
 
-function answerOf(admission: Admission, bank_reference: string): SubmitResult {
-  switch (admission.answer) {
-    case 'accepted':
-      return { kind: 'accepted', bank_reference, status: 'processing' };
-    case 'accepted_without_answer':
-    case 'no_answer':
-      return { kind: 'no_answer' };
-    case 'unavailable':
-      return { kind: 'unavailable' };
-    case 'invalid':
-      return { kind: 'invalid', message: 'The bank refused the request as invalid (simulated).' };
-  }
+// The answer to an attempt the bank does not record.
+function refusal(answer: 'no_answer' | 'unavailable' | 'invalid'): SubmitResult {
+  if (answer === 'invalid') return { kind: 'invalid', message: 'The bank refused the request as invalid (simulated).' };
+  return { kind: answer };
 }
 
 /**
@@ -236,11 +227,15 @@ export function createBank(options: {
       const { bank_reference, transfer } = accept(self, request, admission.settlement);
       state.entries.set(request.reference, { attempts, transfer });
       state.idle_since_ms.delete(request.reference);
-      return nact.dispatch(reply_to, answerOf(admission, bank_reference));
+      const answered = admission.answer === 'accepted';
+      return nact.dispatch(
+        reply_to,
+        answered ? { kind: 'accepted', bank_reference, status: 'processing' } : { kind: 'no_answer' },
+      );
     }
     state.entries.set(request.reference, { attempts });
     markIdle(state, request.reference, now_ms);
-    return nact.dispatch(reply_to, answerOf(admission, ''));
+    return nact.dispatch(reply_to, refusal(admission.answer));
   };
 
   const registryActor = (state: RegistryState, message: RegistryMessage, ctx: { self: Reply<RegistryMessage> }) => {
@@ -250,7 +245,7 @@ export function createBank(options: {
         break;
       case 'status': {
         const transfer = state.entries.get(message.reference)?.transfer;
-        if (transfer) nact.dispatch(transfer, { type: 'status', reply_to: message.reply_to as Reply<TransferView> });
+        if (transfer) nact.dispatch(transfer, { type: 'status', reply_to: message.reply_to });
         else nact.dispatch(message.reply_to, undefined);
         break;
       }
@@ -283,11 +278,7 @@ export function createBank(options: {
       }
     },
     status(reference) {
-      return nact.query(
-        registry,
-        (reply_to: Reply<TransferView | undefined>) => ({ type: 'status', reference, reply_to }),
-        ask_timeout_ms,
-      );
+      return nact.query(registry, (reply_to: StatusReply) => ({ type: 'status', reference, reply_to }), ask_timeout_ms);
     },
     stop() {
       for (const timer of settle_timers) clearTimeout(timer);

@@ -39,6 +39,7 @@ export interface Rates {
   lost_callback: number;
 }
 
+/** The rates used where none is configured; the success rate is the gateway's BANK_SUCCESS_RATE default. */
 export const DEFAULT_RATES: Readonly<Rates> = Object.freeze({
   success: 0.9,
   timeout: 0.01,
@@ -49,6 +50,7 @@ export const DEFAULT_RATES: Readonly<Rates> = Object.freeze({
   lost_callback: 0.01,
 });
 
+/** The failure_message the bank sends with each failure_code. */
 export const FAILURE_MESSAGES: Readonly<Record<FailureCode, string>> = Object.freeze({
   declined: 'The bank declined the transfer.',
   insufficient_funds: 'The account does not hold enough funds for this debit.',

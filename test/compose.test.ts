@@ -412,7 +412,9 @@ test('the load balancer sends to every gateway instance, on its port', () => {
   assert.ok(mount.includes('./deploy/nginx.conf:/etc/nginx/nginx.conf:ro'), mount.join(', '));
   const nginx = read('deploy/nginx.conf').replace(/#.*$/gm, '');
   const upstreams = [...nginx.matchAll(/^\s*server\s+([\w.-]+:\d+)/gm)].map((m) => m[1]!).sort();
-  const expected = gateways.map((name) => `${name}:${asText(environment(name).PORT, 'PORT', '3000')}`).sort();
+  // Instances behind a profile are not started by `make up`, so the balancer does not list them.
+  const started = gateways.filter((name) => service(name).profiles === undefined);
+  const expected = started.map((name) => `${name}:${asText(environment(name).PORT, 'PORT', '3000')}`).sort();
   assert.deepEqual(upstreams, expected);
   const listen = /^\s*listen\s+(\d+);/m.exec(nginx)?.[1];
   assert.ok(

@@ -16,6 +16,7 @@ test('SIGTERM stops accepting, lets the request in flight finish, and exits 0', 
       HOST: '127.0.0.1',
       ADMIN_API_KEY: ADMIN_KEY,
       LOG_LEVEL: 'info',
+      DASHBOARD_PORT: '0',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

@@ -91,6 +91,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
       }
       throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
     });
+    if (response.status === 202) ctx.state.transactionId = (JSON.parse(response.body) as { id: string }).id;
     sendStored(ctx, response, replayed);
   }
 

@@ -48,6 +48,7 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
       ctx.body = { status: 'ignored' };
       return;
     }
+    ctx.state.transactionId = reference;
     const reply = await deps.accounts.ask(transaction.user_id, {
       kind: 'command',
       command: {

@@ -2,6 +2,7 @@ import { Webhook } from 'standardwebhooks';
 import { loadConfig } from '../../config.ts';
 import { createLogger } from '../../logger.ts';
 import { loadBankEnv, startSimulator } from '../../simulator/simulator.ts';
+import { OBEDIENT_BANK } from './gateway.ts';
 
 /** The secret both sides use when nothing is configured. */
 export const DEFAULT_SECRET = loadConfig({}).WEBHOOK_SECRETS[0]!;
@@ -15,13 +16,7 @@ export function startTestBank(port: number, callback_url: string, env: Record<st
       BANK_CALLBACK_URL: callback_url,
       BANK_MIN_DELAY_MS: '5',
       BANK_MAX_DELAY_MS: '20',
-      BANK_SUCCESS_RATE: '1',
-      BANK_TIMEOUT_RATE: '0',
-      BANK_UNAVAILABLE_RATE: '0',
-      BANK_INVALID_RATE: '0',
-      BANK_INSUFFICIENT_FUNDS_RATE: '0',
-      BANK_DUPLICATE_CALLBACK_RATE: '0',
-      BANK_LOST_CALLBACK_RATE: '0',
+      ...OBEDIENT_BANK,
       BANK_SEED: 'test-bank',
       ...env,
     }),

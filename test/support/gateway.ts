@@ -1,3 +1,6 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { loadConfig, type Config } from '../../config.ts';
 import { startGateway, type Gateway } from '../../gateway.ts';
 import { createLogger } from '../../logger.ts';
@@ -5,8 +8,22 @@ import { testDatabaseUrl } from './database.ts';
 
 export const ADMIN_KEY = 'test_admin_key_0123456789';
 
-/** A gateway on a free loopback port, with the suite's database and overrides. */
-export async function startTestGateway(overrides: Record<string, string> = {}): Promise<Gateway> {
+/** A bank that accepts every transfer and never fails on its own (magic amounts still force failures). */
+export const OBEDIENT_BANK = {
+  BANK_SUCCESS_RATE: '1',
+  BANK_TIMEOUT_RATE: '0',
+  BANK_UNAVAILABLE_RATE: '0',
+  BANK_INVALID_RATE: '0',
+  BANK_INSUFFICIENT_FUNDS_RATE: '0',
+  BANK_DUPLICATE_CALLBACK_RATE: '0',
+  BANK_LOST_CALLBACK_RATE: '0',
+} as const;
+
+/** A gateway on a free loopback port, with the suite's database and overrides; logs go to `destination`. */
+export async function startTestGateway(
+  overrides: Record<string, string> = {},
+  destination?: Writable,
+): Promise<Gateway> {
   const config: Config = loadConfig({
     ...process.env,
     PORT: '0',
@@ -23,17 +40,14 @@ export async function startTestGateway(overrides: Record<string, string> = {}): 
     // A bank that accepts everything and answers only when a test says so (tests settle by hand).
     BANK_MIN_DELAY_MS: '600000',
     BANK_MAX_DELAY_MS: '600000',
-    BANK_SUCCESS_RATE: '1',
-    BANK_TIMEOUT_RATE: '0',
-    BANK_UNAVAILABLE_RATE: '0',
-    BANK_INVALID_RATE: '0',
-    BANK_INSUFFICIENT_FUNDS_RATE: '0',
-    BANK_DUPLICATE_CALLBACK_RATE: '0',
-    BANK_LOST_CALLBACK_RATE: '0',
+    ...OBEDIENT_BANK,
     BANK_SEED: 'tests',
+    // Every gateway of the suite has a dashboard port and a REPL socket of its own.
+    DASHBOARD_PORT: '0',
+    REPL_SOCKET: join(tmpdir(), `pgw-test-${crypto.randomUUID()}.sock`),
     ...overrides,
   });
-  return startGateway(config, createLogger(config.LOG_LEVEL));
+  return startGateway(config, createLogger(config.LOG_LEVEL, destination));
 }
 
 export interface Answer {

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ADMIN_KEY } from './gateway.ts';
 
 /** A gateway in a child process (so it can be killed), answering on `port`. */
@@ -17,17 +19,19 @@ export async function spawnGateway(
       RATE_LIMIT_GLOBAL_PER_MIN: '10000000',
       RATE_LIMIT_BALANCE_PER_MIN: '10000000',
       RATE_LIMIT_TRANSACTIONS_PER_MIN: '10000000',
+      DASHBOARD_PORT: '0',
+      REPL_SOCKET: join(tmpdir(), `pgw-test-${port}.sock`),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const deadline = Date.now() + 30_000;
   while (!output.includes('gateway listening')) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`gateway did not start:\n${output}`);
-    await Promise.race([once(child.stdout!, 'data'), new Promise((resolve) => setTimeout(resolve, 200))]);
+    await Promise.race([once(child.stdout, 'data'), new Promise((resolve) => setTimeout(resolve, 200))]);
   }
   return { child, url: `http://127.0.0.1:${port}`, output: () => output };
 }

@@ -1,0 +1,148 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createLogger } from '../logger.ts';
+import { apply, decide, emptyAccount, type AccountState, type Command, type Event } from './account.ts';
+import { createTransactionFeed, type Subscription, type TransactionFeedOptions } from './transaction-feed.ts';
+
+const ALICE = '0190d3a0-0000-7000-8000-00000000000a';
+const BOB = '0190d3a0-0000-7000-8000-00000000000b';
+const AT = '2026-01-01T00:00:00.000Z';
+
+function feed(options: Partial<TransactionFeedOptions> = {}) {
+  return createTransactionFeed({
+    subscribers_max: 10,
+    subscribers_per_owner_max: 10,
+    buffer_max: 10,
+    log: createLogger('silent'),
+    ...options,
+  });
+}
+
+function subscribed(result: ReturnType<ReturnType<typeof feed>['subscribe']>): Subscription {
+  assert.ok(result.ok, JSON.stringify(result));
+  return result.subscription;
+}
+
+/** Decides and applies commands in turn; returns the state before them and the events they made. */
+function commit(
+  state: AccountState,
+  commands: Command[],
+): { before: AccountState; events: Event[]; after: AccountState } {
+  const events: Event[] = [];
+  let after = state;
+  for (const command of commands) {
+    const decision = decide(after, command);
+    assert.equal(decision.kind, 'accepted');
+    if (decision.kind !== 'accepted') continue;
+    for (const event of decision.events) {
+      events.push(event);
+      after = apply(after, event);
+    }
+  }
+  return { before: state, events, after };
+}
+
+const create = (id: string): Command => ({
+  type: 'create',
+  transaction: { id, type: 'deposit', amount: 1050n, currency: 'USD', description: null, metadata: null },
+  at: AT,
+  request_id: null,
+});
+const stamp = { at: AT, cause: 'bank_callback' as const, request_id: null };
+
+async function statuses(subscription: Subscription, count: number): Promise<string[]> {
+  const seen: string[] = [];
+  for (let i = 0; i < count; i += 1) {
+    const item = await subscription.next();
+    assert.equal(item.kind, 'transaction');
+    if (item.kind === 'transaction')
+      seen.push(`${item.transaction.user_id === ALICE ? 'A' : 'B'}:${item.transaction.status}`);
+  }
+  return seen;
+}
+
+test('each change of one commit arrives, as the transaction stands after it, to its user and to everyone-subscribers', async () => {
+  const transactions = feed();
+  const alice = subscribed(transactions.subscribe({ user_id: ALICE, owner: ALICE }));
+  const everyone = subscribed(transactions.subscribe({ user_id: undefined, owner: 'admin' }));
+  const first = commit(emptyAccount(ALICE), [
+    create('0190d3a0-0000-7000-8000-000000000101'),
+    {
+      type: 'start_processing',
+      transaction_id: '0190d3a0-0000-7000-8000-000000000101',
+      bank_reference: 'b1',
+      attempts: 1,
+      ...stamp,
+    },
+    { type: 'settle', transaction_id: '0190d3a0-0000-7000-8000-000000000101', outcome: 'succeeded', ...stamp },
+  ]);
+  transactions.onCommitted(first.before, first.events);
+  const other = commit(emptyAccount(BOB), [create('0190d3a0-0000-7000-8000-000000000201')]);
+  transactions.onCommitted(other.before, other.events);
+
+  assert.deepEqual(await statuses(alice, 3), ['A:pending', 'A:processing', 'A:succeeded']);
+  assert.deepEqual(await statuses(everyone, 4), ['A:pending', 'A:processing', 'A:succeeded', 'B:pending']);
+  const waiting = alice.next();
+  const again = commit(first.after, [create('0190d3a0-0000-7000-8000-000000000102')]);
+  transactions.onCommitted(again.before, again.events);
+  const item = await waiting;
+  assert.equal(item.kind === 'transaction' && item.transaction.id, '0190d3a0-0000-7000-8000-000000000102');
+});
+
+test('a subscriber that falls buffer_max changes behind is dropped; the others keep theirs', async () => {
+  const transactions = feed({ buffer_max: 2 });
+  const slow = subscribed(transactions.subscribe({ user_id: ALICE, owner: 'slow' }));
+  const quick = subscribed(transactions.subscribe({ user_id: ALICE, owner: 'quick' }));
+  let state = emptyAccount(ALICE);
+  for (const n of [1, 2, 3]) {
+    const step = commit(state, [create(`0190d3a0-0000-7000-8000-00000000030${n}`)]);
+    transactions.onCommitted(step.before, step.events);
+    state = step.after;
+    assert.equal((await quick.next()).kind, 'transaction');
+  }
+  assert.deepEqual(await slow.next(), { kind: 'end', reason: 'overflow' });
+  assert.deepEqual(await slow.next(), { kind: 'end', reason: 'overflow' });
+  assert.equal(transactions.size(), 1);
+});
+
+test('subscribers are bounded in all and per owner; a closed subscription frees its place', () => {
+  const transactions = feed({ subscribers_max: 3, subscribers_per_owner_max: 2 });
+  const first = subscribed(transactions.subscribe({ user_id: ALICE, owner: ALICE }));
+  subscribed(transactions.subscribe({ user_id: ALICE, owner: ALICE }));
+  assert.deepEqual(transactions.subscribe({ user_id: ALICE, owner: ALICE }), {
+    ok: false,
+    reason: 'owner_subscribers_max',
+  });
+  subscribed(transactions.subscribe({ user_id: BOB, owner: BOB }));
+  assert.deepEqual(transactions.subscribe({ user_id: BOB, owner: BOB }), { ok: false, reason: 'subscribers_max' });
+  first.close();
+  first.close();
+  assert.equal(transactions.size(), 2);
+  subscribed(transactions.subscribe({ user_id: ALICE, owner: ALICE }));
+});
+
+test('close ends every subscription, waiting or not, and refuses new ones', async () => {
+  const transactions = feed();
+  const waiting = subscribed(transactions.subscribe({ user_id: ALICE, owner: ALICE })).next();
+  const idle = subscribed(transactions.subscribe({ user_id: undefined, owner: 'admin' }));
+  transactions.close();
+  assert.deepEqual(await waiting, { kind: 'end', reason: 'closed' });
+  assert.deepEqual(await idle.next(), { kind: 'end', reason: 'closed' });
+  assert.deepEqual(transactions.subscribe({ user_id: ALICE, owner: ALICE }), { ok: false, reason: 'closed' });
+  assert.equal(transactions.size(), 0);
+});
+
+test('a change that cannot be folded ends the affected subscribers instead of throwing into the actor', async () => {
+  const transactions = feed();
+  const alice = subscribed(transactions.subscribe({ user_id: ALICE, owner: ALICE }));
+  const bob = subscribed(transactions.subscribe({ user_id: BOB, owner: BOB }));
+  const unknown: Event = {
+    type: 'transaction_succeeded',
+    transaction_id: '0190d3a0-0000-7000-8000-000000000999',
+    ...stamp,
+  };
+  assert.doesNotThrow(() => transactions.onCommitted(emptyAccount(ALICE), [unknown]));
+  assert.deepEqual(await alice.next(), { kind: 'end', reason: 'failed' });
+  assert.equal(transactions.size(), 1);
+  bob.close();
+});

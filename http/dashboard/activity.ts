@@ -1,0 +1,89 @@
+import { transactionsAfter, type AccountState, type Event } from '../../engine/account.ts';
+
+/** A finished transaction as the dashboard lists it (amount as a decimal string). */
+export interface FinishedTransaction {
+  id: string;
+  user_id: string;
+  type: string;
+  amount: string;
+  currency: string;
+  status: string;
+  failure_code: string | null;
+  attempts: number;
+  completed_at: string | null;
+}
+
+/** Transactions per second over the last `window_s` seconds. */
+export interface Throughput {
+  window_s: number;
+  created_per_s: number;
+  finished_per_s: number;
+}
+
+interface Bucket {
+  second: number;
+  created: number;
+  finished: number;
+}
+
+/**
+ * What the dashboard shows of recent transaction activity in this instance, fed by the accounts'
+ * `onCommitted`: the last `recent_max` finished transactions (a ring), and per-second counts of
+ * creations and results over the last `window_s` seconds (one bucket per second, reused in turn).
+ */
+export function createActivity(options: { recent_max: number; window_s: number; now_ms?: () => number }) {
+  const now_ms = options.now_ms ?? Date.now;
+  const recent: FinishedTransaction[] = [];
+  let next = 0;
+  const buckets: Bucket[] = Array.from({ length: options.window_s }, () => ({ second: -1, created: 0, finished: 0 }));
+
+  function bucketNow(): Bucket {
+    const second = Math.floor(now_ms() / 1000);
+    const bucket = buckets[second % options.window_s]!;
+    if (bucket.second !== second) Object.assign(bucket, { second, created: 0, finished: 0 });
+    return bucket;
+  }
+
+  return {
+    /** Records committed events (`before`: the account's state before them). */
+    record(before: AccountState, events: readonly Event[]): void {
+      const transactions = transactionsAfter(before, events);
+      events.forEach((event, i) => {
+        const transaction = transactions[i]!;
+        if (event.type === 'transaction_created') bucketNow().created += 1;
+        if (event.type !== 'transaction_succeeded' && event.type !== 'transaction_failed') return;
+        bucketNow().finished += 1;
+        recent[next] = {
+          id: transaction.id,
+          user_id: transaction.user_id,
+          type: transaction.type,
+          amount: transaction.amount.toString(),
+          currency: transaction.currency,
+          status: transaction.status,
+          failure_code: transaction.failure?.code ?? null,
+          attempts: transaction.attempts,
+          completed_at: transaction.completed_at,
+        };
+        next = (next + 1) % options.recent_max;
+      });
+    },
+
+    /** The last finished transactions, newest first. */
+    recent(): FinishedTransaction[] {
+      return [...recent.slice(next), ...recent.slice(0, next)].reverse();
+    },
+
+    throughput(): Throughput {
+      const oldest = Math.floor(now_ms() / 1000) - options.window_s;
+      const live = buckets.filter((bucket) => bucket.second > oldest);
+      const sum = (field: 'created' | 'finished') => live.reduce((total, bucket) => total + bucket[field], 0);
+      return {
+        window_s: options.window_s,
+        created_per_s: sum('created') / options.window_s,
+        finished_per_s: sum('finished') / options.window_s,
+      };
+    },
+  };
+}
+
+export type Activity = ReturnType<typeof createActivity>;

@@ -1,0 +1,190 @@
+// The dashboard page: polls /api/state every REFRESH_MS and redraws. Plain DOM, no build step.
+// Every value is set as text (never as HTML): user ids, errors and reasons are data, not markup.
+
+const REFRESH_MS = 2000;
+const KEY_STORAGE = 'payment-gateway-admin-key';
+
+const byId = (id) => document.getElementById(id);
+
+function cell(text, className) {
+  const td = document.createElement('td');
+  td.textContent = text === null || text === undefined ? '' : String(text);
+  if (className) td.className = className;
+  return td;
+}
+
+function fill(tbodyId, items, columns, emptyText) {
+  const tbody = byId(tbodyId);
+  const rows = items.map((item) => {
+    const tr = document.createElement('tr');
+    for (const column of columns) tr.append(column(item));
+    return tr;
+  });
+  if (rows.length === 0) {
+    const tr = document.createElement('tr');
+    const td = cell(emptyText, 'empty');
+    td.colSpan = tbody.closest('table').querySelectorAll('th').length;
+    tr.append(td);
+    rows.push(tr);
+  }
+  tbody.replaceChildren(...rows);
+}
+
+const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : '');
+const short = (id) => (id ? id.slice(0, 8) + '…' : '');
+const rate = (value) => value.toFixed(2);
+
+/** 0,1,2,3,7,8 → "0–3, 7–8". */
+function ranges(numbers) {
+  const parts = [];
+  let start = null;
+  let previous = null;
+  for (const n of [...numbers].sort((a, b) => a - b)) {
+    if (start === null) start = n;
+    else if (n !== previous + 1) {
+      parts.push(start === previous ? `${start}` : `${start}–${previous}`);
+      start = n;
+    }
+    previous = n;
+  }
+  if (start !== null) parts.push(start === previous ? `${start}` : `${start}–${previous}`);
+  return parts.join(', ');
+}
+
+function retryButton(letter) {
+  const td = document.createElement('td');
+  if (letter.retried_at) {
+    td.textContent = `retried ${time(letter.retried_at)}`;
+    return td;
+  }
+  const button = document.createElement('button');
+  button.type = 'button';
+  button.textContent = 'Retry';
+  button.addEventListener('click', () => retry(letter.id, button));
+  td.append(button);
+  return td;
+}
+
+async function retry(id, button) {
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  const result = byId('retry-result');
+  if (!key) {
+    result.textContent = 'Enter the admin key first.';
+    byId('admin-key').focus();
+    return;
+  }
+  button.disabled = true;
+  try {
+    const response = await fetch(`/api/dead-letters/${encodeURIComponent(id)}/retry`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${key}` },
+    });
+    const body = await response.json().catch(() => ({}));
+    result.textContent =
+      response.status === 202
+        ? `Retrying ${short(body.transaction_id)}.`
+        : `Refused (${response.status}): ${body.message ?? ''}`;
+  } catch (error) {
+    result.textContent = `Retry failed: ${error.message}`;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function render(state) {
+  byId('instance').textContent = state.instance;
+  const circuit = byId('circuit');
+  circuit.textContent = state.circuit.replace('_', '-');
+  circuit.className = `value circuit-${state.circuit}`;
+  byId('actors').textContent = state.actors.alive;
+  byId('mailbox').textContent = state.actors.mailbox_depth;
+  byId('in-flight').textContent = state.payments.in_flight;
+  byId('created-rate').textContent = rate(state.throughput.created_per_s);
+  byId('finished-rate').textContent = rate(state.throughput.finished_per_s);
+  byId('shards-owned').textContent = `${state.shards.owned_here} / ${state.shards.total}`;
+
+  fill(
+    'payments',
+    state.payments.shown,
+    [
+      (p) => cell(p.transaction_id, 'mono'),
+      (p) => cell(short(p.user_id), 'mono'),
+      (p) => cell(p.type),
+      (p) => cell(`${p.amount} ${p.currency}`),
+      (p) => cell(p.phase.replaceAll('_', ' ')),
+      (p) => cell(p.attempts),
+      (p) => cell(p.polls),
+      (p) => cell(time(p.next_at)),
+      (p) => cell(p.last_error, 'wrap'),
+    ],
+    'No payment is being driven.',
+  );
+  fill(
+    'recent',
+    state.recent,
+    [
+      (t) => cell(time(t.completed_at)),
+      (t) => cell(t.id, 'mono'),
+      (t) => cell(short(t.user_id), 'mono'),
+      (t) => cell(t.type),
+      (t) => cell(`${t.amount} ${t.currency}`),
+      (t) => cell(t.status, t.status),
+      (t) => cell(t.failure_code),
+      (t) => cell(t.attempts),
+    ],
+    'Nothing finished since this instance started.',
+  );
+  fill(
+    'dead-letters',
+    state.dead_letters,
+    [
+      (d) => cell(time(d.created_at)),
+      (d) => cell(d.transaction_id, 'mono'),
+      (d) => cell(short(d.user_id), 'mono'),
+      (d) => cell(d.attempts),
+      (d) => cell(d.reason, 'wrap'),
+      (d) => cell(d.last_error, 'wrap'),
+      retryButton,
+    ],
+    'No dead letters.',
+  );
+  fill(
+    'shards',
+    state.shards.owners,
+    [
+      (o) => cell(o.owner === state.instance ? `${o.owner} (this instance)` : (o.owner ?? 'nobody')),
+      (o) => cell(ranges(o.shards), 'wrap'),
+      (o) => cell(o.shards.length),
+      (o) => cell(o.epoch_max),
+      (o) => cell(o.lease_expires_at ? time(o.lease_expires_at) : 'held until lost'),
+    ],
+    'No shard is leased yet.',
+  );
+}
+
+async function refresh() {
+  const status = byId('status');
+  try {
+    const response = await fetch('/api/state', { cache: 'no-store' });
+    if (!response.ok) throw new Error(`state answered ${response.status}`);
+    render(await response.json());
+    status.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    status.className = '';
+  } catch (error) {
+    status.textContent = `cannot reach the gateway (${error.message}); retrying`;
+    status.className = 'failing';
+  } finally {
+    setTimeout(refresh, REFRESH_MS);
+  }
+}
+
+byId('key-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const input = byId('admin-key');
+  if (input.value) sessionStorage.setItem(KEY_STORAGE, input.value);
+  else sessionStorage.removeItem(KEY_STORAGE);
+  input.value = '';
+  byId('retry-result').textContent = sessionStorage.getItem(KEY_STORAGE) ? 'Key set for this tab.' : 'Key cleared.';
+});
+
+void refresh();

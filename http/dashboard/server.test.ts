@@ -1,0 +1,112 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { v7 as uuidv7 } from 'uuid';
+import type { Gateway } from '../../gateway.ts';
+import { ADMIN_KEY, client, createUser, fund, startTestGateway } from '../../test/support/gateway.ts';
+
+let gateway: Gateway;
+let api: ReturnType<typeof client>;
+let dashboard: ReturnType<typeof client>;
+let user: { id: string; api_key: string };
+let pendingId: string;
+
+before(async () => {
+  gateway = await startTestGateway({ DASHBOARD_PORT: '0' });
+  api = client(gateway.url);
+  dashboard = client(gateway.dashboardUrl);
+  user = await createUser(api, 'Dashboard');
+  await fund(gateway, api, user, 2500);
+  const pending = await api('POST', '/api/v1/deposits', {
+    key: user.api_key,
+    body: { amount: 700, currency: 'USD' },
+    idempotencyKey: crypto.randomUUID(),
+  });
+  assert.equal(pending.status, 202);
+  pendingId = pending.json.id;
+});
+after(() => gateway.close());
+
+describe('the task dashboard on DASHBOARD_PORT', () => {
+  test('listens on a port of its own', () => {
+    assert.match(gateway.dashboardUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
+    assert.notEqual(gateway.dashboardUrl, gateway.url);
+  });
+
+  test('serves the page and its script, which load nothing from elsewhere', async () => {
+    const page = await dashboard('GET', '/');
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    assert.match(page.text, /<script src="\/dashboard\.js"><\/script>/);
+    assert.doesNotMatch(page.text, /(src|href)="(https?:)?\/\//);
+    assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'self'/);
+    const script = await dashboard('GET', '/dashboard.js');
+    assert.equal(script.status, 200);
+    assert.match(script.headers.get('content-type') ?? '', /^text\/javascript/);
+    assert.match(script.text, /\/api\/state/);
+    assert.doesNotMatch(script.text, /innerHTML/);
+  });
+
+  test('GET /api/state: workers in flight, recent results, circuit, actors, shards, throughput', async () => {
+    const state = await dashboard('GET', '/api/state');
+    assert.equal(state.status, 200);
+    const body = state.json;
+    assert.equal(body.circuit, 'closed');
+    assert.ok(body.actors.alive >= 1);
+    assert.equal(body.actors.mailbox_depth, 0);
+    const worker = body.payments.shown.find((p: any) => p.transaction_id === pendingId);
+    assert.ok(worker, 'the pending deposit has a payment worker');
+    assert.equal(worker.amount, '700');
+    assert.equal(typeof worker.attempts, 'number');
+    assert.ok('next_at' in worker);
+    assert.equal(body.payments.in_flight, body.payments.shown.length);
+    const funded = body.recent.find((t: any) => t.user_id === user.id);
+    assert.deepEqual([funded.type, funded.amount, funded.status], ['deposit', '2500', 'succeeded']);
+    assert.deepEqual(body.dead_letters, []);
+    assert.equal(body.shards.total, 64);
+    assert.equal(body.shards.owned_here, 64);
+    assert.equal(body.shards.owners.length, 1);
+    assert.equal(body.shards.owners[0].shards.length, 64);
+    assert.equal(typeof body.shards.owners[0].epoch_max, 'string');
+    assert.equal(body.throughput.window_s, 60);
+    assert.ok(body.throughput.created_per_s > 0);
+    assert.ok(body.throughput.finished_per_s > 0);
+  });
+
+  test('GET /metrics needs no key on this port', async () => {
+    const metrics = await dashboard('GET', '/metrics');
+    assert.equal(metrics.status, 200);
+    assert.match(metrics.text, /^gateway_actors_alive \d+$/m);
+  });
+
+  test("a dead letter's retry is forwarded to the public API, which checks the admin key", async () => {
+    const id = uuidv7();
+    await gateway.sql`
+      INSERT INTO dead_letters (id, transaction_id, user_id, reason, attempts, last_error)
+      VALUES (${id}, ${pendingId}, ${user.id}, 'filed by a test', 8, 'bank answered 503')`;
+    const listed = await dashboard('GET', '/api/state');
+    assert.deepEqual(
+      listed.json.dead_letters.map((d: any) => [d.id, d.retried_at]),
+      [[id, null]],
+    );
+
+    const path = `/api/dead-letters/${id}/retry`;
+    const anonymous = await dashboard('POST', path);
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.json.error, 'unauthenticated');
+    const asUser = await dashboard('POST', path, { key: user.api_key });
+    assert.equal(asUser.status, 403);
+    const unknown = await dashboard('POST', `/api/dead-letters/${uuidv7()}/retry`, { key: ADMIN_KEY });
+    assert.equal(unknown.status, 404);
+    const malformed = await dashboard('POST', '/api/dead-letters/not-an-id/retry', { key: ADMIN_KEY });
+    assert.equal(malformed.status, 400);
+
+    const retried = await dashboard('POST', path, { key: ADMIN_KEY });
+    assert.equal(retried.status, 202, retried.text);
+    assert.equal(retried.json.status, 'retrying');
+    const again = await dashboard('POST', path, { key: ADMIN_KEY });
+    assert.equal(again.status, 409);
+    assert.equal(again.json.error, 'already_retried');
+    const after = await dashboard('GET', '/api/state');
+    assert.notEqual(after.json.dead_letters[0].retried_at, null);
+  });
+});

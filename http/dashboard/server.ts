@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Router from '@koa/router';
+import type { Registry as MetricsRegistry } from 'prom-client';
+import type { Logger } from '../../logger.ts';
+import { createApp } from '../app.ts';
+import { errors } from '../errors.ts';
+import { metricsRoutes } from '../routes/metrics.ts';
+import { deadLetterParams } from '../schemas.ts';
+import { securityHeaders } from '../security-headers.ts';
+import { parseInput } from '../validation.ts';
+import { readOverview, type OverviewSources } from './overview.ts';
+
+// Read once at start: the files are static, and a missing one should stop the start, not a request.
+const PAGE = readFileSync(new URL('./index.html', import.meta.url), 'utf8');
+const SCRIPT = readFileSync(new URL('./dashboard.js', import.meta.url), 'utf8');
+
+export interface DashboardOptions extends OverviewSources {
+  host: string;
+  /** 0 for a free port. */
+  port: number;
+  metrics: MetricsRegistry;
+  /** The gateway's public API, where a dead letter's retry is forwarded. */
+  gateway_url: string;
+  forward_timeout_ms: number;
+  log: Logger;
+}
+
+/**
+ * The task dashboard on the internal port: a page that polls `GET /api/state` every 2 s, and
+ * `GET /metrics` without a key. It has no login of its own, so the port must stay internal; the one
+ * thing it changes, retrying a dead letter, is forwarded to the public API with the admin key the
+ * operator typed into the page, and that API decides (401, 403, 409, or 202).
+ */
+export async function startDashboard(options: DashboardOptions): Promise<{ url: string; close(): Promise<void> }> {
+  const router = new Router();
+  router.get('/', (ctx) => {
+    ctx.type = 'text/html; charset=utf-8';
+    ctx.body = PAGE;
+  });
+  router.get('/dashboard.js', (ctx) => {
+    ctx.type = 'text/javascript; charset=utf-8';
+    ctx.body = SCRIPT;
+  });
+  router.get('/api/state', async (ctx) => {
+    ctx.body = await readOverview(options);
+  });
+  router.post('/api/dead-letters/:id/retry', async (ctx) => {
+    const { id } = parseInput(deadLetterParams, ctx.params);
+    const authorization = ctx.get('Authorization');
+    if (!authorization) throw errors.unauthenticated();
+    const answer = await forwardRetry(options, id, authorization);
+    ctx.status = answer.status;
+    ctx.type = 'application/json';
+    ctx.body = answer.body;
+  });
+
+  // Its access log would be a line every 2 s per open page: only failures are worth a line here.
+  const log = options.log.child({}, { level: 'warn' });
+  const app = createApp({
+    log,
+    middleware: [securityHeaders({ cors_origins: [] })],
+    routers: [router, metricsRoutes(options.metrics, { admin_only: false })],
+  });
+  const server = createServer(app.callback());
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
+  server.listen(options.port, options.host);
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  options.log.info({ port }, 'dashboard listening');
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async close() {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Pages keep their connections open between polls; nothing here is worth waiting for.
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}
+
+/** Forwards a dead letter's retry to the public API, answering with what it answered. */
+async function forwardRetry(
+  options: DashboardOptions,
+  id: string,
+  authorization: string,
+): Promise<{ status: number; body: string }> {
+  try {
+    const response = await fetch(`${options.gateway_url}/api/v1/admin/dead-letters/${id}/retry`, {
+      method: 'POST',
+      // One click is one retry: a fresh key each time (the API answers 409 once the letter is retried).
+      headers: { authorization, 'idempotency-key': randomUUID() },
+      signal: AbortSignal.timeout(options.forward_timeout_ms),
+    });
+    return { status: response.status, body: await response.text() };
+  } catch (error) {
+    options.log.warn({ err: error }, 'dashboard could not reach the public API');
+    throw errors.unavailable('gateway_unreachable', 'The public API did not answer; retry shortly.');
+  }
+}

@@ -1,0 +1,344 @@
+import type { ResponseConfig, RouteConfig } from '@asteasolutions/zod-to-openapi';
+import { z } from 'zod';
+import {
+  balance,
+  createdUser,
+  deadLetterPage,
+  deadLetterRetry,
+  health,
+  healthUnavailable,
+  reconciliationReport,
+  transaction,
+  transactionPage,
+  transactionWithEvents,
+  user,
+  webhookOutcome,
+} from './response-schemas.ts';
+import {
+  bankCallbackBody,
+  createUserBody,
+  deadLetterListQuery,
+  deadLetterParams,
+  eventsQuery,
+  historyQuery,
+  transactionBody,
+  transactionIdParams,
+  typedListQuery,
+  userIdParams,
+} from './schemas.ts';
+
+/** Who may call an operation, which decides its security requirement. */
+export type Access = 'anyone' | 'caller' | 'admin' | 'bank' | 'metrics';
+
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 503;
+
+/** One operation of the API, in the terms `openapi.ts` builds the document from. */
+export interface Operation {
+  method: 'get' | 'post';
+  /** OpenAPI path syntax: `{param}`. */
+  path: string;
+  operationId: string;
+  tag: string;
+  summary: string;
+  description?: string;
+  access: Access;
+  request?: RouteConfig['request'];
+  /** The answers that are not errors, by status. */
+  answers: Record<number, ResponseConfig>;
+  /** Error codes by status, beside those the edge adds by path, method and access (see `openapi.ts`). */
+  errors?: Partial<Record<ErrorStatus, readonly string[]>>;
+}
+
+/** The 503 codes of an operation that asks an account's actor (http/errors.ts `refusalError`). */
+const ACTOR_REFUSALS = ['account_busy', 'outcome_unknown', 'shard_unavailable', 'storage_unavailable'];
+
+/** A JSON response of one schema. */
+export function json(schema: z.ZodType, description: string): ResponseConfig {
+  return { description, content: { 'application/json': { schema } } };
+}
+
+function jsonBody(schema: z.ZodType): NonNullable<RouteConfig['request']>['body'] {
+  return { required: true, content: { 'application/json': { schema } } };
+}
+
+const LISTED = 'A page, newest first; follow `next_cursor` for the next one.';
+
+/** Deposits and withdrawals share their routes but for the refusals each can meet. */
+function transactionOperations(type: 'deposit' | 'withdrawal', body: z.ZodType): Operation[] {
+  const Noun = type === 'deposit' ? 'Deposit' : 'Withdrawal';
+  const plural = `${type}s`;
+  const tag = `${Noun}s`;
+  const refusal = type === 'deposit' ? 'balance_limit_exceeded' : 'insufficient_funds';
+  return [
+    {
+      method: 'post',
+      path: `/api/v1/${plural}`,
+      operationId: `create${Noun}`,
+      tag,
+      summary: `Start a ${type}`,
+      description:
+        (type === 'withdrawal' ? 'The amount is held from the available balance at once. ' : '') +
+        'The transaction is `pending` until the bank answers; poll it by id. A user acts for themselves; ' +
+        'the admin names the user in `user_id`.',
+      access: 'caller',
+      request: { body: jsonBody(body) },
+      answers: { 202: json(transaction, 'Accepted; the bank has not answered yet.') },
+      errors: {
+        400: ['validation_error'],
+        404: ['not_found'],
+        409: ['transaction_exists'],
+        422: [refusal],
+        503: ACTOR_REFUSALS,
+      },
+    },
+    {
+      method: 'get',
+      path: `/api/v1/${plural}/{id}`,
+      operationId: `get${Noun}`,
+      tag,
+      summary: `A ${type}, with its audit trail`,
+      access: 'caller',
+      request: { params: transactionIdParams },
+      answers: { 200: json(transactionWithEvents, `The ${type} and the events that made it.`) },
+      errors: { 400: ['validation_error'], 404: ['not_found'] },
+    },
+    {
+      method: 'get',
+      path: `/api/v1/${plural}`,
+      operationId: `list${Noun}s`,
+      tag,
+      summary: `List ${plural}`,
+      description: `A user sees their own; the admin sees all, or one user's with \`user_id\`. ${LISTED}`,
+      access: 'caller',
+      request: { query: typedListQuery },
+      answers: { 200: json(transactionPage, `A page of ${plural}.`) },
+      errors: { 400: ['validation_error', 'invalid_cursor'], 404: ['not_found'] },
+    },
+  ];
+}
+
+/** Every operation the gateway serves, and those announced in DESIGN.md that are still being built. */
+export function operations(currencies: readonly string[]): Operation[] {
+  const newTransaction = transactionBody(currencies).meta({ id: 'TransactionRequest' });
+  return [
+    {
+      method: 'get',
+      path: '/health',
+      operationId: 'health',
+      tag: 'Operations',
+      summary: 'Whether the gateway and its dependencies answer',
+      access: 'anyone',
+      answers: {
+        200: json(health, 'Every check passed.'),
+        503: json(healthUnavailable, 'A check failed or timed out; `checks` names it.'),
+      },
+    },
+    {
+      method: 'post',
+      path: '/api/v1/users',
+      operationId: 'createUser',
+      tag: 'Users',
+      summary: 'Create a user and their API key',
+      access: 'admin',
+      request: { body: jsonBody(createUserBody.meta({ id: 'CreateUserRequest' })) },
+      answers: { 201: json(createdUser, 'Created; `api_key` is shown this once.') },
+      errors: { 409: ['email_taken'] },
+    },
+    {
+      method: 'get',
+      path: '/api/v1/users/{user_id}',
+      operationId: 'getUser',
+      tag: 'Users',
+      summary: 'A user, without the key',
+      access: 'caller',
+      request: { params: userIdParams },
+      answers: { 200: json(user, 'The user.') },
+      errors: { 400: ['validation_error'], 404: ['not_found'] },
+    },
+    {
+      method: 'get',
+      path: '/api/v1/users/{user_id}/balance',
+      operationId: 'getBalance',
+      tag: 'Balances and history',
+      summary: "A user's balances, from the live account",
+      description: 'One entry per configured currency, and any other the account holds. Rate limited per caller.',
+      access: 'caller',
+      request: { params: userIdParams },
+      answers: { 200: json(balance, 'The balances.') },
+      errors: { 400: ['validation_error'], 404: ['not_found'], 503: ACTOR_REFUSALS },
+    },
+    {
+      method: 'get',
+      path: '/api/v1/users/{user_id}/transactions',
+      operationId: 'listUserTransactions',
+      tag: 'Balances and history',
+      summary: "A user's deposits and withdrawals",
+      description: `${LISTED} Rate limited per caller, together with the deposit and withdrawal lists.`,
+      access: 'caller',
+      request: { params: userIdParams, query: historyQuery },
+      answers: { 200: json(transactionPage, 'A page of transactions.') },
+      errors: { 400: ['validation_error', 'invalid_cursor'], 404: ['not_found'] },
+    },
+    ...transactionOperations('deposit', newTransaction),
+    ...transactionOperations('withdrawal', newTransaction),
+    {
+      method: 'get',
+      path: '/api/v1/events',
+      operationId: 'streamEvents',
+      tag: 'Events',
+      summary: 'Server-sent events about transactions',
+      description:
+        "A `text/event-stream` of changes to the caller's transactions (the admin's: everyone's); " +
+        "each event's `data` is a JSON Transaction.",
+      access: 'caller',
+      request: { query: eventsQuery },
+      answers: {
+        200: {
+          description: 'The stream; it stays open (a heartbeat comment every 15 s, closed after 30 min).',
+          content: { 'text/event-stream': { schema: z.string().meta({ description: 'Server-sent events.' }) } },
+        },
+      },
+      errors: { 400: ['validation_error'], 404: ['not_found'], 503: ['stream_limit_reached', 'shutting_down'] },
+    },
+    {
+      method: 'get',
+      path: '/api/v1/me',
+      operationId: 'me',
+      tag: 'Users',
+      summary: 'Who the key belongs to (the viewer uses it to find its user id)',
+      access: 'caller',
+      answers: {
+        200: json(
+          z
+            .object({
+              id: z.string(),
+              name: z.string().nullable(),
+              email: z.string().nullable(),
+              created_at: z.string().nullable(),
+              kind: z.enum(['user', 'admin']),
+            })
+            .meta({ id: 'Me' }),
+          'The caller.',
+        ),
+      },
+    },
+    {
+      method: 'get',
+      path: '/',
+      operationId: 'viewer',
+      tag: 'Operations',
+      summary: 'The transaction viewer (a page that asks for an API key)',
+      access: 'anyone',
+      answers: { 200: { description: 'An HTML page.', content: { 'text/html': { schema: z.string() } } } },
+    },
+    {
+      method: 'get',
+      path: '/viewer/{file}',
+      operationId: 'viewerAsset',
+      tag: 'Operations',
+      summary: "The viewer's scripts and styles",
+      access: 'anyone',
+      request: { params: z.object({ file: z.string() }) },
+      answers: { 200: { description: 'A static file.', content: { 'text/javascript': { schema: z.string() } } } },
+      errors: { 404: ['not_found'] },
+    },
+    {
+      method: 'get',
+      path: '/api/v1/admin/reconciliation',
+      operationId: 'reconcile',
+      tag: 'Admin',
+      summary: 'Replay every journal and compare it with the read model and the live accounts',
+      access: 'admin',
+      answers: { 200: json(reconciliationReport, 'The report; `ok` is false when anything disagrees.') },
+    },
+    {
+      method: 'get',
+      path: '/api/v1/admin/dead-letters',
+      operationId: 'listDeadLetters',
+      tag: 'Admin',
+      summary: 'Payments that gave up after their last attempt',
+      description: LISTED,
+      access: 'admin',
+      request: { query: deadLetterListQuery },
+      answers: { 200: json(deadLetterPage, 'A page of dead letters.') },
+      errors: { 400: ['validation_error', 'invalid_cursor'] },
+    },
+    {
+      method: 'post',
+      path: '/api/v1/admin/dead-letters/{id}/retry',
+      operationId: 'retryDeadLetter',
+      tag: 'Admin',
+      summary: 'Send a dead-lettered payment to the bank again',
+      access: 'admin',
+      request: { params: deadLetterParams },
+      answers: { 202: json(deadLetterRetry, 'The payment is running again; `retried_at` is set.') },
+      errors: {
+        400: ['validation_error'],
+        404: ['not_found'],
+        409: ['already_retried', 'transaction_not_open'],
+        503: ACTOR_REFUSALS,
+      },
+    },
+    {
+      method: 'post',
+      path: '/webhooks/bank-callback',
+      operationId: 'bankCallback',
+      tag: 'Bank',
+      summary: "The bank's result for one transfer",
+      description:
+        'Signed per Standard Webhooks: `webhook-signature` holds `v1,<base64 HMAC-SHA256 of "id.timestamp.body">`; ' +
+        'the timestamp must be within 5 minutes. Each `webhook-id` is applied once; a result for a finished ' +
+        'transaction changes nothing.',
+      access: 'bank',
+      request: {
+        headers: z.object({
+          'webhook-id': z.string().min(1).max(255).meta({ description: 'Unique per message; repeats are no-ops.' }),
+          'webhook-timestamp': z
+            .string()
+            .regex(/^[0-9]{1,15}$/)
+            .meta({ description: 'Unix seconds when the message was signed.' }),
+          'webhook-signature': z.string().min(1).meta({ description: 'Space-separated `v1,<base64>` signatures.' }),
+        }),
+        body: jsonBody(bankCallbackBody.meta({ id: 'BankCallback' })),
+      },
+      answers: { 200: json(webhookOutcome, 'Received; `status` tells what it changed.') },
+      errors: { 401: ['invalid_signature'], 503: ACTOR_REFUSALS },
+    },
+    {
+      method: 'get',
+      path: '/metrics',
+      operationId: 'metrics',
+      tag: 'Operations',
+      summary: 'Prometheus metrics',
+      description: 'Open on the internal port; on the public port, the admin key only.',
+      access: 'metrics',
+      answers: {
+        200: {
+          description: 'The Prometheus text exposition format.',
+          content: { 'text/plain; version=0.0.4': { schema: z.string() } },
+        },
+      },
+      errors: { 403: ['forbidden'] },
+    },
+    {
+      method: 'get',
+      path: '/openapi.json',
+      operationId: 'openapi',
+      tag: 'Operations',
+      summary: 'This document',
+      access: 'anyone',
+      answers: {
+        200: json(z.record(z.string(), z.unknown()).meta({ description: 'An OpenAPI 3.1 document.' }), 'The document.'),
+      },
+    },
+    {
+      method: 'get',
+      path: '/docs',
+      operationId: 'docs',
+      tag: 'Operations',
+      summary: 'A page to read this document',
+      access: 'anyone',
+      answers: { 200: { description: 'An HTML page.', content: { 'text/html': { schema: z.string() } } } },
+    },
+  ];
+}

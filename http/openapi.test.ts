@@ -1,0 +1,192 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, mock, test } from 'node:test';
+import Router from '@koa/router';
+import Koa from 'koa';
+import { Validator } from '@seriousme/openapi-schema-validator';
+import type { z } from 'zod';
+import type { Gateway } from '../gateway.ts';
+import { ADMIN_KEY, client, startTestGateway } from '../test/support/gateway.ts';
+import { buildOpenApiDocument } from './openapi.ts';
+import * as shapes from './response-schemas.ts';
+
+// Routes DESIGN.md announces that no router serves yet; the document describes them already.
+const ANNOUNCED = new Set(['get /metrics']);
+const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'];
+
+let gateway: Gateway;
+let request: ReturnType<typeof client>;
+let routers: Router[];
+
+before(async () => {
+  // The gateway does not expose its Koa app. Record every app's request listener, then take the routers
+  // mounted on the one app that answers on the gateway's server (the in-process bank has its own).
+  const callbacks = mock.method(Koa.prototype as { callback: () => unknown }, 'callback');
+  try {
+    gateway = await startTestGateway();
+  } finally {
+    mock.restoreAll();
+  }
+  const listener = gateway.server.listeners('request')[0];
+  const app = callbacks.mock.calls.find((call) => call.result === listener)?.this as Koa | undefined;
+  assert.ok(app, "the gateway's Koa app was not found");
+  routers = app.middleware.flatMap((middleware) => (middleware as { router?: Router }).router ?? []);
+  request = client(gateway.url);
+});
+after(() => gateway.close());
+
+/** `method path` of every operation in the document. */
+function documented(document: any): Set<string> {
+  const operations = new Set<string>();
+  for (const [path, item] of Object.entries<any>(document.paths)) {
+    for (const method of METHODS) if (item[method]) operations.add(`${method} ${path}`);
+  }
+  return operations;
+}
+
+/** `method path` of every route the routers serve, in OpenAPI's path syntax; HEAD is GET's twin. */
+function served(all: readonly Router[]): Set<string> {
+  const operations = new Set<string>();
+  for (const router of all) {
+    for (const layer of router.stack) {
+      assert.equal(typeof layer.path, 'string', 'a route by RegExp cannot be matched to the document');
+      const path = String(layer.path)
+        .replace(/:(\w+)/g, '{$1}')
+        .replace(/(.)\/$/, '$1');
+      for (const method of layer.methods) if (method !== 'HEAD') operations.add(`${method.toLowerCase()} ${path}`);
+    }
+  }
+  return operations;
+}
+
+function refs(node: unknown, found: string[] = []): string[] {
+  if (Array.isArray(node)) for (const item of node) refs(item, found);
+  else if (node && typeof node === 'object') {
+    for (const [key, value] of Object.entries(node)) {
+      if (key === '$ref' && typeof value === 'string') found.push(value);
+      else refs(value, found);
+    }
+  }
+  return found;
+}
+
+const allowsNull = (schema: any): boolean =>
+  [schema.type ?? []].flat().includes('null') || [...(schema.anyOf ?? []), ...(schema.oneOf ?? [])].some(allowsNull);
+
+/** The answer parses with the schema and carries no field the schema does not name. */
+function assertShape(schema: z.ZodObject, value: unknown): void {
+  const parsed = schema.safeParse(value);
+  assert.ok(parsed.success, JSON.stringify(parsed.error?.issues));
+  const unnamed = Object.keys(value as object).filter((key) => !(key in schema.shape));
+  assert.deepEqual(unnamed, [], `fields the document does not describe: ${unnamed.join(', ')}`);
+}
+
+describe('the document', () => {
+  const document: any = buildOpenApiDocument({ currencies: ['USD', 'EUR', 'JPY'] });
+
+  test('is valid OpenAPI 3.1 for a real validator, and every $ref resolves', async () => {
+    const validator = new Validator();
+    const result = await validator.validate(structuredClone(document));
+    assert.equal(result.valid, true, JSON.stringify(result.errors, null, 2));
+    assert.equal(validator.version, '3.1');
+    for (const ref of new Set(refs(document))) {
+      const target = ref
+        .replace(/^#\//, '')
+        .split('/')
+        .reduce<any>((node, key) => node?.[key], document);
+      assert.ok(target, `${ref} does not resolve`);
+    }
+  });
+
+  test('offers the configured currencies, and only them', () => {
+    assert.deepEqual(document.components.schemas.TransactionRequest.properties.currency.enum, ['USD', 'EUR', 'JPY']);
+  });
+
+  test('requires Idempotency-Key (1 to 255 characters) on every POST under /api/v1, and only there', () => {
+    for (const operation of documented(document)) {
+      const [method, path] = operation.split(' ') as [string, string];
+      const parameters: { $ref?: string }[] = document.paths[path][method].parameters ?? [];
+      const keyed = parameters.some((p) => p.$ref === '#/components/parameters/IdempotencyKey');
+      assert.equal(keyed, method === 'post' && path.startsWith('/api/v1/'), operation);
+    }
+    const key = document.components.parameters.IdempotencyKey;
+    assert.deepEqual([key.in, key.required, key.schema.minLength, key.schema.maxLength], ['header', true, 1, 255]);
+  });
+
+  test('keeps every nullable field nullable, and no other', () => {
+    for (const schema of Object.values(shapes)) {
+      const id = schema.meta()?.id;
+      if (!id || !('shape' in schema)) continue;
+      for (const [name, field] of Object.entries<z.ZodType>(schema.shape)) {
+        const property: unknown = document.components.schemas[id].properties[name];
+        assert.equal(allowsNull(property), field.safeParse(null).success, `${id}.${name}`);
+      }
+    }
+  });
+});
+
+describe('the gateway', () => {
+  test('serves no route the document leaves out; the document lists only announced routes besides', async () => {
+    const response = await request('GET', '/openapi.json');
+    const inDocument = documented(response.json);
+    const inRouters = served(routers);
+    assert.ok(inRouters.size >= 15, `only ${inRouters.size} routes found: the routers were not recorded`);
+    assert.deepEqual([...inRouters].filter((operation) => !inDocument.has(operation)).sort(), []);
+    const unserved = [...inDocument].filter((operation) => !inRouters.has(operation));
+    assert.deepEqual(unserved.filter((operation) => !ANNOUNCED.has(operation)).sort(), []);
+  });
+
+  test('GET /openapi.json is the JSON document, and GET /docs a page that loads nothing from elsewhere', async () => {
+    const spec = await request('GET', '/openapi.json');
+    assert.equal(spec.status, 200);
+    assert.match(spec.headers.get('content-type') ?? '', /^application\/json/);
+    assert.equal(spec.json.openapi, '3.1.0');
+    assert.equal((await new Validator().validate(spec.json)).valid, true);
+
+    const page = await request('GET', '/docs');
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    assert.match(page.text, /fetch\('openapi\.json'/);
+    assert.doesNotMatch(page.text, /\b(?:src|href)\s*=\s*["']?(?:https?:)?\/\//i);
+    assert.doesNotMatch(page.text, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+  });
+
+  test("answers in the document's shapes", async () => {
+    const created = await request('POST', '/api/v1/users', {
+      key: ADMIN_KEY,
+      body: { name: 'Shape', email: `shape-${crypto.randomUUID()}@example.test` },
+      idempotencyKey: crypto.randomUUID(),
+    });
+    assert.equal(created.status, 201);
+    assertShape(shapes.createdUser, created.json);
+    const user = created.json as { id: string; api_key: string };
+    assertShape(shapes.user, (await request('GET', `/api/v1/users/${user.id}`, { key: user.api_key })).json);
+
+    const deposit = await request('POST', '/api/v1/deposits', {
+      key: user.api_key,
+      body: { amount: 1050, currency: 'USD', metadata: { order: '1' } },
+      idempotencyKey: crypto.randomUUID(),
+    });
+    assert.equal(deposit.status, 202);
+    assertShape(shapes.transaction, deposit.json);
+    const shown = await request('GET', `/api/v1/deposits/${deposit.json.id}`, { key: user.api_key });
+    assertShape(shapes.transactionWithEvents, shown.json);
+    for (const event of shown.json.events) assertShape(shapes.transactionEvent, event);
+
+    for (const path of ['/api/v1/deposits', `/api/v1/users/${user.id}/transactions`]) {
+      const page = await request('GET', path, { key: user.api_key });
+      assertShape(shapes.transactionPage, page.json);
+      for (const item of page.json.data) assertShape(shapes.transaction, item);
+    }
+    assertShape(shapes.balance, (await request('GET', `/api/v1/users/${user.id}/balance`, { key: user.api_key })).json);
+    assertShape(shapes.deadLetterPage, (await request('GET', '/api/v1/admin/dead-letters', { key: ADMIN_KEY })).json);
+
+    const health = await request('GET', '/health');
+    assertShape(health.status === 200 ? shapes.health : shapes.healthUnavailable, health.json);
+    const refused = await request('GET', `/api/v1/users/${user.id}`);
+    assert.equal(refused.status, 401);
+    assertShape(shapes.errorBody, refused.json);
+    const invalid = await request('GET', '/api/v1/deposits?limit=0', { key: user.api_key });
+    assert.equal(invalid.status, 400);
+    assertShape(shapes.errorBody, invalid.json);
+  });
+});

@@ -1,0 +1,199 @@
+import { OpenAPIRegistry, OpenApiGeneratorV31, type RouteConfig } from '@asteasolutions/zod-to-openapi';
+import { json, operations, type Access, type ErrorStatus, type Operation } from './openapi-operations.ts';
+import { errorBody, rateLimitBody } from './response-schemas.ts';
+
+// The document is generated from the same zod schemas the routes validate with (http/schemas.ts) and
+// the response shapes beside them (http/response-schemas.ts); this file adds what zod cannot say:
+// who may call, which headers travel, and which errors each status carries.
+
+/** What each error status means in this API; the codes an operation may answer with are listed after. */
+const ERROR_MEANINGS: Record<ErrorStatus, string> = {
+  400: 'The request is not valid; nothing was changed',
+  401: 'No valid credentials',
+  403: 'This API key may not do that',
+  404: 'Not found, or not visible to this caller (the two are not told apart, so ids cannot be probed)',
+  409: 'In conflict with the current state',
+  413: 'The body is larger than the configured limit',
+  415: 'The body is not application/json',
+  422: 'Understood but refused',
+  503: 'Unavailable for now, or the outcome is not known yet; retry after Retry-After',
+};
+
+const SECURITY: Record<Access, NonNullable<RouteConfig['security']>> = {
+  anyone: [],
+  bank: [],
+  caller: [{ bearerAuth: [] }],
+  admin: [{ bearerAuth: [] }],
+  // Open on the internal port; on the public one the admin key is needed.
+  metrics: [{}, { bearerAuth: [] }],
+};
+
+const integer = { type: 'integer', minimum: 0 } as const;
+const string = { type: 'string' } as const;
+const oneOf = (...values: string[]) => ({ type: 'string' as const, enum: values });
+
+const HEADERS = {
+  'X-Request-ID': {
+    description: "The request's id: the client's own X-Request-ID when it sent a valid one, else a new UUID.",
+    schema: string,
+  },
+  'X-RateLimit-Limit': {
+    description: 'Requests allowed per window by the most restrictive limit that counted this request.',
+    schema: integer,
+  },
+  'X-RateLimit-Remaining': { description: 'Requests left in that window.', schema: integer },
+  'X-RateLimit-Reset': { description: 'When that window resets, in unix seconds.', schema: integer },
+  'RateLimit-Policy': {
+    description:
+      'Every limit that counted this request (draft-ietf-httpapi-ratelimit-headers), e.g. `"balance";q=10;w=60`.',
+    schema: string,
+  },
+  RateLimit: {
+    description: 'What is left of each of those limits and the seconds to its reset, e.g. `"balance";r=3;t=42`.',
+    schema: string,
+  },
+  'X-RateLimit-Status': {
+    description: '`degraded`: Redis is down and this instance counted alone; `unavailable`: nothing counted.',
+    schema: oneOf('degraded', 'unavailable'),
+  },
+  'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer', minimum: 1 } },
+  'Idempotent-Replayed': {
+    description: 'Present when this is the stored answer to an earlier request with the same Idempotency-Key.',
+    schema: oneOf('true'),
+  },
+  'WWW-Authenticate': { description: 'The scheme to authenticate with.', schema: oneOf('Bearer') },
+} as const;
+
+type HeaderName = keyof typeof HEADERS;
+
+const RATE_LIMIT_HEADERS: readonly HeaderName[] = [
+  'X-RateLimit-Limit',
+  'X-RateLimit-Remaining',
+  'X-RateLimit-Reset',
+  'RateLimit-Policy',
+  'RateLimit',
+  'X-RateLimit-Status',
+];
+
+function registerComponents(registry: OpenAPIRegistry): void {
+  registry.registerComponent('securitySchemes', 'bearerAuth', {
+    type: 'http',
+    scheme: 'bearer',
+    description: "`Authorization: Bearer <key>`: a user's API key (`pgw_…`, shown once at creation) or the admin key.",
+  });
+  // The rule lives in http/idempotency.ts, which reads the header itself rather than through zod.
+  registry.registerComponent('parameters', 'IdempotencyKey', {
+    name: 'Idempotency-Key',
+    in: 'header',
+    required: true,
+    description:
+      'Makes the POST safe to retry: the same key and body replay the first answer (with `Idempotent-Replayed: true`); ' +
+      'the same key with another body is 422 `idempotency_key_reused`. Keys are scoped to the caller and kept at least 24 h.',
+    schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[!-~]+$' },
+  });
+  registry.registerComponent('parameters', 'XRequestId', {
+    name: 'X-Request-ID',
+    in: 'header',
+    required: false,
+    description:
+      'Your id for the request, echoed back and logged; replaced by a UUID when it does not match the pattern.',
+    schema: { type: 'string', pattern: '^[A-Za-z0-9._:-]{8,128}$' },
+  });
+  for (const [name, header] of Object.entries(HEADERS)) registry.registerComponent('headers', name, header);
+}
+
+function headers(names: readonly HeaderName[]) {
+  return Object.fromEntries(names.map((name) => [name, { $ref: `#/components/headers/${name}` }]));
+}
+
+/** The error codes of an operation: its own and those the edge adds on its path and method. */
+function errorCodes(op: Operation): Map<ErrorStatus, string[]> {
+  const codes = new Map<ErrorStatus, string[]>();
+  const add = (status: ErrorStatus, ...more: readonly string[]) =>
+    codes.set(status, [...new Set([...(codes.get(status) ?? []), ...more])]);
+  const api = op.path.startsWith('/api/v1/');
+  if (op.request?.body) {
+    add(400, 'validation_error', 'malformed_json');
+    add(413, 'payload_too_large');
+    add(415, 'unsupported_media_type');
+  }
+  if (api && op.method === 'post') {
+    add(400, 'idempotency_key_required', 'idempotency_key_invalid');
+    add(409, 'idempotency_key_in_use');
+    add(422, 'idempotency_key_reused');
+  }
+  if (op.access === 'caller' || op.access === 'admin' || op.access === 'metrics') add(401, 'unauthenticated');
+  if (op.access === 'admin') add(403, 'forbidden');
+  for (const [status, more] of Object.entries(op.errors ?? {})) add(Number(status) as ErrorStatus, ...more);
+  if (api) add(503, 'rate_limit_unavailable');
+  return codes;
+}
+
+/** Turns one operation into the library's route: security, parameters, headers and every response. */
+function route(op: Operation): RouteConfig {
+  const api = op.path.startsWith('/api/v1/');
+  const idempotent = api && op.method === 'post';
+  const common: HeaderName[] = ['X-Request-ID', ...(api ? RATE_LIMIT_HEADERS : [])];
+  const responses: RouteConfig['responses'] = {};
+  for (const [status, answer] of Object.entries(op.answers)) {
+    const replayable = idempotent ? (['Idempotent-Replayed'] as const) : [];
+    responses[status] = { ...answer, headers: headers([...common, ...replayable]) };
+  }
+  for (const [status, codes] of errorCodes(op)) {
+    const bearer = status === 401 && op.access !== 'bank';
+    const extra: HeaderName[] = bearer ? ['WWW-Authenticate'] : status === 503 ? ['Retry-After'] : [];
+    // An account's own refusal (a 422) is stored with the key and replayed like a success.
+    if (idempotent && status === 422) extra.push('Idempotent-Replayed');
+    const meaning = codes.length ? `${ERROR_MEANINGS[status]}: ${codes.join(', ')}.` : `${ERROR_MEANINGS[status]}.`;
+    responses[status] = { ...json(errorBody, meaning), headers: headers([...common, ...extra]) };
+  }
+  if (op.access !== 'anyone' && op.access !== 'bank') {
+    responses[429] = {
+      ...json(rateLimitBody, 'Too many requests (a rate limit, or too many failed authentications from this address).'),
+      headers: headers([...new Set([...common, ...RATE_LIMIT_HEADERS, 'Retry-After' as const])]),
+    };
+  }
+  const parameters = [
+    { $ref: '#/components/parameters/XRequestId' },
+    ...(idempotent ? [{ $ref: '#/components/parameters/IdempotencyKey' }] : []),
+  ];
+  return {
+    method: op.method,
+    path: op.path,
+    operationId: op.operationId,
+    tags: [op.tag],
+    summary: op.summary,
+    ...(op.description !== undefined ? { description: op.description } : {}),
+    security: SECURITY[op.access],
+    parameters,
+    ...(op.request ? { request: op.request } : {}),
+    responses: Object.fromEntries(Object.entries(responses).sort(([a], [b]) => Number(a) - Number(b))),
+  };
+}
+
+/** The OpenAPI 3.1 document of the whole API; the currency enum is the configured one. */
+export function buildOpenApiDocument(options: { currencies: readonly string[] }) {
+  const registry = new OpenAPIRegistry();
+  registerComponents(registry);
+  for (const op of operations(options.currencies)) registry.registerPath(route(op));
+  return new OpenApiGeneratorV31(registry.definitions).generateDocument({
+    openapi: '3.1.0',
+    info: {
+      title: 'Payment gateway',
+      version: '1',
+      description:
+        'Deposits and withdrawals against a bank, with per-user balances. Amounts are integers of minor units. ' +
+        'Every error has the shape `{error, message, details?, request_id}`; every response carries `X-Request-ID`.',
+    },
+    tags: [
+      { name: 'Users', description: 'Accounts of the people who hold money here.' },
+      { name: 'Balances and history', description: "A user's balances and transactions." },
+      { name: 'Deposits', description: 'Money coming in from the bank.' },
+      { name: 'Withdrawals', description: 'Money going out to the bank; held until the bank answers.' },
+      { name: 'Events', description: 'Live updates.' },
+      { name: 'Admin', description: 'Operator tools; the admin key only.' },
+      { name: 'Bank', description: 'Callbacks from the bank, signed per Standard Webhooks.' },
+      { name: 'Operations', description: 'Health, metrics and this documentation.' },
+    ],
+  });
+}

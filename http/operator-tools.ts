@@ -1,0 +1,85 @@
+import type { Config } from '../config.ts';
+import type { BankClient } from '../engine/bank-client.ts';
+import type { Payments } from '../engine/payments.ts';
+import type { Registry } from '../engine/registry.ts';
+import type { Ownership } from '../engine/shards.ts';
+import type { Logger } from '../logger.ts';
+import type { Metrics } from '../metrics.ts';
+import type { DeadLetterStore } from '../persistence/dead-letters.ts';
+import type { Journal } from '../persistence/journal.ts';
+import type { LeaseStore } from '../persistence/leases.ts';
+import type { Sql } from '../persistence/sql.ts';
+import type { Activity } from './dashboard/activity.ts';
+import { startDashboard } from './dashboard/server.ts';
+import { createReplCommands } from './repl-commands.ts';
+import { startReplServer } from './repl-server.ts';
+
+/** The running gateway's parts the operator tools look at. */
+export interface OperatorToolsDeps {
+  config: Pick<Config, 'HOST' | 'DASHBOARD_PORT' | 'REPL_SOCKET' | 'ADMIN_API_KEY' | 'INSTANCE_ID'>;
+  /** The public API's address, where the dashboard forwards a dead letter's retry. */
+  gateway_url: string;
+  forward_timeout_ms: number;
+  sql: Sql;
+  metrics: Metrics;
+  activity: Activity;
+  accounts: Registry;
+  payments: Payments;
+  bank: BankClient;
+  journal: Journal;
+  deadLetters: DeadLetterStore;
+  leases: LeaseStore;
+  ownership: Ownership;
+  log: Logger;
+}
+
+/**
+ * Starts what an operator uses on a running instance: the metrics' gauges, the task dashboard on
+ * DASHBOARD_PORT, and the admin REPL on the REPL_SOCKET. `close` stops the last two.
+ */
+export async function startOperatorTools(
+  deps: OperatorToolsDeps,
+): Promise<{ dashboardUrl: string; replSocket: string; close(): Promise<void> }> {
+  const { config, accounts, payments, bank, ownership } = deps;
+  deps.metrics.watch({
+    actorsAlive: () => accounts.alive(),
+    mailboxDepth: () => accounts.mailboxDepth(),
+    shardsOwned: () => ownership.owned().length,
+    circuitState: () => bank.state(),
+    paymentsInFlight: () => payments.inFlight().length,
+    journalQueueDepth: () => deps.journal.depth(),
+  });
+  const dashboard = await startDashboard({
+    host: config.HOST,
+    port: config.DASHBOARD_PORT,
+    metrics: deps.metrics.registry,
+    gateway_url: deps.gateway_url,
+    forward_timeout_ms: deps.forward_timeout_ms,
+    instance: config.INSTANCE_ID,
+    accounts,
+    payments,
+    bank,
+    deadLetters: deps.deadLetters,
+    leases: deps.leases,
+    ownership,
+    activity: deps.activity,
+    log: deps.log.child({ module: 'dashboard' }),
+  });
+  const repl = await startReplServer({
+    socket_path: config.REPL_SOCKET,
+    admin_key: config.ADMIN_API_KEY,
+    instance: config.INSTANCE_ID,
+    commands: createReplCommands({ ...deps, instance: config.INSTANCE_ID }),
+    log: deps.log.child({ module: 'repl' }),
+  }).catch(async (error: unknown) => {
+    await dashboard.close();
+    throw error;
+  });
+  return {
+    dashboardUrl: dashboard.url,
+    replSocket: repl.path,
+    close: async () => {
+      await Promise.all([dashboard.close(), repl.close()]);
+    },
+  };
+}

@@ -1,0 +1,119 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Gateway } from '../gateway.ts';
+import { ADMIN_KEY, client, createUser, fund, startTestGateway } from './support/gateway.ts';
+
+const folder = mkdtempSync(join(tmpdir(), 'pgw-repl-'));
+const socket = join(folder, 'repl.sock');
+let gateway: Gateway;
+
+before(async () => {
+  gateway = await startTestGateway({ REPL_SOCKET: socket });
+});
+after(async () => {
+  await gateway.close();
+  rmSync(folder, { recursive: true, force: true });
+});
+
+/** `npm run repl`'s program, driven through its stdin the way a person at a terminal would. */
+function startRepl(): {
+  child: ChildProcessWithoutNullStreams;
+  type(line: string): void;
+  expect(pattern: RegExp): Promise<string>;
+} {
+  const env = { ...process.env, REPL_SOCKET: socket };
+  delete env.ADMIN_API_KEY;
+  delete env.INSTANCE_ID;
+  const child = spawn('node', ['--import', 'tsx', 'cli/repl.ts'], { env });
+  let output = '';
+  let read = 0;
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  return {
+    child,
+    type: (line) => child.stdin.write(`${line}\n`),
+    /** Waits for `pattern` in what was printed since the last match, and returns that stretch. */
+    async expect(pattern) {
+      const deadline = Date.now() + 15_000;
+      for (;;) {
+        const unread = output.slice(read);
+        const match = pattern.exec(unread);
+        if (match) {
+          read += match.index + match[0].length;
+          return unread.slice(0, match.index + match[0].length);
+        }
+        if (Date.now() > deadline || child.exitCode !== null) {
+          assert.fail(`expected ${pattern} in:\n${unread}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+  };
+}
+
+test('npm run repl: the admin key first, then an actor, the shards, payments, dead letters, reconcile, quit', async () => {
+  const request = client(gateway.url);
+  const user = await createUser(request, 'Repl');
+  await fund(gateway, request, user, 4200);
+
+  const repl = startRepl();
+  await repl.expect(/admin key: $/);
+  repl.type('not_the_admin_key_0000');
+  await repl.expect(/refused: wrong admin key\n/);
+  await repl.expect(/admin key: $/);
+  repl.type(ADMIN_KEY);
+  await repl.expect(/connected to .+; type help\n/);
+
+  await repl.expect(/pgw> $/);
+  repl.type(`actor ${user.id}`);
+  const actor = JSON.parse((await repl.expect(/\n}\n/)).trim());
+  assert.equal(actor.user_id, user.id);
+  assert.deepEqual(actor.balances, { USD: { available: '4200', held: '0' } });
+  assert.equal(actor.seq, 2);
+  assert.equal(actor.open_count, 0);
+  assert.equal(actor.alive_before_this_read, true);
+  assert.equal(actor.owned_here, true);
+
+  await repl.expect(/pgw> $/);
+  repl.type('shards');
+  const shards = await repl.expect(/pgw> $/);
+  assert.match(shards, /owns 64 of 64 shards/);
+  assert.match(shards, /\(this instance\)\s+64\s+0-63\s/);
+
+  repl.type('actors');
+  assert.match(await repl.expect(/pgw> $/), /\d+ actors alive, 0 requests in their mailboxes/);
+  repl.type('payments');
+  assert.match(await repl.expect(/pgw> $/), /no payment in flight|in flight/);
+  repl.type('dead-letters');
+  assert.match(await repl.expect(/pgw> $/), /no dead letters|reason/);
+  repl.type(`reconcile ${user.id}`);
+  assert.match(await repl.expect(/pgw> $/), new RegExp(`no discrepancies for ${user.id} \\(checked \\d+ accounts`));
+  repl.type('actor not-a-user');
+  assert.match(await repl.expect(/pgw> $/), /error: give a user id/);
+  repl.type('drop tables');
+  assert.match(await repl.expect(/pgw> $/), /error: unknown command "drop"; type help/);
+  repl.type('help');
+  assert.match(await repl.expect(/pgw> $/), /reconcile <user_id>/);
+
+  repl.type('quit');
+  await repl.expect(/bye\n/);
+  const [code] = (await once(repl.child, 'exit')) as [number];
+  assert.equal(code, 0);
+});
+
+test('npm run repl gives up once the gateway closes after three wrong keys', async () => {
+  const repl = startRepl();
+  for (let attempt = 1; attempt <= 3; attempt += 1) {
+    await repl.expect(/admin key: $/);
+    repl.type(`wrong_key_number_${attempt}_000000`);
+    await repl.expect(/refused: wrong admin key\n/);
+  }
+  await repl.expect(/The gateway closed the connection/);
+  const [code] = (await once(repl.child, 'exit')) as [number];
+  assert.equal(code, 1);
+});
