@@ -117,7 +117,21 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     log: log.child({ module: 'bank-client' }),
     onCall: metrics.bankCall,
   });
-  let payments: Payments | undefined;
+  // The workers reach accounts through the registry, created just below (called only later, at run time).
+  const payments = createPayments({
+    bank,
+    accounts: { ask: (user_id, request) => accounts.ask(user_id, request) },
+    deadLetters,
+    attempts_max: config.BANK_ATTEMPTS_MAX,
+    backoff_base_ms: config.BANK_BACKOFF_BASE_MS,
+    backoff_max_ms: config.BANK_BACKOFF_MAX_MS,
+    callback_deadline_ms: config.BANK_CALLBACK_DEADLINE_MS,
+    polls_max: config.BANK_POLLS_MAX,
+    breaker_wait_ms: config.BANK_BREAKER_RESET_MS,
+    log: log.child({ module: 'payments' }),
+    onRetry: metrics.retry,
+    onDeadLetter: metrics.deadLetter,
+  });
   // Committed transaction changes for the event streams (GET /api/v1/events, the viewer), all bounded.
   const feed = createTransactionFeed({
     subscribers_max: 1000,
@@ -128,12 +142,12 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const accounts = createRegistry({
     deps: {
       onCommitted: (state, events, before) => {
-        payments?.onCommitted(state, events);
+        payments.onCommitted(state, events);
         feed.onCommitted(before, events);
         metrics.committed(before, events);
         activity.record(before, events);
       },
-      onRecovered: (state) => payments?.onRecovered(state),
+      onRecovered: (state) => payments.onRecovered(state),
       journal,
       snapshots: createSnapshotStore(sql),
       readEvents: (user_id, after_seq) => readJournal(sql, user_id, after_seq),
@@ -146,20 +160,6 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     batch_max: 256,
     ask_timeout_ms: config.ACTOR_ASK_TIMEOUT_MS,
     log: log.child({ module: 'registry' }),
-  });
-  payments = createPayments({
-    bank,
-    accounts,
-    deadLetters,
-    attempts_max: config.BANK_ATTEMPTS_MAX,
-    backoff_base_ms: config.BANK_BACKOFF_BASE_MS,
-    backoff_max_ms: config.BANK_BACKOFF_MAX_MS,
-    callback_deadline_ms: config.BANK_CALLBACK_DEADLINE_MS,
-    polls_max: config.BANK_POLLS_MAX,
-    breaker_wait_ms: config.BANK_BREAKER_RESET_MS,
-    log: log.child({ module: 'payments' }),
-    onRetry: metrics.retry,
-    onDeadLetter: metrics.deadLetter,
   });
   const currencies = config.CURRENCIES;
 
@@ -249,7 +249,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       clearTimeout(deadline);
       reaper.stop();
       ownership.stop();
-      payments?.stop();
+      payments.stop();
       bank.shutdown();
       await simulator?.close();
       await accounts.close();

@@ -57,9 +57,9 @@ async function startProcess(script: string, env: Record<string, string>, ready: 
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let output = '';
-  child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  while (!output.includes(ready)) await once(child.stdout!, 'data');
-  child.stdout!.resume();
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  while (!output.includes(ready)) await once(child.stdout, 'data');
+  child.stdout.resume();
   return child;
 }
 

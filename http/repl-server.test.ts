@@ -46,8 +46,16 @@ async function open(path: string): Promise<{ send(line: string): Promise<any>; n
       else answers.push(answer);
     }
   });
-  socket.on('close', () => waiting.splice(0).forEach((resolve) => resolve(undefined)));
-  const next = () => new Promise((resolve) => (answers.length ? resolve(answers.shift()) : waiting.push(resolve)));
+  let closed = false;
+  socket.on('close', () => {
+    closed = true;
+    waiting.splice(0).forEach((resolve) => resolve(undefined));
+  });
+  const next = () =>
+    new Promise((resolve) => {
+      if (answers.length > 0 || closed) resolve(answers.shift());
+      else waiting.push(resolve);
+    });
   return {
     socket,
     next,

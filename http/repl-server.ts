@@ -80,16 +80,17 @@ function serve(socket: Socket, options: ReplServerOptions): void {
     if (working) return;
     working = true;
     socket.pause();
-    for (let newline = buffered.indexOf('\n'); newline >= 0; newline = buffered.indexOf('\n')) {
+    for (;;) {
+      const newline = buffered.indexOf('\n');
+      if ((newline >= 0 ? newline : buffered.length) > LINE_CHARS_MAX) {
+        socket.end(`${JSON.stringify({ ok: false, error: `a line may be at most ${LINE_CHARS_MAX} characters` })}\n`);
+        return;
+      }
+      if (newline < 0) break;
       const line = buffered.slice(0, newline).replace(/\r$/, '');
       buffered = buffered.slice(newline + 1);
-      if (socket.writableEnded || line.length > LINE_CHARS_MAX) break;
       await handle(line);
-    }
-    if (socket.writableEnded) return;
-    if (buffered.length > LINE_CHARS_MAX || buffered.includes('\n')) {
-      socket.end(`${JSON.stringify({ ok: false, error: `a line may be at most ${LINE_CHARS_MAX} characters` })}\n`);
-      return;
+      if (socket.writableEnded) return;
     }
     working = false;
     socket.resume();

@@ -33,7 +33,7 @@ test('the bank down for a while: the breaker opens, nothing fails because of it,
   try {
     const user = await createUser(request);
     const ids = await Promise.all(Array.from({ length: 12 }, (_, i) => deposit(request, user.api_key, 100 + i)));
-    await eventually(async () => (gateway.bank.state() === 'open' ? true : undefined));
+    await eventually(() => (gateway.bank.state() === 'open' ? true : undefined));
     await new Promise((resolve) => setTimeout(resolve, 500));
     const whileDown = await gateway.sql`SELECT status FROM transactions WHERE id IN ${gateway.sql(ids)}`;
     assert.ok(whileDown.every((row) => row.status === 'pending'));

@@ -21,7 +21,7 @@ test('the logs follow one payment end to end: request → actor → bank call �
     const id = answer.json.id as string;
     const requestId = answer.headers.get('x-request-id');
     const mine = () => lines().filter((line) => line.transaction_id === id);
-    const trail = await eventually(async () => {
+    const trail = await eventually(() => {
       const found = mine();
       return found.some((line) => line.msg === 'journaled' && line.event === 'transaction_succeeded')
         ? found

@@ -26,7 +26,7 @@ function startRepl(): {
   type(line: string): void;
   expect(pattern: RegExp): Promise<string>;
 } {
-  const env = { ...process.env, REPL_SOCKET: socket };
+  const env: NodeJS.ProcessEnv = { ...process.env, REPL_SOCKET: socket };
   delete env.ADMIN_API_KEY;
   delete env.INSTANCE_ID;
   const child = spawn('node', ['--import', 'tsx', 'cli/repl.ts'], { env });

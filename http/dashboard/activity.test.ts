@@ -57,7 +57,7 @@ test('throughput counts the last window_s seconds only', () => {
   for (let n = 1; n <= 4; n += 1) state = createAndSettle(activity, n, state);
   assert.deepEqual(activity.throughput(), { window_s: 10, created_per_s: 0.4, finished_per_s: 0.4 });
   now += 5_000;
-  state = createAndSettle(activity, 5, state);
+  createAndSettle(activity, 5, state);
   assert.equal(activity.throughput().created_per_s, 0.5);
   now += 6_000;
   assert.deepEqual(activity.throughput(), { window_s: 10, created_per_s: 0.1, finished_per_s: 0.1 });

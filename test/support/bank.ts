@@ -45,7 +45,10 @@ export function signedCallback(
 }
 
 /** Polls `check` until it returns a value, or fails after `timeout_ms`. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeout_ms = 10_000): Promise<T> {
+export async function eventually<T>(
+  check: () => T | undefined | Promise<T | undefined>,
+  timeout_ms = 10_000,
+): Promise<T> {
   const deadline = Date.now() + timeout_ms;
   for (;;) {
     const value = await check();
