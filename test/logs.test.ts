@@ -23,9 +23,9 @@ test('the logs follow one payment end to end: request → actor → bank call �
     const mine = () => lines().filter((line) => line.transaction_id === id);
     const trail = await eventually(() => {
       const found = mine();
-      return found.some((line) => line.msg === 'journaled' && line.event === 'transaction_succeeded')
-        ? found
-        : undefined;
+      // The callback's own line comes after the settlement it caused has been journaled.
+      const settled = found.some((line) => line.msg === 'journaled' && line.event === 'transaction_succeeded');
+      return settled && found.some((line) => line.msg === 'callback applied') ? found : undefined;
     });
     const has = (predicate: (line: Record<string, unknown>) => boolean, what: string) =>
       assert.ok(trail.some(predicate), `${what} is missing from:\n${trail.map((l) => JSON.stringify(l)).join('\n')}`);

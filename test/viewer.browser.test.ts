@@ -52,6 +52,8 @@ let browser: Browser | undefined;
 let page: Page;
 let request: ReturnType<typeof client>;
 let user: { id: string; api_key: string };
+/** The deposit the form test made, which the dashboard test then looks for. */
+let formDepositId: string | undefined;
 let navigations = 0;
 const scriptErrors: string[] = [];
 
@@ -197,6 +199,22 @@ describe('the transaction viewer in a browser', () => {
     const stored = await request('GET', `/api/v1/deposits/${id}`, { key: user.api_key });
     assert.deepEqual([stored.json.amount, stored.json.currency, stored.json.status], [1050, 'USD', 'succeeded']);
     await shot('viewer-3-deposit-succeeded');
+    formDepositId = id;
+  });
+
+  test('the task dashboard shows the same payment among the recently finished, by itself', async (t) => {
+    if (!ready(t) || !formDepositId) return;
+    const dashboard = await browser!.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      dashboard.on('pageerror', (error) => scriptErrors.push(error.message));
+      await dashboard.goto(gateway!.dashboardUrl);
+      const row = await dashboard.waitForSelector(`#recent tr:has-text("${formDepositId}")`);
+      assert.match((await row.textContent()) ?? '', /succeeded/);
+      assert.match((await dashboard.textContent('#circuit')) ?? '', /closed/);
+      await dashboard.screenshot({ path: `${SCREENSHOTS}dashboard-1-recent.png`, fullPage: true });
+    } finally {
+      await dashboard.close();
+    }
   });
 
   test('filters: status=succeeded shows the deposit, status=failed shows none', async (t) => {
