@@ -8,6 +8,7 @@ import { authFailureLimit } from './http/auth-failure-limit.ts';
 import { rateLimits } from './http/rate-limit.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { createApp } from './http/app.ts';
+import { answerClientErrors } from './http/client-errors.ts';
 import { createIdempotencyGate } from './http/idempotency.ts';
 import { dependencyChecks, healthRoutes } from './http/routes/health.ts';
 import { docsRoutes } from './http/routes/docs.ts';
@@ -72,6 +73,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
 
   // Listen first (answering 503 until ready): the in-process bank needs our address for its callbacks.
   const server = createServer((_req, res) => res.writeHead(503, { 'Retry-After': '1' }).end());
+  answerClientErrors(server);
   server.keepAliveTimeout = 5_000;
   server.headersTimeout = 10_000;
   server.requestTimeout = 30_000;

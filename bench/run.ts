@@ -145,6 +145,8 @@ function depositsLoad(url: string, users: { id: string; key: string }[]): autoca
   };
 }
 
+// Each gateway scenario gets a fresh database: a gateway resumes every payment left open at start, and
+// the deposits of an earlier scenario would otherwise load the next one.
 const scenarios: Record<string, (users: { id: string; key: string }[]) => Promise<Result>> = {
   async ceiling() {
     const child = await startProcess('bench/ceiling-server.ts', { PORT: '3999' }, 'ceiling listening');
@@ -203,12 +205,11 @@ const scenarios: Record<string, (users: { id: string; key: string }[]) => Promis
 };
 
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios);
-const users = await prepareDatabase();
 const results: Result[] = [];
 for (const name of chosen) {
   const run = scenarios[name];
   if (!run) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
-  const result = await run(users);
+  const result = await run(await prepareDatabase());
   results.push(result);
   console.log(JSON.stringify(result));
 }

@@ -131,6 +131,8 @@ export function createPayments(options: PaymentsOptions) {
       }
       view.phase = 'submitting';
       const answer = await options.bank.submit(transaction);
+      // Stopping shuts the bank client down under calls in flight: their failures are not the bank's.
+      if (stopped) return 'finished';
       if (answer.kind === 'breaker_open') {
         view.phase = 'breaker_open';
         await sleep(options.breaker_wait_ms);
@@ -138,7 +140,13 @@ export function createPayments(options: PaymentsOptions) {
       }
       view.attempts += 1;
       options.log.info(
-        { transaction_id: transaction.id, user_id: transaction.user_id, attempt: view.attempts, outcome: answer.kind },
+        {
+          transaction_id: transaction.id,
+          user_id: transaction.user_id,
+          attempt: view.attempts,
+          outcome: answer.kind,
+          ...(answer.kind === 'transient' ? { error: answer.error } : {}),
+        },
         'bank call',
       );
       if (answer.kind === 'accepted') {
@@ -187,6 +195,7 @@ export function createPayments(options: PaymentsOptions) {
         return 'finished';
       }
       const status = await options.bank.status(transaction.id);
+      if (stopped) return 'finished';
       options.log.info({ transaction_id: transaction.id, poll: view.polls, outcome: status.kind }, 'bank status poll');
       if (status.kind === 'not_found') {
         options.onRetry?.('not_found');

@@ -194,11 +194,13 @@ export function createBank(options: {
     return true;
   };
 
-  // Spawns the transfer's actor and schedules its settlement.
-  const accept = (self: Reply<RegistryMessage>, request: TransferRequest, settlement: Settlement) => {
+  // Spawns the transfer's actor and schedules its settlement. Transfers are the system's children, not
+  // the registry's: nact copies an actor's children into the context of every message it handles, so
+  // a registry parenting thousands of transfers would pay for all of them on each request.
+  const accept = (request: TransferRequest, settlement: Settlement) => {
     const bank_reference = `bnk_${randomUUID()}`;
     const view: TransferView = { reference: request.reference, bank_reference, status: 'processing' };
-    const transfer = nact.spawn(self, transferActor, bank_reference, {
+    const transfer = nact.spawn(system, transferActor, bank_reference, {
       initialState: { request, view, settlement },
       onCrash: resumeAfterCrash,
     });
@@ -224,7 +226,7 @@ export function createBank(options: {
     const admission = scenarios.admit(request, attempts);
     log.debug({ reference: request.reference, attempts, ...admission }, 'attempt admitted');
     if (admission.answer === 'accepted' || admission.answer === 'accepted_without_answer') {
-      const { bank_reference, transfer } = accept(self, request, admission.settlement);
+      const { bank_reference, transfer } = accept(request, admission.settlement);
       state.entries.set(request.reference, { attempts, transfer });
       state.idle_since_ms.delete(request.reference);
       const answered = admission.answer === 'accepted';

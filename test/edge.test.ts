@@ -85,6 +85,34 @@ describe('errors come in the contract shape', () => {
   });
 });
 
+describe('what Node refuses before Koa', () => {
+  async function raw(text: string): Promise<string> {
+    const { connect } = await import('node:net');
+    const { port } = new URL(gateway.url);
+    return new Promise((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => socket.write(text));
+      let answer = '';
+      socket.on('data', (chunk) => (answer += chunk.toString()));
+      socket.on('end', () => resolve(answer));
+      socket.on('error', reject);
+    });
+  }
+
+  test('a control character in a header → 400 in the contract shape, with a request id', async () => {
+    const answer = await raw('GET /health HTTP/1.1\r\nHost: x\r\nIdempotency-Key: a\x01b\r\n\r\n');
+    assert.match(answer, /^HTTP\/1\.1 400 /);
+    const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+    assertErrorShape(body, 'malformed_request');
+    assert.match(answer, new RegExp(`X-Request-ID: ${body.request_id}`));
+  });
+
+  test('headers over the limit → 431 in the contract shape', async () => {
+    const answer = await raw(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+    assert.match(answer, /^HTTP\/1\.1 431 /);
+    assertErrorShape(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)), 'headers_too_large');
+  });
+});
+
 describe('request ids', () => {
   test('a valid client id is echoed', async () => {
     const answer = await request('GET', '/health', { headers: { 'x-request-id': 'client-id-12345' } });
