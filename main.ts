@@ -1,6 +1,8 @@
 import { ConfigError, loadConfig } from './config.ts';
 import { startGateway } from './gateway.ts';
-import { createLogger } from './logger.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { migrate } from './persistence/migrator.ts';
+import { createSql } from './persistence/sql.ts';
 
 let config;
 try {
@@ -12,6 +14,7 @@ try {
 }
 
 const log = createLogger(config.LOG_LEVEL);
+await migrateOnStart(config.DATABASE_URL, log);
 const gateway = await startGateway(config, log);
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
@@ -25,4 +28,21 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       },
     );
   });
+}
+
+/**
+ * Applies pending migrations before serving, so that `npm start` works on a fresh database. The runner
+ * holds an advisory lock, so instances starting together migrate once. A database that is down now is
+ * not fatal: the gateway starts, reports it in /health, and `npm run migrate` can follow.
+ */
+async function migrateOnStart(url: string, log: Logger): Promise<void> {
+  const sql = createSql(url, { pool_max: 1, application_name: 'gateway-migrate-on-start' });
+  try {
+    const applied = await migrate(sql);
+    if (applied.length > 0) log.info({ applied }, 'migrations applied');
+  } catch (error) {
+    log.error({ err: error }, 'could not migrate at start');
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
 }
