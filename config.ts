@@ -61,6 +61,8 @@ const schema = z.object({
   INSTANCE_ID: z.string().min(1).max(100).default(`${process.pid}`),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DASHBOARD_PORT: integer(5555, 0, 65535),
+  // The dashboard has no login of its own: loopback unless a deployment says otherwise (compose does).
+  DASHBOARD_HOST: z.string().min(1).default('127.0.0.1'),
   // Default: defaultReplSocket(INSTANCE_ID), filled in by loadConfig.
   REPL_SOCKET: z.string().optional(),
   RATE_LIMIT_GLOBAL_PER_MIN: integer(1000, 1, 100_000_000),

@@ -16,7 +16,7 @@ import { startReplServer } from './repl-server.ts';
 
 /** The running gateway's parts the operator tools look at. */
 export interface OperatorToolsDeps {
-  config: Pick<Config, 'HOST' | 'DASHBOARD_PORT' | 'REPL_SOCKET' | 'ADMIN_API_KEY' | 'INSTANCE_ID'>;
+  config: Pick<Config, 'DASHBOARD_HOST' | 'DASHBOARD_PORT' | 'REPL_SOCKET' | 'ADMIN_API_KEY' | 'INSTANCE_ID'>;
   /** The public API's address, where the dashboard forwards a dead letter's retry. */
   gateway_url: string;
   forward_timeout_ms: number;
@@ -50,7 +50,7 @@ export async function startOperatorTools(
     journalQueueDepth: () => deps.journal.depth(),
   });
   const dashboard = await startDashboard({
-    host: config.HOST,
+    host: config.DASHBOARD_HOST,
     port: config.DASHBOARD_PORT,
     metrics: deps.metrics.registry,
     gateway_url: deps.gateway_url,
