@@ -1,23 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Gateway } from '../gateway.ts';
-import { eventually, signedCallback } from './support/bank.ts';
+import { eventually, FAST_BANK, signedCallback } from './support/bank.ts';
 import { ADMIN_KEY, client, createUser, fund, startTestGateway } from './support/gateway.ts';
 
 let gateway: Gateway;
 let request: ReturnType<typeof client>;
-
-const FAST_BANK = {
-  BANK_MIN_DELAY_MS: '5',
-  BANK_MAX_DELAY_MS: '20',
-  BANK_TIMEOUT_MS: '300',
-  BANK_BACKOFF_BASE_MS: '10',
-  BANK_BACKOFF_MAX_MS: '40',
-  BANK_CALLBACK_DEADLINE_MS: '300',
-  BANK_POLLS_MAX: '5',
-  BANK_ATTEMPTS_MAX: '3',
-  BANK_BREAKER_RESET_MS: '300',
-};
 
 before(async () => {
   gateway = await startTestGateway(FAST_BANK);

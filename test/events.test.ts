@@ -9,20 +9,8 @@ import type { Caller } from '../http/auth.ts';
 import { eventRoutes } from '../http/routes/events.ts';
 import { createLogger } from '../logger.ts';
 import type { UserStore } from '../persistence/users.ts';
-import { eventually } from './support/bank.ts';
+import { eventually, FAST_BANK } from './support/bank.ts';
 import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
-
-const FAST_BANK = {
-  BANK_MIN_DELAY_MS: '5',
-  BANK_MAX_DELAY_MS: '20',
-  BANK_TIMEOUT_MS: '300',
-  BANK_BACKOFF_BASE_MS: '10',
-  BANK_BACKOFF_MAX_MS: '40',
-  BANK_CALLBACK_DEADLINE_MS: '300',
-  BANK_POLLS_MAX: '5',
-  BANK_ATTEMPTS_MAX: '3',
-  BANK_BREAKER_RESET_MS: '300',
-};
 
 const SHUTDOWN_TIMEOUT_MS = 20_000;
 

@@ -4,6 +4,19 @@ import { createLogger } from '../../logger.ts';
 import { loadBankEnv, startSimulator } from '../../simulator/simulator.ts';
 import { OBEDIENT_BANK } from './gateway.ts';
 
+/** Gateway settings for a bank that settles in milliseconds and a worker that retries and polls as fast. */
+export const FAST_BANK = {
+  BANK_MIN_DELAY_MS: '5',
+  BANK_MAX_DELAY_MS: '20',
+  BANK_TIMEOUT_MS: '300',
+  BANK_BACKOFF_BASE_MS: '10',
+  BANK_BACKOFF_MAX_MS: '40',
+  BANK_CALLBACK_DEADLINE_MS: '300',
+  BANK_POLLS_MAX: '5',
+  BANK_ATTEMPTS_MAX: '3',
+  BANK_BREAKER_RESET_MS: '300',
+};
+
 /** The secret both sides use when nothing is configured. */
 export const DEFAULT_SECRET = loadConfig({}).WEBHOOK_SECRETS[0]!;
 
