@@ -8,6 +8,8 @@ import { createSql } from '../persistence/sql.ts';
 // The suite runs against its own database on the local server, created and migrated here.
 const databaseUrl = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gateway_test';
 const coverageLinesMin = 80;
+// Names this run's per-process databases, so that two runs on one machine never drop each other's.
+const runId = `r${process.pid}`;
 
 async function prepareDatabase(url: string): Promise<void> {
   const target = new URL(url);
@@ -43,7 +45,7 @@ async function dropProcessDatabases(url: string): Promise<void> {
   const admin = postgres({ ...adminOptions(target), max: 1, onnotice: () => {} });
   try {
     const copies = await admin<{ datname: string }[]>`
-      SELECT datname FROM pg_database WHERE datname LIKE ${`${target.pathname.slice(1)}\\_p%`}`;
+      SELECT datname FROM pg_database WHERE datname LIKE ${`${target.pathname.slice(1)}\\_${runId}\\_p%`}`;
     for (const { datname } of copies) await admin.unsafe(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
   } finally {
     await admin.end();
@@ -78,12 +80,19 @@ const result = spawnSync(
     'tsx',
     '--test',
     '--test-concurrency=2',
+    // A test that hangs fails after this long instead of holding the run until CI's own limit.
+    '--test-timeout=180000',
     '--test-reporter=spec',
     ...files,
   ],
   {
     stdio: 'inherit',
-    env: { ...process.env, DATABASE_URL: databaseUrl, LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent' },
+    env: {
+      ...process.env,
+      DATABASE_URL: databaseUrl,
+      TEST_RUN_ID: runId,
+      LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+    },
   },
 );
 await dropProcessDatabases(databaseUrl);

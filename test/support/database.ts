@@ -9,7 +9,7 @@ let created: Promise<string> | undefined;
 export function testDatabaseUrl(): Promise<string> {
   return (created ??= (async () => {
     const template = new URL(process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gateway_test');
-    const name = `${template.pathname.slice(1)}_p${process.pid}`;
+    const name = `${template.pathname.slice(1)}_${process.env.TEST_RUN_ID ?? 'solo'}_p${process.pid}`;
     const admin = postgres({
       host: template.hostname,
       port: Number(template.port || 5432),
