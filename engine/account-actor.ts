@@ -75,6 +75,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
   const log = deps.log.child({ user_id, shard });
   let state: AccountState | undefined;
   let snapshotSeq = 0;
+  let inFlightSnapshot: Promise<void> | undefined;
 
   async function recover(): Promise<AccountState> {
     const snapshot = await deps.snapshots.latest(user_id);
@@ -149,7 +150,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       log.info({ transaction_id, request_id, event: event.type, cause }, 'journaled');
     }
     if (planned.events.length > 0) deps.onCommitted?.(planned.next, planned.events, current);
-    if (planned.next.seq - snapshotSeq >= deps.snapshot_every_events) void snapshot();
+    if (!inFlightSnapshot && planned.next.seq - snapshotSeq >= deps.snapshot_every_events) void snapshot();
     return planned.replies;
   }
 
@@ -164,15 +165,20 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
     return replies;
   }
 
+  /** Saves the current state as a snapshot; one at a time, so a fast account does not write one per commit. */
   async function snapshot(): Promise<void> {
+    if (inFlightSnapshot) await inFlightSnapshot;
     if (!state || state.seq === snapshotSeq) return;
     const taken = state;
-    try {
-      await deps.snapshots.save(user_id, taken.seq, stateToStored(taken));
-      snapshotSeq = Math.max(snapshotSeq, taken.seq);
-    } catch (error) {
-      log.warn({ err: error, seq: taken.seq }, 'snapshot failed; the journal still has everything');
-    }
+    inFlightSnapshot = deps.snapshots
+      .save(user_id, taken.seq, stateToStored(taken))
+      .then(
+        () => void (snapshotSeq = Math.max(snapshotSeq, taken.seq)),
+        (error: unknown) =>
+          log.warn({ err: error, seq: taken.seq }, 'snapshot failed; the journal still has everything'),
+      )
+      .finally(() => (inFlightSnapshot = undefined));
+    await inFlightSnapshot;
   }
 
   return {

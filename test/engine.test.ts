@@ -129,7 +129,9 @@ describe('the account actor on the real journal', () => {
     assert.equal(before.seq, 12);
     await new Promise((resolve) => setTimeout(resolve, 50));
     const periodic = await engine.sql`SELECT max(seq)::int AS seq FROM snapshots WHERE user_id = ${user_id}`;
-    assert.equal(periodic[0]?.seq, 10);
+    // Every 5 events, one save at a time: the latest periodic snapshot is at 10, or just past it when
+    // the one at 5 was still being written when the 10th event committed.
+    assert.ok(periodic[0]?.seq >= 10 && periodic[0]?.seq <= 12, `periodic snapshot at ${periodic[0]?.seq}`);
 
     const idle = await startEngine({ idle_ms: 1 });
     try {
