@@ -3,9 +3,7 @@ import { test } from 'node:test';
 import { eventually, startTestBank } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
 import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
-import { kill9, spawnGateway } from './support/process.ts';
-
-const freePort = () => 20_000 + Math.floor(Math.random() * 30_000);
+import { freePort, kill9, spawnGateway } from './support/process.ts';
 
 async function deposit(request: ReturnType<typeof client>, key: string, amount: number): Promise<string> {
   const answer = await request('POST', '/api/v1/deposits', {
@@ -18,7 +16,7 @@ async function deposit(request: ReturnType<typeof client>, key: string, amount: 
 }
 
 test('the bank down for a while: the breaker opens, nothing fails because of it, all complete after', async () => {
-  const bankPort = freePort();
+  const bankPort = await freePort();
   const gateway = await startTestGateway({
     BANK_URL: `http://127.0.0.1:${bankPort}`,
     BANK_TIMEOUT_MS: '200',
@@ -56,8 +54,8 @@ test('the bank down for a while: the breaker opens, nothing fails because of it,
 });
 
 test('kill -9 with payments in flight: after a restart every one settles exactly once', async () => {
-  const port = freePort();
-  const bankPort = freePort();
+  const port = await freePort();
+  const bankPort = await freePort();
   const bank = await startTestBank(bankPort, `http://127.0.0.1:${port}/webhooks/bank-callback`, {
     BANK_MIN_DELAY_MS: '300',
     BANK_MAX_DELAY_MS: '600',

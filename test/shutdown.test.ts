@@ -5,9 +5,10 @@ import { request as httpRequest } from 'node:http';
 import { test } from 'node:test';
 import { testDatabaseUrl } from './support/database.ts';
 import { ADMIN_KEY } from './support/gateway.ts';
+import { freePort } from './support/process.ts';
 
 test('SIGTERM stops accepting, lets the request in flight finish, and exits 0', async () => {
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = await freePort();
   const child = spawn('node', ['--import', 'tsx', 'main.ts'], {
     env: {
       ...process.env,

@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ADMIN_KEY } from './gateway.ts';
@@ -8,7 +9,7 @@ import { ADMIN_KEY } from './gateway.ts';
 export async function spawnGateway(
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const port = env.PORT ?? String(20_000 + Math.floor(Math.random() * 30_000));
+  const port = env.PORT ?? String(await freePort());
   const child = spawn('node', ['--import', 'tsx', 'main.ts'], {
     env: {
       ...process.env,
@@ -34,6 +35,16 @@ export async function spawnGateway(
     await Promise.race([once(child.stdout, 'data'), new Promise((resolve) => setTimeout(resolve, 200))]);
   }
   return { child, url: `http://127.0.0.1:${port}`, output: () => output };
+}
+
+/** A port nothing listens on now: the kernel's choice for port 0, released at once for a child to take. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
 }
 
 /** SIGKILLs a child and waits until it is gone. */
