@@ -4,6 +4,7 @@ import type { Payments } from '../engine/payments.ts';
 import type { Registry } from '../engine/registry.ts';
 import { shardOf, type Ownership } from '../engine/shards.ts';
 import type { DeadLetterStore } from '../persistence/dead-letters.ts';
+import { createIdempotencyStore } from '../persistence/idempotency.ts';
 import type { LeaseStore } from '../persistence/leases.ts';
 import type { Sql } from '../persistence/sql.ts';
 
@@ -29,6 +30,7 @@ interface Command {
 
 // Bounds on what one answer lists, so that a busy instance still answers in a screenful or two.
 const OPEN_SHOWN_MAX = 50;
+const IDEMPOTENCY_SHOWN_MAX = 20;
 const PAYMENTS_SHOWN_MAX = 50;
 const DEAD_LETTERS_SHOWN_MAX = 20;
 
@@ -38,6 +40,8 @@ const failed = (error: string): ReplAnswer => ({ ok: false, error });
 
 /** The admin REPL's commands over this instance's live parts; `quit` and `auth` belong to the connection. */
 export function createReplCommands(deps: ReplCommandDeps) {
+  // Idempotency records live in Postgres, not in the actor: the actor command reads them from there.
+  const idempotency = createIdempotencyStore(deps.sql, 24);
   const commands: Record<string, Command> = {
     help: { usage: 'help', summary: 'this list', run: () => Promise.resolve(done(help())) },
     actor: { usage: 'actor <user_id>', summary: "an account actor's live state", run: withUser(actor) },
@@ -79,6 +83,7 @@ export function createReplCommands(deps: ReplCommandDeps) {
       return failed(`the actor did not answer: ${reply.kind === 'refused' ? reply.reason : 'no state'}`);
     const { state } = reply;
     const open = Object.values(state.open);
+    const records = await idempotency.recentForUser(user_id, IDEMPOTENCY_SHOWN_MAX);
     return done(
       json({
         user_id,
@@ -90,6 +95,7 @@ export function createReplCommands(deps: ReplCommandDeps) {
         balances: state.balances,
         open_count: open.length,
         open: open.slice(0, OPEN_SHOWN_MAX),
+        idempotency_records: records,
       }),
     );
   }

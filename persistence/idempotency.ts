@@ -35,6 +35,16 @@ export function createIdempotencyStore(sql: Sql, ttlHours: number) {
       return rows.length === 1;
     },
 
+    /** The newest live records of an account (its own keys and the admin's for it), for operators. */
+    async recentForUser(
+      user_id: string,
+      limit: number,
+    ): Promise<{ caller: string; key: string; status_code: number; created_at: Date; expires_at: Date }[]> {
+      return sql`
+        SELECT caller, key, status_code, created_at, expires_at FROM idempotency_keys
+        WHERE user_id = ${user_id} AND expires_at > now() ORDER BY created_at DESC LIMIT ${limit}`;
+    },
+
     /** Deletes up to `limit` expired records; the reaper calls it until it returns less than the limit. */
     async purgeExpired(limit: number): Promise<number> {
       const rows = await sql`

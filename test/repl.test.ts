@@ -76,6 +76,18 @@ test('npm run repl: the admin key first, then an actor, the shards, payments, de
   assert.deepEqual(actor.balances, { USD: { available: '4200', held: '0' } });
   assert.equal(actor.seq, 2);
   assert.equal(actor.open_count, 0);
+  // The admin's creation of the user (201) and fund()'s deposit with the user's own key (202).
+  const records = actor.idempotency_records.map((r: { caller: string; status_code: number }) => [
+    r.caller,
+    r.status_code,
+  ]);
+  assert.deepEqual(
+    records.sort(),
+    [
+      ['admin', 201],
+      [user.id, 202],
+    ].sort(),
+  );
   assert.equal(actor.alive_before_this_read, true);
   assert.equal(actor.owned_here, true);
 
