@@ -129,12 +129,13 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
     if (epoch === undefined) return requests.map(() => ({ kind: 'refused', reason: 'not_owned' }));
     const planned = draft(current, requests);
     if (planned.events.length === 0 && planned.idempotency.length === 0) return planned.replies;
+    const journaled = planned.events.map(journalEvent);
     const result = await deps.journal.append({
       user_id,
       shard,
       epoch,
       first_seq: current.seq + 1,
-      events: planned.events.map(journalEvent),
+      events: journaled,
       rows: [...planned.rows.values()],
       idempotency: planned.idempotency,
     });
@@ -144,11 +145,11 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       return requests.map(() => ({ kind: 'refused', reason: result.reason }));
     }
     state = planned.next;
-    for (const event of planned.events) {
-      const { transaction_id, request_id } = journalEvent(event);
+    planned.events.forEach((event, i) => {
+      const { transaction_id, request_id } = journaled[i]!;
       const cause = event.type === 'transaction_created' ? 'api' : event.cause;
       log.info({ transaction_id, request_id, event: event.type, cause }, 'journaled');
-    }
+    });
     if (planned.events.length > 0) deps.onCommitted?.(planned.next, planned.events, current);
     if (!inFlightSnapshot && planned.next.seq - snapshotSeq >= deps.snapshot_every_events) void snapshot();
     return planned.replies;
@@ -228,7 +229,7 @@ function journalEvent(event: Event): JournalEvent {
 }
 
 /** The read-model row of a transaction. */
-export function toReadModelRow(transaction: Transaction): ReadModelRow {
+function toReadModelRow(transaction: Transaction): ReadModelRow {
   return {
     id: transaction.id,
     user_id: transaction.user_id,

@@ -29,7 +29,7 @@ export interface TransactionRoutesDeps {
 const PATHS: Record<TransactionType, string> = { deposit: '/api/v1/deposits', withdrawal: '/api/v1/withdrawals' };
 
 /** Resolves whose account a request acts on: the caller's own, or (admin) the named user's. */
-export async function targetUser(caller: Caller, user_id: string | undefined, users: UserStore): Promise<string> {
+async function targetUser(caller: Caller, user_id: string | undefined, users: UserStore): Promise<string> {
   if (caller.kind === 'user') {
     if (user_id !== undefined && user_id !== caller.id) throw errors.notFound('user');
     return caller.id;
@@ -66,13 +66,14 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     const input = parseInput(body, await readJsonBody(ctx, deps.bodySizeMaxBytes));
     const user_id = await targetUser(caller, input.user_id, deps.users);
     const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, input) };
+    const id = uuidv7();
     const { response, replayed } = await deps.gate.run(attempt, async () => {
       const reply = await deps.accounts.ask(user_id, {
         kind: 'command',
         command: {
           type: 'create',
           transaction: {
-            id: uuidv7(),
+            id,
             type,
             amount: BigInt(input.amount),
             currency: input.currency,
@@ -84,14 +85,16 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
         },
         idempotency: { ...attempt, render: render(ctx.state.requestId) },
       });
-      if (reply.kind === 'done' && reply.response) return reply.response;
+      if (reply.kind === 'done' && reply.response) {
+        if (reply.outcome.kind === 'accepted') ctx.state.transactionId = id;
+        return reply.response;
+      }
       if (reply.kind === 'refused' && reply.reason === 'idempotency_conflict') {
         const stored = await deps.gate.lookup(attempt);
         if (stored) return stored;
       }
       throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
     });
-    if (response.status === 202) ctx.state.transactionId = (JSON.parse(response.body) as { id: string }).id;
     sendStored(ctx, response, replayed);
   }
 
