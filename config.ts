@@ -1,4 +1,4 @@
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_RATES } from './simulator/scenarios.ts';
@@ -58,7 +58,20 @@ const schema = z.object({
   BANK_BREAKER_RESET_MS: integer(10_000, 10, 600_000),
   BANK_CALLS_IN_FLIGHT_MAX: integer(64, 1, 10_000),
   SHARDS: integer(64, 1, 4096),
-  INSTANCE_ID: z.string().min(1).max(100).default(`${process.pid}`),
+  // Names the instance in the cluster (Redis keys, the shard table, forwarded requests): unique per process.
+  INSTANCE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,100}$/, 'letters, digits, dot, dash and underscore, at most 100')
+    .default(
+      `${hostname()
+        .replace(/[^A-Za-z0-9._-]/g, '-')
+        .slice(0, 80)}-${process.pid}`,
+    ),
+  // Where the other instances reach this one; default http://<HOST or the hostname>:<PORT>.
+  INTERNAL_URL: z.url({ protocol: /^https?$/ }).optional(),
+  SHARD_LEASE_MS: integer(5000, 300, 600_000),
+  SHARD_WAIT_MS: integer(2000, 0, 60_000),
+  FORWARD_TIMEOUT_MS: integer(10_000, 100, 120_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DASHBOARD_PORT: integer(5555, 0, 65535),
   // The dashboard has no login of its own: loopback unless a deployment says otherwise (compose does).
@@ -69,6 +82,8 @@ const schema = z.object({
   RATE_LIMIT_BALANCE_PER_MIN: integer(10, 1, 100_000_000),
   RATE_LIMIT_TRANSACTIONS_PER_MIN: integer(20, 1, 100_000_000),
   RATE_LIMIT_AUTH_FAILURES_PER_MIN: integer(20, 1, 100_000_000),
+  // How long a user's API key found in Postgres is trusted without asking again (0: ask every time).
+  AUTH_CACHE_TTL_MS: integer(5000, 0, 60_000),
   REDIS_KEY_PREFIX: z.string().max(100).default('pgw:'),
   IDEMPOTENCY_TTL_HOURS: integer(24, 24, 24 * 365),
   CORS_ORIGINS: list(''),

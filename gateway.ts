@@ -1,5 +1,7 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
+import type { Middleware } from 'koa';
 import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.ts';
@@ -20,7 +22,10 @@ import { createLeaseStore } from './persistence/leases.ts';
 import { createReadModel } from './persistence/read-model.ts';
 import { createSnapshotStore } from './persistence/snapshots.ts';
 import { createRegistry, type Registry } from './engine/registry.ts';
-import { ownAllShards } from './engine/shards.ts';
+import { shardOf } from './engine/shards.ts';
+import { startShardLeases, type ShardLeases } from './engine/shard-leases.ts';
+import { createInstanceRegistry } from './persistence/instances.ts';
+import { createForwarder, type ToOwner } from './http/forward.ts';
 import { accountRoutes } from './http/routes/accounts.ts';
 import { adminRoutes } from './http/routes/admin.ts';
 import { transactionRoutes } from './http/routes/transactions.ts';
@@ -36,6 +41,7 @@ import { eventRoutes } from './http/routes/events.ts';
 import { meRoutes } from './http/routes/me.ts';
 import { viewerRoutes } from './http/routes/viewer.ts';
 import { createTransactionFeed } from './engine/transaction-feed.ts';
+import { relayFeed } from './engine/feed-relay.ts';
 import { loadBankEnv, startSimulator } from './simulator/simulator.ts';
 import { createMetrics } from './metrics.ts';
 import { metricsRoutes } from './http/routes/metrics.ts';
@@ -49,6 +55,8 @@ export interface Gateway {
   redis: Redis;
   accounts: Registry;
   payments: Payments;
+  /** The shards this instance holds, and who holds the others. */
+  shards: ShardLeases;
   bank: BankClient;
   /** The bank this instance talks to (the in-process simulator's address when BANK_URL is empty). */
   bankUrl: string;
@@ -61,7 +69,12 @@ export interface Gateway {
 
 /** The composition root: config → Postgres, Redis → stores → Koa, listening on `config.PORT`. */
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
-  const sql = createSql(config.DATABASE_URL, { pool_max: config.DATABASE_POOL_MAX, application_name: 'gateway' });
+  const sql = createSql(config.DATABASE_URL, {
+    pool_max: config.DATABASE_POOL_MAX,
+    application_name: 'gateway',
+    // Paused longer than its lease, an instance loses its open transaction too (and the lease rows' locks).
+    idle_in_transaction_ms: config.SHARD_LEASE_MS,
+  });
   const redis = createRedis(config.REDIS_URL, `gateway-${config.INSTANCE_ID}`);
   redis.on('error', (error: Error) => log.child({ module: 'redis' }).warn({ err: error.message }, 'redis error'));
 
@@ -103,13 +116,38 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     onBatch: metrics.journalBatch,
   });
   const leases = createLeaseStore(sql);
-  const ownership = ownAllShards(leases, {
-    instance: config.INSTANCE_ID,
+  // Subscribed to the cluster's channels: membership changes and the live feed of other instances.
+  const subscriber = createRedis(config.REDIS_URL, `gateway-${config.INSTANCE_ID}-subscriber`);
+  subscriber.on('error', () => undefined);
+  const url = `http://127.0.0.1:${port}`;
+  // Started once the registry and the payment workers (created below) exist.
+  const ownership = startShardLeases({
+    redis,
+    subscriber,
+    instances: createInstanceRegistry(redis, config.REDIS_KEY_PREFIX),
+    leases,
+    key_prefix: config.REDIS_KEY_PREFIX,
+    instance: { id: config.INSTANCE_ID, url: config.INTERNAL_URL ?? internalUrl(config.HOST, port) },
     shards: config.SHARDS,
-    retry_ms: 1000,
-    onError: (error) => log.warn({ err: error }, 'could not take the shards over yet'),
+    lease_ms: config.SHARD_LEASE_MS,
+    actorsPerShard: () => accounts.perShard(),
+    onAcquired: (shards) => void resumeOpenPayments(readModel, accounts, log, new Set(shards), config.SHARDS),
+    onLost: (shards) => {
+      const lost = new Set(shards);
+      for (const shard of shards) accounts.dropShard(shard);
+      payments.release((user_id) => lost.has(shardOf(user_id, config.SHARDS)));
+    },
+    log: log.child({ module: 'shard-leases' }),
   });
-  await Promise.race([ownership.ready, new Promise((resolve) => setTimeout(resolve, 2000))]);
+  const forwarder = createForwarder({
+    leases: ownership,
+    instance: config.INSTANCE_ID,
+    secret: config.ADMIN_API_KEY,
+    timeout_ms: config.FORWARD_TIMEOUT_MS,
+    wait_ms: config.SHARD_WAIT_MS,
+    log: log.child({ module: 'forward' }),
+  });
+  const toOwner: ToOwner = (ctx, user_id) => forwarder.toOwner(ctx, user_id);
   const deadLetters = createDeadLetterStore(sql);
   const bank = createBankClient({
     base_url: bankUrl,
@@ -139,7 +177,17 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     subscribers_max: 1000,
     subscribers_per_owner_max: 8,
     buffer_max: 256,
+    share: (transactions) => relay.share(transactions),
     log: log.child({ module: 'transaction-feed' }),
+  });
+  const relay = relayFeed(feed, {
+    redis,
+    subscriber,
+    channel: `${config.REDIS_KEY_PREFIX}feed`,
+    instance: config.INSTANCE_ID,
+    flush_ms: 10,
+    batch_max: 500,
+    log: log.child({ module: 'feed-relay' }),
   });
   const accounts = createRegistry({
     deps: {
@@ -164,43 +212,65 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     log: log.child({ module: 'registry' }),
   });
   const currencies = config.CURRENCIES;
+  await Promise.race([ownership.start(), new Promise((resolve) => setTimeout(resolve, 2000))]);
+  // A forwarded request was counted by the instance the client called: not again here.
+  const unlessForwarded =
+    (middleware: Middleware): Middleware =>
+    async (ctx, next) => {
+      if (ctx.state.forwardedBy) await next();
+      else await middleware(ctx, next);
+    };
 
   const app = createApp({
     log: log.child({ module: 'http' }),
     observe: metrics.request,
     middleware: [
       securityHeaders({ cors_origins: config.CORS_ORIGINS }),
-      authFailureLimit({
-        redis,
-        key_prefix: `${config.REDIS_KEY_PREFIX}auth`,
-        max_per_min: config.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
-        exempt_path_prefixes: ['/webhooks/'],
-        log: log.child({ module: 'auth-failure-limit' }),
-      }),
-      authenticate(users, config.ADMIN_API_KEY),
-      rateLimits({
-        redis,
-        key_prefix: `${config.REDIS_KEY_PREFIX}rl`,
-        global_per_min: config.RATE_LIMIT_GLOBAL_PER_MIN,
-        balance_per_min: config.RATE_LIMIT_BALANCE_PER_MIN,
-        transactions_per_min: config.RATE_LIMIT_TRANSACTIONS_PER_MIN,
-        log: log.child({ module: 'rate-limit' }),
-      }),
+      forwarder.recognise(),
+      unlessForwarded(
+        authFailureLimit({
+          redis,
+          key_prefix: `${config.REDIS_KEY_PREFIX}auth`,
+          max_per_min: config.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
+          exempt_path_prefixes: ['/webhooks/'],
+          log: log.child({ module: 'auth-failure-limit' }),
+        }),
+      ),
+      authenticate(users, config.ADMIN_API_KEY, { ttl_ms: config.AUTH_CACHE_TTL_MS }),
+      unlessForwarded(
+        rateLimits({
+          redis,
+          key_prefix: `${config.REDIS_KEY_PREFIX}rl`,
+          global_per_min: config.RATE_LIMIT_GLOBAL_PER_MIN,
+          balance_per_min: config.RATE_LIMIT_BALANCE_PER_MIN,
+          transactions_per_min: config.RATE_LIMIT_TRANSACTIONS_PER_MIN,
+          log: log.child({ module: 'rate-limit' }),
+        }),
+      ),
     ],
     routers: [
       healthRoutes(dependencyChecks(sql, redis), config.HEALTH_TIMEOUT_MS),
       userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
-      accountRoutes({ accounts, readModel, users, currencies }),
-      adminRoutes({ sql, accounts, payments, deadLetters, gate }),
+      accountRoutes({ accounts, readModel, users, currencies, toOwner }),
+      adminRoutes({ sql, accounts, payments, deadLetters, gate, toOwner, shardTable: () => ownership.table() }),
       webhookRoutes({
         secrets: config.WEBHOOK_SECRETS,
         inbox: createInbox(sql),
         readModel,
         accounts,
         bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES,
+        toOwner,
         log: log.child({ module: 'webhooks' }),
       }),
-      transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
+      transactionRoutes({
+        accounts,
+        readModel,
+        users,
+        gate,
+        currencies,
+        bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES,
+        toOwner,
+      }),
       docsRoutes({ currencies }),
       meRoutes({ users }),
       eventRoutes({
@@ -218,7 +288,6 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
 
   server.removeAllListeners('request');
   server.on('request', app.callback());
-  const url = `http://127.0.0.1:${port}`;
   const tools = await startOperatorTools({
     config,
     sql,
@@ -235,8 +304,10 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     forward_timeout_ms: config.ACTOR_ASK_TIMEOUT_MS * 2,
     log,
   });
-  log.info({ port, instance: config.INSTANCE_ID, bank: bankUrl }, 'gateway listening');
-  void resumeOpenPayments(readModel, accounts, log);
+  log.info(
+    { port, instance: config.INSTANCE_ID, bank: bankUrl, shards_owned: ownership.owned().length },
+    'gateway listening',
+  );
 
   let closing: Promise<void> | undefined;
   const close = () =>
@@ -250,18 +321,34 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       await drained;
       clearTimeout(deadline);
       reaper.stop();
-      ownership.stop();
       payments.stop();
       bank.shutdown();
       await simulator?.close();
       await accounts.close();
+      // Only now that every actor is stopped: the others take the shards over at once.
+      await ownership.stop();
+      relay.close();
+      subscriber.disconnect();
       await journal.close();
       await sql.end({ timeout: 5 });
       redis.disconnect();
     })());
 
   const { dashboardUrl, replSocket } = tools;
-  return { server, url, sql, redis, accounts, payments, bank, bankUrl, dashboardUrl, replSocket, close };
+  return {
+    server,
+    url,
+    sql,
+    redis,
+    accounts,
+    payments,
+    shards: ownership,
+    bank,
+    bankUrl,
+    dashboardUrl,
+    replSocket,
+    close,
+  };
 }
 
 /** The bank simulator in this process, calling back this instance, with the configured delays and rates. */
@@ -286,12 +373,29 @@ function startInProcessBank(config: Config, port: number, log: Logger) {
   return startSimulator(env, log.child({ module: 'bank' }));
 }
 
-/** After a start, every account with an open transaction recovers, which hands them to payment workers. */
-async function resumeOpenPayments(readModel: ReturnType<typeof createReadModel>, accounts: Registry, log: Logger) {
+/** Where the other instances reach this one when INTERNAL_URL does not say. */
+function internalUrl(host: string, port: number): string {
+  const name = host === '0.0.0.0' || host === '::' ? hostname() : host.includes(':') ? `[${host}]` : host;
+  return `http://${name}:${port}`;
+}
+
+/**
+ * When shards are taken (at start, or from another instance), every account of theirs with an open
+ * transaction recovers, which hands the transaction to a payment worker here.
+ */
+async function resumeOpenPayments(
+  readModel: ReturnType<typeof createReadModel>,
+  accounts: Registry,
+  log: Logger,
+  taken: Set<number>,
+  shards: number,
+) {
   try {
-    const users = await readModel.usersWithOpenTransactions(100_000);
+    const users = (await readModel.usersWithOpenTransactions(100_000)).filter((user_id) =>
+      taken.has(shardOf(user_id, shards)),
+    );
     for (const user_id of users) await accounts.ask(user_id, { kind: 'read' });
-    if (users.length > 0) log.info({ accounts: users.length }, 'resumed the payments left open');
+    if (users.length > 0) log.info({ accounts: users.length, shards: [...taken] }, 'resumed the payments left open');
   } catch (error) {
     log.warn({ err: error }, 'could not resume open payments');
   }

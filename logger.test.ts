@@ -16,3 +16,17 @@ test('keys, secrets, signatures and Authorization never reach a log line', () =>
   assert.match(text, /\[redacted\]/);
   assert.equal(lines()[0]?.module, 'test');
 });
+
+test('every line carries the time it was written, as an ISO 8601 string', async () => {
+  const { stream, lines } = captureLines();
+  const log = createLogger('info', stream);
+  const started = Date.now();
+  log.info('one');
+  log.info('two');
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  log.info('three');
+  const times = lines().map((line) => String(line.time));
+  for (const time of times) assert.match(time, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+  const [one, two, three] = times.map((time) => Date.parse(time));
+  assert.ok(one! >= started && two! >= one! && three! >= two! + 5 && three! <= Date.now());
+});

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { AccountState, Event } from './account.ts';
+import { incomingOf, type AccountState, type Event, type Transaction } from './account.ts';
 
 // How account events and states look at rest (journal payloads, snapshots): bigints as decimal
 // strings. Reading validates every field, so a corrupt row is refused rather than half-applied.
@@ -61,14 +61,20 @@ const event = z.discriminatedUnion('type', [
   }),
 ]);
 
-const SNAPSHOT_VERSION = 1;
-const state = z.object({
-  version: z.literal(SNAPSHOT_VERSION),
+// Version 2 added `incoming` (the open deposits' sum per currency). A version 1 snapshot, written before,
+// still loads: its `incoming` is summed from its open transactions.
+const SNAPSHOT_VERSION = 2;
+const stateV1 = z.object({
+  version: z.literal(1),
   user_id: z.string(),
   seq: z.number().int().nonnegative(),
   balances: z.record(z.string(), z.object({ available: amount, held: amount })),
   open: z.record(z.string(), transaction),
 });
+const state = z.discriminatedUnion('version', [
+  stateV1,
+  stateV1.extend({ version: z.literal(SNAPSHOT_VERSION), incoming: z.record(z.string(), amount) }),
+]);
 
 /** JSON-safe copy of a value, bigints as strings. */
 export function toStored(value: unknown): unknown {
@@ -90,10 +96,24 @@ export function stateToStored(account: AccountState): unknown {
   return toStored({ version: SNAPSHOT_VERSION, ...account });
 }
 
-/** A state read back from a snapshot, or undefined when the snapshot is corrupt or of another version. */
+/**
+ * A state read back from a snapshot (version 1 or 2), or undefined when the snapshot is corrupt, of an
+ * unknown version, or its `incoming` disagrees with its open transactions.
+ */
 export function stateFromStored(stored: unknown): AccountState | undefined {
   const parsed = state.safeParse(stored);
   if (!parsed.success) return undefined;
-  const { version: _version, ...account } = parsed.data;
-  return account;
+  const { user_id, seq, balances, open } = parsed.data;
+  const incoming = incomingOf(open);
+  if (parsed.data.version === SNAPSHOT_VERSION) {
+    const kept = parsed.data.incoming;
+    const currencies = new Set([...Object.keys(kept), ...Object.keys(incoming)]);
+    if ([...currencies].some((currency) => kept[currency] !== incoming[currency])) return undefined;
+  }
+  return { user_id, seq, balances, open, incoming };
+}
+
+/** A transaction sent as `toStored` wrote it (the live feed across instances); throws when invalid. */
+export function transactionFromStored(value: unknown): Transaction {
+  return transaction.parse(value);
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { apply, balanceOf, decide, emptyAccount, type AccountState, type Command } from './account.ts';
+import { apply, balanceOf, decide, emptyAccount, incomingOf, type AccountState, type Command } from './account.ts';
 import { eventFromStored, stateFromStored, stateToStored, toStored } from './account-codec.ts';
 
 const USER = '0190d3a0-0000-7000-8000-000000000001';
@@ -105,6 +105,7 @@ test('random command sequences agree with the reference model, and replaying the
           }
         }
         model.check(state);
+        assert.deepEqual(state.incoming, incomingOf(state.open));
       }
       const replayed = events.map(eventFromStored).reduce(apply, emptyAccount(USER));
       assert.deepEqual(replayed, state);
@@ -155,4 +156,83 @@ test('a corrupt snapshot reads as nothing', () => {
   assert.equal(stateFromStored({ version: 1, user_id: USER, seq: 'x' }), undefined);
   assert.equal(stateFromStored(null), undefined);
   assert.throws(() => eventFromStored({ type: 'transaction_created', transaction: { amount: '1.5' } }));
+});
+
+const deposit = (id: string, amount: bigint): Command => ({
+  type: 'create',
+  transaction: { id, type: 'deposit', amount, currency: 'USD', description: null, metadata: null },
+  at: AT,
+  request_id: null,
+});
+
+/** Applies a command that must be accepted. */
+function run(state: AccountState, command: Command): AccountState {
+  const decision = decide(state, command);
+  assert.equal(
+    decision.kind,
+    'accepted',
+    JSON.stringify(decision, (_, v: unknown) => (typeof v === 'bigint' ? `${v}` : v)),
+  );
+  return decision.kind === 'accepted' ? decision.events.reduce(apply, state) : state;
+}
+
+test('the balance cap counts open deposits through the running incoming total', () => {
+  const start: AccountState = { ...emptyAccount(USER), balances: { USD: { available: 2n ** 53n - 101n, held: 0n } } };
+  let state = run(start, deposit('d1', 50n));
+  state = run(state, deposit('d2', 30n));
+  assert.deepEqual(state.incoming, { USD: 80n });
+  const over = decide(state, deposit('d3', 21n));
+  assert.equal(over.kind === 'rejected' && over.code, 'balance_limit_exceeded');
+  state = run(state, deposit('d3', 20n));
+  // A failed deposit no longer counts; a succeeded one moves from incoming to the balance.
+  const settle = (transaction_id: string, outcome: 'succeeded' | 'failed'): Command => ({
+    type: 'settle',
+    transaction_id,
+    outcome,
+    at: AT,
+    cause: 'bank_callback',
+    request_id: null,
+  });
+  state = run(state, settle('d1', 'failed'));
+  assert.deepEqual(state.incoming, { USD: 50n });
+  state = run(state, settle('d2', 'succeeded'));
+  state = run(state, settle('d3', 'succeeded'));
+  assert.deepEqual(state.incoming, {});
+  assert.equal(balanceOf(state, 'USD').available, 2n ** 53n - 51n);
+  state = run(state, deposit('d4', 50n));
+  assert.equal(decide(state, deposit('d5', 1n)).kind, 'rejected');
+});
+
+test('a version 1 snapshot (before incoming totals) still loads, with its incoming summed from open', () => {
+  let state = run(emptyAccount(USER), deposit('d1', 700n));
+  state = run(state, deposit('d2', 300n));
+  state = run(state, {
+    type: 'create',
+    transaction: { id: 'e1', type: 'deposit', amount: 5n, currency: 'EUR', description: null, metadata: null },
+    at: AT,
+    request_id: null,
+  });
+  // Exactly what the previous version wrote: no `incoming`.
+  const v1 = JSON.parse(
+    JSON.stringify(
+      toStored({ version: 1, user_id: state.user_id, seq: state.seq, balances: state.balances, open: state.open }),
+    ),
+  ) as unknown;
+  const loaded = stateFromStored(v1);
+  assert.deepEqual(loaded, state);
+  assert.deepEqual(loaded?.incoming, { USD: 1000n, EUR: 5n });
+  // What a snapshot is written as now: version 2, with incoming.
+  const v2 = JSON.parse(JSON.stringify(stateToStored(state))) as { version: number; incoming: unknown };
+  assert.equal(v2.version, 2);
+  assert.deepEqual(v2.incoming, { USD: '1000', EUR: '5' });
+  assert.deepEqual(stateFromStored(v2), state);
+});
+
+test('a snapshot whose incoming disagrees with its open transactions, or of an unknown version, reads as nothing', () => {
+  const state = run(emptyAccount(USER), deposit('d1', 700n));
+  const stored = JSON.parse(JSON.stringify(stateToStored(state))) as Record<string, unknown>;
+  assert.equal(stateFromStored({ ...stored, incoming: { USD: '699' } }), undefined);
+  assert.equal(stateFromStored({ ...stored, incoming: {} }), undefined);
+  assert.equal(stateFromStored({ ...stored, incoming: undefined }), undefined);
+  assert.equal(stateFromStored({ ...stored, version: 3 }), undefined);
 });

@@ -39,6 +39,12 @@ export interface AccountState {
   balances: Readonly<Record<string, Balance>>;
   /** Transactions still pending or processing, by id. */
   open: Readonly<Record<string, Transaction>>;
+  /**
+   * Per currency, the sum of the open deposits' amounts (currencies without one are absent): what the
+   * balance may still grow by, kept up to date by `apply` so that a deposit checks the balance cap
+   * without going through `open`.
+   */
+  incoming: Readonly<Record<string, bigint>>;
 }
 
 interface Stamp {
@@ -78,7 +84,7 @@ const ZERO: Balance = Object.freeze({ available: 0n, held: 0n });
 
 /** The state of an account that has no events yet. */
 export function emptyAccount(user_id: string): AccountState {
-  return { user_id, seq: 0, balances: {}, open: {} };
+  return { user_id, seq: 0, balances: {}, open: {}, incoming: {} };
 }
 
 /** The balance in one currency (zero when the account never used it). */
@@ -131,9 +137,7 @@ function decideCreate(state: AccountState, command: Extract<Command, { type: 'cr
   const balance = balanceOf(state, transaction.currency);
   if (transaction.type === 'withdrawal' && transaction.amount > balance.available) return reject('insufficient_funds');
   if (transaction.type === 'deposit') {
-    const incoming = Object.values(state.open)
-      .filter((open) => open.type === 'deposit' && open.currency === transaction.currency)
-      .reduce((sum, open) => sum + open.amount, 0n);
+    const incoming = state.incoming[transaction.currency] ?? 0n;
     if (balance.available + balance.held + incoming + transaction.amount > BALANCE_MAX) {
       return reject('balance_limit_exceeded');
     }
@@ -226,12 +230,31 @@ export function apply(state: AccountState, event: Event): AccountState {
       `invariant broken: ${event.type} leaves ${transaction.currency} at ${balance.available}/${balance.held}`,
     );
   }
-  if (transaction.status === 'succeeded' || transaction.status === 'failed') delete open[transaction.id];
+  const closes = transaction.status === 'succeeded' || transaction.status === 'failed';
+  if (closes) delete open[transaction.id];
   else open[transaction.id] = transaction;
+  let incoming = state.incoming;
+  if (transaction.type === 'deposit' && (event.type === 'transaction_created' || closes)) {
+    const sum = (incoming[transaction.currency] ?? 0n) + (closes ? -transaction.amount : transaction.amount);
+    const changed: Record<string, bigint> = { ...incoming, [transaction.currency]: sum };
+    if (sum === 0n) delete changed[transaction.currency];
+    incoming = changed;
+  }
   return {
     user_id: state.user_id,
     seq: state.seq + 1,
     balances: balance === before ? state.balances : { ...state.balances, [transaction.currency]: balance },
     open,
+    incoming,
   };
+}
+
+/** The `incoming` of a state from its open transactions (what `apply` keeps up to date). */
+export function incomingOf(open: AccountState['open']): Record<string, bigint> {
+  const incoming: Record<string, bigint> = {};
+  for (const transaction of Object.values(open)) {
+    if (transaction.type !== 'deposit') continue;
+    incoming[transaction.currency] = (incoming[transaction.currency] ?? 0n) + transaction.amount;
+  }
+  return incoming;
 }

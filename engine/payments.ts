@@ -80,6 +80,11 @@ export function createPayments(options: PaymentsOptions) {
     for (let tries = 1; tries <= ACTOR_TRIES_MAX && !stopped; tries += 1) {
       const reply = await options.accounts.ask(worker.transaction.user_id, { kind: 'command', command });
       if (reply.kind === 'done') return reply.outcome.kind === 'noop' ? 'not_open' : 'applied';
+      // Another instance owns the account now: its worker resumes the payment there.
+      if (reply.kind === 'refused' && reply.reason === 'not_owned') {
+        release(worker);
+        return 'gave_up';
+      }
       await sleep(Math.min(5000, 50 * 2 ** tries));
     }
     return 'gave_up';
@@ -217,6 +222,12 @@ export function createPayments(options: PaymentsOptions) {
     }
   }
 
+  /** Ends a worker and forgets it at once, so that the transaction can get a new worker later. */
+  function release(worker: Worker): void {
+    worker.finish();
+    if (workers.get(worker.transaction.id) === worker) workers.delete(worker.transaction.id);
+  }
+
   function start(transaction: Transaction, round_start = transaction.attempts): void {
     if (stopped || workers.has(transaction.id)) return;
     let finish = () => {};
@@ -248,7 +259,9 @@ export function createPayments(options: PaymentsOptions) {
       .catch((error: unknown) =>
         options.log.error({ err: error, transaction_id: transaction.id }, 'payment worker failed'),
       )
-      .finally(() => workers.delete(transaction.id));
+      .finally(() => {
+        if (workers.get(transaction.id) === worker) workers.delete(transaction.id);
+      });
   }
 
   return {
@@ -273,6 +286,11 @@ export function createPayments(options: PaymentsOptions) {
           (error: unknown) => options.log.warn({ err: error }, 'could not check dead letters; will resume later'),
         );
       }
+    },
+
+    /** Ends the workers of the accounts `moved` says went to another instance (a shard lost). */
+    release(moved: (user_id: string) => boolean): void {
+      for (const worker of [...workers.values()]) if (moved(worker.transaction.user_id)) release(worker);
     },
 
     inFlight: (): PaymentView[] => [...workers.values()].map((worker) => ({ ...worker.view })),

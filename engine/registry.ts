@@ -1,5 +1,6 @@
 import nact from 'nact';
 import type { Logger } from '../logger.ts';
+import { shardOf } from './shards.ts';
 import {
   accountBehaviour,
   type AccountBehaviour,
@@ -115,6 +116,11 @@ export function createRegistry(options: RegistryOptions) {
   return {
     /** Sends a request to the user's actor and waits (bounded) for its reply. */
     async ask(user_id: string, request: ActorRequest): Promise<ActorReply> {
+      // An actor only lives where its shard is owned: elsewhere its state would go stale unseen.
+      const { ownership } = options.deps;
+      if (ownership.epochOf(shardOf(user_id, ownership.shards)) === undefined) {
+        return { kind: 'refused', reason: 'not_owned' };
+      }
       const entry = getOrSpawn(user_id);
       if (entry.mailbox.length >= options.mailbox_max) return { kind: 'refused', reason: 'busy' };
       entry.last_used_ms = Date.now();
@@ -134,6 +140,13 @@ export function createRegistry(options: RegistryOptions) {
     },
 
     alive: () => actors.size,
+    /** Live actors per shard. */
+    perShard(): Map<number, number> {
+      const counts = new Map<number, number>();
+      for (const entry of actors.values())
+        counts.set(entry.behaviour.shard, (counts.get(entry.behaviour.shard) ?? 0) + 1);
+      return counts;
+    },
     mailboxDepth: () => [...actors.values()].reduce((sum, entry) => sum + entry.mailbox.length, 0),
     isAlive: (user_id: string) => actors.has(user_id),
 

@@ -1,11 +1,12 @@
 import type { Logger } from '../logger.ts';
 import { apply, transactionAfter, type AccountState, type Event, type Transaction } from './account.ts';
 
-// The live feed of committed transaction changes, in this process only: the account actors publish
-// into it after each commit, and each subscriber (one server-sent-events stream) pulls from a buffer
-// of its own. Every part is bounded: the subscribers in all, those of one owner, and each buffer. A
-// subscriber that falls `buffer_max` changes behind is dropped rather than slowing the actors down;
-// its client reconnects and reads the current state again.
+// The live feed of committed transaction changes: the account actors here publish into it after each
+// commit, and the other instances' commits arrive through `receive` (engine/feed-relay.ts). Each
+// subscriber (one server-sent-events stream) pulls from a buffer of its own. Every part is bounded:
+// the subscribers in all, those of one owner, and each buffer. A subscriber that falls `buffer_max`
+// changes behind is dropped rather than slowing the actors down; its client reconnects and reads the
+// current state again.
 
 export interface TransactionFeedOptions {
   /** Subscribers at once, over all owners. */
@@ -14,6 +15,8 @@ export interface TransactionFeedOptions {
   subscribers_per_owner_max: number;
   /** Changes waiting for one subscriber before it is dropped as too slow. */
   buffer_max: number;
+  /** Hands every committed change to the other instances too (engine/feed-relay.ts). */
+  share?: (transactions: Transaction[]) => void;
   log: Logger;
 }
 
@@ -117,19 +120,28 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
      * folding them from `before`, the state the commit started from. Does nothing when nobody listens.
      */
     onCommitted(before: AccountState, events: readonly Event[]): void {
-      if (everyUser.size === 0 && !byUser.has(before.user_id)) return;
+      if (!options.share && everyUser.size === 0 && !byUser.has(before.user_id)) return;
       try {
+        const changes: Transaction[] = [];
         let state = before;
         for (const event of events) {
-          publish(transactionAfter(state, event));
+          changes.push(transactionAfter(state, event));
           state = apply(state, event);
         }
+        for (const change of changes) publish(change);
+        options.share?.(changes);
       } catch (error) {
         // Called inside the actor's turn after its commit: a live view's failure must not fail the
         // commit's replies. Its subscribers missed a change, so they end and read the state again.
         options.log.error({ err: error, user_id: before.user_id }, 'could not publish committed changes');
         for (const subscriber of [...(byUser.get(before.user_id) ?? []), ...everyUser]) end(subscriber, 'failed');
       }
+    },
+
+    /** Changes committed on another instance, for the subscribers here. */
+    receive(transactions: readonly Transaction[]): void {
+      if (closed) return;
+      for (const transaction of transactions) publish(transaction);
     },
 
     /** Subscribers now. */

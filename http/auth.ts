@@ -20,9 +20,83 @@ export function hashApiKey(key: string): Buffer {
   return createHash('sha256').update(key, 'utf8').digest();
 }
 
-/** Resolves the Bearer key to a caller; routes that need one call `requireCaller`. */
-export function authenticate(users: UserStore, adminKey: string): Middleware {
+export interface KeyCacheOptions {
+  /**
+   * How long a key found in Postgres is trusted without asking again; 0 asks on every request. This
+   * is how long a revoked key (or a deleted user) can keep working on an instance after the change.
+   */
+  ttl_ms?: number;
+  /** The most keys kept; the least recently used goes first. */
+  entries_max?: number;
+}
+
+export const KEY_CACHE_TTL_MS_DEFAULT = 5000;
+export const KEY_CACHE_ENTRIES_MAX_DEFAULT = 10_000;
+
+type KeyOwner = NonNullable<Awaited<ReturnType<UserStore['findByKeyHash']>>>;
+
+/**
+ * The users' keys found in Postgres, kept in this process for `ttl_ms` (LRU, bounded). Only keys that
+ * were found are kept: an unknown key asks Postgres every time (the auth-failure limit bounds those),
+ * so a key issued a moment ago works at once. An entry expires `ttl_ms` after the query that found it
+ * was sent, so a key revoked at time T authenticates nowhere after T + `ttl_ms`. Concurrent requests
+ * with a key not yet cached share one query.
+ */
+export function createKeyCache(users: UserStore, options: KeyCacheOptions = {}) {
+  const ttl_ms = options.ttl_ms ?? KEY_CACHE_TTL_MS_DEFAULT;
+  const entries_max = options.entries_max ?? KEY_CACHE_ENTRIES_MAX_DEFAULT;
+  if (!Number.isInteger(ttl_ms) || ttl_ms < 0) throw new RangeError('ttl_ms must be a non-negative integer');
+  if (!Number.isInteger(entries_max) || entries_max < 1) throw new RangeError('entries_max must be a positive integer');
+  // A Map iterates in insertion order: re-inserting on every hit makes its first key the least recently used.
+  const entries = new Map<string, { owner: KeyOwner; expires_at_ms: number }>();
+  const loading = new Map<string, Promise<KeyOwner | undefined>>();
+
+  function load(id: string, hash: Buffer): Promise<KeyOwner | undefined> {
+    const asked_at_ms = Date.now();
+    const query = users.findByKeyHash(hash).then(
+      (owner) => {
+        loading.delete(id);
+        if (owner) {
+          entries.set(id, { owner, expires_at_ms: asked_at_ms + ttl_ms });
+          if (entries.size > entries_max) entries.delete(entries.keys().next().value!);
+        }
+        return owner;
+      },
+      (error: unknown) => {
+        loading.delete(id);
+        throw error;
+      },
+    );
+    loading.set(id, query);
+    return query;
+  }
+
+  return {
+    /** The active user holding the key with this digest, from the cache or from Postgres. */
+    find(hash: Buffer): Promise<KeyOwner | undefined> {
+      if (ttl_ms === 0) return users.findByKeyHash(hash);
+      const id = hash.toString('latin1');
+      const entry = entries.get(id);
+      if (entry) {
+        entries.delete(id);
+        if (entry.expires_at_ms > Date.now()) {
+          entries.set(id, entry);
+          return Promise.resolve(entry.owner);
+        }
+      }
+      return loading.get(id) ?? load(id, hash);
+    },
+    size: () => entries.size,
+  };
+}
+
+/**
+ * Resolves the Bearer key to a caller; routes that need one call `requireCaller`. Users' keys are
+ * looked up through a `createKeyCache` (see there for how stale it may be).
+ */
+export function authenticate(users: UserStore, adminKey: string, cache: KeyCacheOptions = {}): Middleware {
   const adminHash = hashApiKey(adminKey);
+  const keys = createKeyCache(users, cache);
   return async (ctx, next) => {
     const header = ctx.get('Authorization');
     if (header) {
@@ -33,7 +107,7 @@ export function authenticate(users: UserStore, adminKey: string): Middleware {
       if (timingSafeEqual(hash, adminHash)) {
         ctx.state.caller = { kind: 'admin', id: 'admin' } satisfies Caller;
       } else {
-        const user = await users.findByKeyHash(hash);
+        const user = await keys.find(hash);
         if (!user || !timingSafeEqual(user.api_key_hash, hash)) throw errors.unauthenticated();
         ctx.state.caller = { kind: 'user', id: user.id } satisfies Caller;
       }

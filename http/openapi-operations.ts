@@ -8,6 +8,7 @@ import {
   health,
   healthUnavailable,
   reconciliationReport,
+  shardTable,
   transaction,
   transactionPage,
   transactionWithEvents,
@@ -250,6 +251,15 @@ export function operations(currencies: readonly string[]): Operation[] {
       summary: 'Replay every journal and compare it with the read model and the live accounts',
       access: 'admin',
       answers: { 200: json(reconciliationReport, 'The report; `ok` is false when anything disagrees.') },
+    },
+    {
+      method: 'get',
+      path: '/api/v1/admin/shards',
+      operationId: 'listShards',
+      tag: 'Admin',
+      summary: 'Which instance owns each shard, its fencing epoch, lease expiry and live actors',
+      access: 'admin',
+      answers: { 200: json(shardTable, 'The live instances and the shard table.') },
     },
     {
       method: 'get',

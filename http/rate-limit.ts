@@ -4,10 +4,12 @@ import type { Logger } from '../logger.ts';
 import type { Caller } from './auth.ts';
 import { reportLimits, tooManyRequests, uncounted, type Measured } from './rate-limit-response.ts';
 import {
+  countInOrder,
   createRateLimitStore,
   REDIS_TIMEOUT_MS_DEFAULT,
   type Counter,
   type RedisDownPolicy,
+  type Step,
 } from './rate-limit-store.ts';
 
 export interface RateLimitOptions {
@@ -82,30 +84,30 @@ export function rateLimits(options: RateLimitOptions): Middleware {
     transactions: store.counter('transactions', options.transactions_per_min),
   };
 
-  /** Counts the request in one limit; true when that puts it over. */
-  async function over(ctx: Context, counter: Counter, key: string, measured: Measured[]): Promise<boolean> {
-    const count = await counter.consume(key);
-    if (count.store === 'none') {
-      uncounted(ctx, on_redis_down);
-      return false;
-    }
-    measured.push({ ...count, policy: counter.name });
-    return count.consumed > count.limit;
-  }
-
   return async (ctx, next) => {
     if (!API_PATH.test(ctx.path)) {
       await next();
       return;
     }
-    const measured: Measured[] = [];
     const caller = ctx.state.caller;
     const rule = caller ? perUserPolicy(ctx) : undefined;
-    const own = caller && rule ? { counter: perUser[rule.policy], key: bucket(caller, rule.target) } : undefined;
-    // The caller's own limit first: a caller already over it must not use up everyone's global budget.
-    const limited =
-      (own !== undefined && (await over(ctx, own.counter, own.key, measured))) ||
-      (await over(ctx, global, 'all', measured));
+    // The caller's own limit first: a caller already over it must not use up everyone's global budget
+    // (countInOrder stops at the first limit a request is over). Both are counted in one Redis call.
+    const steps: Step[] = [{ counter: global, key: 'all', op: 'consume' }];
+    if (caller && rule)
+      steps.unshift({ counter: perUser[rule.policy], key: bucket(caller, rule.target), op: 'consume' });
+    const counts = await countInOrder(steps);
+    const measured: Measured[] = [];
+    let limited = false;
+    for (let i = 0; i < counts.length; i += 1) {
+      const count = counts[i]!;
+      if (count.store === 'none') {
+        uncounted(ctx, on_redis_down);
+        continue;
+      }
+      measured.push({ ...count, policy: steps[i]!.counter.name });
+      limited ||= count.consumed > count.limit;
+    }
     reportLimits(ctx, measured);
     if (limited) {
       const exhausted = measured.filter((m) => m.consumed > m.limit);

@@ -186,6 +186,29 @@ export const reconciliationReport = z
   })
   .meta({ id: 'ReconciliationReport' });
 
+/** The answer of `GET /admin/shards`: the live instances and every shard's lease. */
+export const shardTable = z
+  .object({
+    instances: z.array(
+      z.object({
+        id: z.string(),
+        url: z.string().meta({ description: 'Where the other instances forward requests to it.' }),
+        started_at: dateTime,
+        actors: z.record(z.string(), z.number().int().min(0)).meta({ description: 'Live actors per shard.' }),
+      }),
+    ),
+    shards: z.array(
+      z.object({
+        shard: z.number().int().min(0),
+        owner: z.string().nullable().meta({ description: 'The instance holding the lease; null while none does.' }),
+        epoch: z.string().meta({ description: 'The fencing epoch every append for this shard must carry.' }),
+        lease_expires_at: dateTime.nullable(),
+        actors_alive: z.number().int().min(0).nullable(),
+      }),
+    ),
+  })
+  .meta({ id: 'ShardTable' });
+
 /** A payment that gave up after its last attempt, waiting for an admin (`dead_letters` table). */
 export const deadLetter = z
   .object({

@@ -8,5 +8,7 @@ declare module 'koa' {
     rawBody?: Buffer;
     /** The transaction a request created or settled, for the access log line. */
     transactionId?: string;
+    /** The instance that forwarded this request to us, its signature checked (http/forward.ts). */
+    forwardedBy?: string;
   }
 }

@@ -9,16 +9,61 @@ export interface IdempotencyRecord {
   body: string;
 }
 
+/** At most this many lookups share one query. */
+const LOOKUPS_PER_QUERY_MAX = 500;
+
+interface Lookup {
+  caller: string;
+  key: string;
+  resolve(record: IdempotencyRecord | undefined): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * Every POST looks its key up before it runs. The lookups asked during one turn of the event loop are
+ * sent when the turn ends (setImmediate) as one query, rather than one round trip each; each still
+ * gets exactly what its own `WHERE caller = … AND key = … AND expires_at > now()` would have returned.
+ */
+function createLookupBatcher(sql: Sql) {
+  let queue: Lookup[] = [];
+
+  async function query(batch: Lookup[]): Promise<void> {
+    try {
+      const wanted = JSON.stringify(batch.map(({ caller, key }, i) => ({ i, caller, key })));
+      const rows = await sql<(IdempotencyRecord & { i: number })[]>`
+        SELECT q.i, r.caller, r.key, r.fingerprint, r.user_id, r.status_code, r.body
+        FROM jsonb_to_recordset(${wanted}::text::jsonb) AS q(i int, caller text, key text)
+        JOIN idempotency_keys r ON r.caller = q.caller AND r.key = q.key
+        WHERE r.expires_at > now()`;
+      const found = new Map(rows.map(({ i, ...record }) => [i, record]));
+      batch.forEach((lookup, i) => lookup.resolve(found.get(i)));
+    } catch (error) {
+      for (const lookup of batch) lookup.reject(error);
+    }
+  }
+
+  function flush(): void {
+    const all = queue;
+    queue = [];
+    for (let i = 0; i < all.length; i += LOOKUPS_PER_QUERY_MAX) void query(all.slice(i, i + LOOKUPS_PER_QUERY_MAX));
+  }
+
+  return (caller: string, key: string): Promise<IdempotencyRecord | undefined> =>
+    new Promise((resolve, reject) => {
+      if (queue.length === 0) setImmediate(flush);
+      queue.push({ caller, key, resolve, reject });
+    });
+}
+
 /** Idempotency records: the first response to a (caller, key), kept until it expires. */
 export function createIdempotencyStore(sql: Sql, ttlHours: number) {
+  const lookup = createLookupBatcher(sql);
   return {
     ttlHours,
 
-    async find(caller: string, key: string): Promise<IdempotencyRecord | undefined> {
-      const rows = await sql<IdempotencyRecord[]>`
-        SELECT caller, key, fingerprint, user_id, status_code, body FROM idempotency_keys
-        WHERE caller = ${caller} AND key = ${key} AND expires_at > now()`;
-      return rows[0];
+    /** The live record of a (caller, key), if any (batched with the lookups of the same moment). */
+    find(caller: string, key: string): Promise<IdempotencyRecord | undefined> {
+      return lookup(caller, key);
     },
 
     /** Records a response unless the key already has one; returns whether this one was stored. */

@@ -5,6 +5,8 @@ export type Sql = postgres.Sql<{ bigint: bigint }>;
 export interface SqlOptions {
   pool_max: number;
   application_name: string;
+  /** Postgres ends a transaction left idle this long (default 10 s); the gateway passes its lease. */
+  idle_in_transaction_ms?: number;
 }
 
 /** postgres.js with every pool option set here rather than left to the library's defaults. */
@@ -17,7 +19,13 @@ export function createSql(url: string, options: SqlOptions): Sql {
     prepare: true,
     fetch_types: false,
     onnotice: () => {},
-    connection: { application_name: options.application_name, statement_timeout: 30_000 },
+    // A paused or stuck process must not hold row locks (a shard's lease row) for long: Postgres ends
+    // a transaction left idle this long, which also lets a shard takeover through.
+    connection: {
+      application_name: options.application_name,
+      statement_timeout: 30_000,
+      idle_in_transaction_session_timeout: options.idle_in_transaction_ms ?? 10_000,
+    },
     types: { bigint: postgres.BigInt },
   });
 }

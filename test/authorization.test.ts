@@ -8,7 +8,8 @@ import { ADMIN_KEY, client, createUser, settle, startTestGateway, type Answer } 
 
 // The gateway logs at info into memory, so that the last test can read every line this file caused.
 function startLoggedGateway(destination: Writable): Promise<Gateway> {
-  return startTestGateway({ LOG_LEVEL: 'info' }, destination);
+  // A short key cache, so that the revoked key below stops working soon (README: AUTH_CACHE_TTL_MS).
+  return startTestGateway({ LOG_LEVEL: 'info', AUTH_CACHE_TTL_MS: String(KEY_CACHE_TTL_MS) }, destination);
 }
 
 /** A user with a settled deposit and a pending withdrawal, whose ids the matrix's paths name. */
@@ -19,6 +20,7 @@ interface Subject {
   withdrawal_id: string;
 }
 
+const KEY_CACHE_TTL_MS = 200;
 const log = captureLines();
 const unknownKey = `pgw_${randomBytes(32).toString('base64url')}`;
 const issuedKeys: string[] = [];
@@ -47,6 +49,8 @@ before(async () => {
   request = client(gateway.url);
   [owner, other, revoked] = [await subject('Owner'), await subject('Other'), await subject('Revoked')];
   await gateway.sql`UPDATE users SET revoked_at = now() WHERE id = ${revoked.id}`;
+  // The revoked key was used just above, so it is cached: it works until the cache entry expires.
+  await new Promise((resolve) => setTimeout(resolve, KEY_CACHE_TTL_MS + 50));
 });
 after(() => gateway.close());
 
@@ -81,6 +85,7 @@ const MATRIX: readonly (readonly [string, readonly number[]])[] = [
   ['GET /api/v1/withdrawals?user_id={user_id}',       [200,  404,  200,  401, 401, 401,  401,    401]],
   ['GET /api/v1/withdrawals/{withdrawal_id}',         [200,  404,  200,  401, 401, 401,  401,    401]],
   ['GET /api/v1/admin/reconciliation',                [403,  403,  200,  401, 401, 401,  401,    401]],
+  ['GET /api/v1/admin/shards',                        [403,  403,  200,  401, 401, 401,  401,    401]],
 ];
 
 /** The POST bodies; a body that names a user names the target, so that another user acts for the owner. */

@@ -344,12 +344,21 @@ test('the Dockerfile: slim Node 20, production, non-root, health-checked, node a
   assert.ok(statSync(join(root, 'main.ts')).isFile());
 });
 
-test('gateway instances: distinct INSTANCE_IDs, otherwise the same settings, all known to config.ts', () => {
+test('gateway instances: distinct INSTANCE_IDs, each reachable at its INTERNAL_URL, otherwise the same settings', () => {
   assert.ok(gateways.length >= 2, `two gateway instances at least, found ${gateways.join(', ')}`);
   const ids = gateways.map((name) => asText(environment(name).INSTANCE_ID, `${name}.INSTANCE_ID`));
   assert.equal(new Set(ids).size, gateways.length, `distinct INSTANCE_IDs: ${ids.join(', ')}`);
-  const [first, ...others] = gateways.map((name) => ({ ...environment(name), INSTANCE_ID: null }));
-  for (const other of others) assert.deepEqual(other, first, 'gateway instances differ only in INSTANCE_ID');
+  for (const name of gateways) {
+    // The others forward requests there: the service's own name on the compose network, at its PORT.
+    const env = environment(name);
+    const internal = new URL(asText(env.INTERNAL_URL, `${name}.INTERNAL_URL`));
+    assert.equal(internal.hostname, name, `${name}.INTERNAL_URL names the service`);
+    assert.equal(internal.port || '80', asText(env.PORT, `${name}.PORT`, '3000'));
+  }
+  const [first, ...others] = gateways.map((name) => ({ ...environment(name), INSTANCE_ID: null, INTERNAL_URL: null }));
+  for (const other of others) {
+    assert.deepEqual(other, first, 'gateway instances differ only in INSTANCE_ID and INTERNAL_URL');
+  }
   for (const name of [...gateways, 'migrate', 'seed']) {
     for (const variable of Object.keys(environment(name))) {
       assert.ok(configVariables.has(variable), `${name}: ${variable} is not a variable config.ts knows`);

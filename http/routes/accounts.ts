@@ -1,3 +1,4 @@
+import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
 import type { Registry } from '../../engine/registry.ts';
 import { balanceOf } from '../../engine/account.ts';
@@ -16,6 +17,7 @@ export interface AccountRoutesDeps {
   readModel: ReadModel;
   users: UserStore;
   currencies: readonly string[];
+  toOwner: ToOwner;
 }
 
 /** GET /users/{user_id}/balance (from the live actor) and /users/{user_id}/transactions (read model). */
@@ -31,6 +33,7 @@ export function accountRoutes(deps: AccountRoutesDeps): Router {
 
   router.get('/balance', async (ctx) => {
     const user_id = await visibleUser(requireCaller(ctx.state), ctx.params);
+    if (await deps.toOwner(ctx, user_id)) return;
     const reply = await deps.accounts.ask(user_id, { kind: 'read' });
     if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
     const currencies = [...new Set([...deps.currencies, ...Object.keys(reply.state.balances)])];

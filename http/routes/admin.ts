@@ -1,3 +1,4 @@
+import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
 import { reconcile } from '../../engine/reconciliation.ts';
 import type { Registry } from '../../engine/registry.ts';
@@ -17,6 +18,8 @@ export interface AdminRoutesDeps {
   payments: Payments;
   deadLetters: DeadLetterStore;
   gate: IdempotencyGate;
+  toOwner: ToOwner;
+  shardTable: () => Promise<unknown>;
 }
 
 /** A dead letter as the API shows it. */
@@ -56,6 +59,9 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
     const key = idempotencyKey(ctx);
     const { id } = parseInput(deadLetterParams, ctx.params);
     const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, {}) };
+    // The account's owner retries it (its payment workers run there).
+    const found = await deps.deadLetters.find(id);
+    if (found && (await deps.toOwner(ctx, found.user_id))) return;
     const { response, replayed } = await deps.gate.run(attempt, async () => {
       const letter = await deps.deadLetters.find(id);
       if (!letter) throw errors.notFound('dead letter');
@@ -72,6 +78,11 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
       return { status: 202, body };
     });
     sendStored(ctx, response, replayed);
+  });
+
+  router.get('/shards', async (ctx) => {
+    requireAdmin(ctx.state);
+    ctx.body = await deps.shardTable();
   });
 
   // Live actors are compared too; under traffic an actor may be a few events ahead of the replay.

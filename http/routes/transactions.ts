@@ -1,3 +1,4 @@
+import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { v7 as uuidv7 } from 'uuid';
@@ -24,6 +25,7 @@ export interface TransactionRoutesDeps {
   gate: IdempotencyGate;
   currencies: readonly string[];
   bodySizeMaxBytes: number;
+  toOwner: ToOwner;
 }
 
 const PATHS: Record<TransactionType, string> = { deposit: '/api/v1/deposits', withdrawal: '/api/v1/withdrawals' };
@@ -65,6 +67,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     const key = idempotencyKey(ctx);
     const input = parseInput(body, await readJsonBody(ctx, deps.bodySizeMaxBytes));
     const user_id = await targetUser(caller, input.user_id, deps.users);
+    if (await deps.toOwner(ctx, user_id)) return;
     const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, input) };
     const id = uuidv7();
     const { response, replayed } = await deps.gate.run(attempt, async () => {

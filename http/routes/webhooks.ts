@@ -1,3 +1,4 @@
+import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
 import type { Registry } from '../../engine/registry.ts';
 import type { Inbox } from '../../persistence/inbox.ts';
@@ -15,6 +16,7 @@ export interface WebhookRoutesDeps {
   readModel: ReadModel;
   accounts: Registry;
   bodySizeMaxBytes: number;
+  toOwner: ToOwner;
   log: Logger;
 }
 
@@ -49,6 +51,7 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
       return;
     }
     ctx.state.transactionId = reference;
+    if (await deps.toOwner(ctx, transaction.user_id)) return;
     const reply = await deps.accounts.ask(transaction.user_id, {
       kind: 'command',
       command: {

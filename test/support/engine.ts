@@ -1,6 +1,6 @@
 import type { AccountDeps } from '../../engine/account-actor.ts';
 import { createRegistry } from '../../engine/registry.ts';
-import { ownAllShards } from '../../engine/shards.ts';
+import type { Ownership } from '../../engine/shards.ts';
 import { createLogger } from '../../logger.ts';
 import { createJournal, readJournal } from '../../persistence/journal.ts';
 import { createLeaseStore } from '../../persistence/leases.ts';
@@ -27,13 +27,14 @@ export async function startEngine(options: EngineOptions = {}) {
     idempotency_ttl_hours: 24,
     log,
   });
-  const ownership = ownAllShards(createLeaseStore(sql), {
-    instance: `engine-test-${process.pid}`,
+  // This process owns every shard (no Redis leases here): a new epoch for each, as a takeover records.
+  const epochs = await createLeaseStore(sql).takeOver(`engine-test-${process.pid}`, [0, 1, 2, 3, 4, 5, 6, 7], null);
+  const ownership: Ownership = {
     shards: 8,
-    retry_ms: 100,
-    onError: () => {},
-  });
-  await ownership.ready;
+    epochOf: (shard) => epochs.get(shard),
+    lose: (shard) => void epochs.delete(shard),
+    owned: () => [...epochs.keys()].sort((a, b) => a - b),
+  };
   const deps: AccountDeps = {
     journal,
     snapshots: createSnapshotStore(sql),
@@ -62,7 +63,6 @@ export async function startEngine(options: EngineOptions = {}) {
     async close() {
       await registry.close();
       await journal.close();
-      ownership.stop();
       await sql.end();
     },
   };

@@ -22,6 +22,9 @@ export async function spawnGateway(
       RATE_LIMIT_TRANSACTIONS_PER_MIN: '10000000',
       DASHBOARD_PORT: '0',
       REPL_SOCKET: join(tmpdir(), `pgw-test-${port}.sock`),
+      // Gateways on one database form one cluster (shard leases), and a dead one's leases end soon.
+      REDIS_KEY_PREFIX: `pgw-test-${new URL(env.DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://x/none').pathname.slice(1)}:`,
+      SHARD_LEASE_MS: '1500',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -32,7 +35,7 @@ export async function spawnGateway(
   const deadline = Date.now() + 30_000;
   while (!output.includes('gateway listening')) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`gateway did not start:\n${output}`);
-    await Promise.race([once(child.stdout, 'data'), new Promise((resolve) => setTimeout(resolve, 200))]);
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return { child, url: `http://127.0.0.1:${port}`, output: () => output };
 }
@@ -49,7 +52,7 @@ export async function freePort(): Promise<number> {
 
 /** SIGKILLs a child and waits until it is gone. */
 export async function kill9(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
   child.kill('SIGKILL');
   await exited;

@@ -1,0 +1,301 @@
+import { createHash } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import Redlock, { type Lock } from 'redlock';
+import type { Logger } from '../logger.ts';
+import type { InstanceRecord, InstanceRegistry } from '../persistence/instances.ts';
+import type { LeaseStore } from '../persistence/leases.ts';
+import type { Ownership } from './shards.ts';
+
+export interface ShardLeaseOptions {
+  redis: Redis;
+  /** A second connection, for the cluster channel (a subscribed connection runs no other command). */
+  subscriber: Redis;
+  instances: InstanceRegistry;
+  leases: LeaseStore;
+  key_prefix: string;
+  instance: { id: string; url: string };
+  shards: number;
+  /** A lease's life in Redis; renewed every third of it. */
+  lease_ms: number;
+  /** Live actors per shard on this instance, for the shard table. */
+  actorsPerShard: () => Map<number, number>;
+  /** Shards just taken (epoch bumped): resume their open payments. */
+  onAcquired: (shards: number[]) => void;
+  /** Shards no longer ours: stop their actors and workers at once. */
+  onLost: (shards: number[]) => void;
+  log: Logger;
+}
+
+export interface ShardRow {
+  shard: number;
+  owner: string | null;
+  epoch: string;
+  lease_expires_at: string | null;
+  actors_alive: number | null;
+}
+
+/** Ownership across instances, plus where to send a request for a shard owned elsewhere. */
+export interface ShardLeases extends Ownership {
+  owns(shard: number): boolean;
+  /** The instance holding a shard's lease, as last read (refreshed every tick); undefined when none. */
+  ownerOf(shard: number): { id: string; url: string } | undefined;
+  /** Re-reads who owns what (a request that found no owner waits on this). */
+  refresh(): Promise<void>;
+  /** Shard, owner, epoch, lease expiry and actors alive, for the admin. */
+  table(): Promise<{ instances: InstanceRecord[]; shards: ShardRow[] }>;
+  /** Registers this instance and starts renewing and rebalancing; resolves after the first round. */
+  start(): Promise<void>;
+  /** Gives every lease back and leaves the cluster, so the others take over at once. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Shard ownership across instances. Every tick (a third of the lease) an instance renews its own
+ * registration and leases, reads who is alive, and computes by rendezvous hashing which shards are
+ * its share: it gives back the ones no longer its share and takes the ones that are (a Redis lock
+ * with redlock, then a new fencing epoch in Postgres). A lease that cannot be renewed, or whose local
+ * expiry passed (a paused process), is dropped before any other instance can take it; the epoch
+ * check in the journal refuses whatever a paused owner still tries to append.
+ */
+export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
+  const { instances, leases, instance, shards, lease_ms, log } = options;
+  const redlock = new Redlock([options.redis], { retryCount: 0, driftFactor: 0.01 });
+  const held = new Map<number, { lock: Lock; epoch: bigint }>();
+  const lockKey = (shard: number) => `${options.key_prefix}shard-lease:${shard}`;
+  const started_at = new Date().toISOString();
+  let routing: ({ id: string; url: string } | undefined)[] = [];
+  let stopped = false;
+  let running: Promise<void> | undefined;
+  let again = false;
+  let timer: NodeJS.Timeout | undefined;
+  let renewer: NodeJS.Timeout | undefined;
+  let renewing: Promise<void> | undefined;
+  const period_ms = Math.max(50, Math.floor(lease_ms / 3));
+  let refreshing: Promise<void> | undefined;
+
+  function lose(lost: number[], reason: string): void {
+    const gone = lost.filter((shard) => held.has(shard));
+    if (gone.length === 0) return;
+    const locks = gone.map((shard) => held.get(shard)!.lock);
+    for (const shard of gone) held.delete(shard);
+    options.onLost(gone);
+    log.warn({ shards: gone, reason }, 'shards lost');
+    void Promise.allSettled(locks.map((lock) => lock.release()));
+    void instances.unclaim(gone, instance.id).catch(() => undefined);
+  }
+
+  /**
+   * Keeps this instance registered and its leases alive. It runs on a timer of its own, apart from
+   * rebalancing, so that a slow takeover (waiting on Postgres) never delays a renewal.
+   */
+  async function renew(): Promise<void> {
+    const expired = [...held].filter(([, lease]) => lease.lock.expiration <= Date.now()).map(([shard]) => shard);
+    lose(expired, 'lease expired before renewal (was this process paused?)');
+    try {
+      await instances.heartbeat(record(), lease_ms);
+      const results = await Promise.all(
+        [...held].map(async ([shard, lease]) => {
+          try {
+            const renewed = await lease.lock.extend(lease_ms);
+            if (held.get(shard) === lease) lease.lock = renewed;
+            return { shard, ok: true };
+          } catch {
+            return { shard, ok: false };
+          }
+        }),
+      );
+      lose(
+        results.filter((result) => !result.ok).map((result) => result.shard),
+        'lease renewal failed',
+      );
+      await instances.claim([...held.keys()], instance.id, lease_ms);
+    } catch (error) {
+      log.warn({ err: error }, 'lease renewal round failed');
+    }
+  }
+
+  function renewSoon(): void {
+    if (stopped) return;
+    renewer = setTimeout(() => {
+      renewing = renew().finally(() => {
+        renewing = undefined;
+        renewSoon();
+      });
+    }, period_ms);
+  }
+
+  async function acquire(wanted: number[]): Promise<number[]> {
+    const locks = new Map<number, Lock>();
+    await Promise.all(
+      wanted.map(async (shard) => {
+        try {
+          locks.set(shard, await redlock.acquire([lockKey(shard)], lease_ms));
+        } catch {
+          // Still held by its previous owner: it gives it back when it sees us, or it expires.
+        }
+      }),
+    );
+    if (locks.size === 0) return [];
+    let epochs: Map<number, bigint>;
+    try {
+      // Waiting longer on the lease rows than a third of the lease would leave too little of it.
+      epochs = await leases.takeOver(instance.id, [...locks.keys()], null, period_ms);
+    } catch (error) {
+      log.warn({ err: error }, 'could not record the new epochs; giving the leases back');
+      await Promise.allSettled([...locks.values()].map((lock) => lock.release()));
+      return [];
+    }
+    const taken: number[] = [];
+    for (const [shard, lock] of locks) {
+      const epoch = epochs.get(shard);
+      // The epoch write may have outlasted the lock (a stall): then the lease was never safely ours.
+      if (epoch === undefined || lock.expiration <= Date.now()) continue;
+      held.set(shard, { lock, epoch });
+      taken.push(shard);
+    }
+    await instances.claim(taken, instance.id, lease_ms);
+    return taken.sort((a, b) => a - b);
+  }
+
+  async function readRouting(live?: InstanceRecord[]): Promise<void> {
+    const [owners, members] = await Promise.all([instances.owners(shards), live ?? instances.live()]);
+    const urls = new Map(members.map((member) => [member.id, member.url]));
+    routing = owners.map(({ owner }) => {
+      const url = owner === undefined ? undefined : urls.get(owner);
+      return owner !== undefined && url !== undefined ? { id: owner, url } : undefined;
+    });
+  }
+
+  async function tick(): Promise<void> {
+    let changed = false;
+    try {
+      const live = await instances.live();
+      const ids = [...new Set([instance.id, ...live.map((member) => member.id)])];
+      const share = new Set(
+        Array.from({ length: shards }, (_, shard) => shard).filter((s) => rendezvousOwner(s, ids) === instance.id),
+      );
+      const surplus = [...held.keys()].filter((shard) => !share.has(shard));
+      if (surplus.length > 0) {
+        lose(surplus, 'rebalanced to another instance');
+        changed = true;
+      }
+      const taken = await acquire([...share].filter((shard) => !held.has(shard)));
+      if (taken.length > 0) {
+        log.info({ shards: taken, owned: held.size }, 'shards acquired');
+        options.onAcquired(taken);
+        changed = true;
+      }
+      await readRouting(live);
+      if (changed) await instances.announce(instance.id);
+    } catch (error) {
+      log.warn({ err: error }, 'shard rebalance round failed');
+    }
+  }
+
+  /** Runs a tick now, or right after the one running; ticks never overlap. */
+  function run(): Promise<void> {
+    if (stopped) return Promise.resolve();
+    if (running) {
+      again = true;
+      return running;
+    }
+    clearTimeout(timer);
+    running = tick().finally(() => {
+      running = undefined;
+      if (stopped) return;
+      if (again) {
+        again = false;
+        void run();
+      } else {
+        timer = setTimeout(() => void run(), period_ms);
+      }
+    });
+    return running;
+  }
+
+  function record(): InstanceRecord {
+    const actors: Record<string, number> = {};
+    for (const [shard, count] of options.actorsPerShard()) actors[shard] = count;
+    return { id: instance.id, url: instance.url, started_at, actors };
+  }
+
+  // Another instance joined, left or moved shards: rebalance now rather than at the next tick.
+  options.subscriber.on('message', (channel: string, from: string) => {
+    if (channel === instances.channel && from !== instance.id) void run();
+  });
+  const subscribe = () =>
+    void options.subscriber.subscribe(instances.channel).catch((error: unknown) => {
+      log.warn({ err: error }, 'could not subscribe to the cluster channel; rebalancing on the timer only');
+    });
+  if (options.subscriber.status === 'ready') subscribe();
+  else options.subscriber.once('ready', subscribe);
+
+  let ready: Promise<void> | undefined;
+
+  return {
+    shards,
+    start() {
+      ready ??= (async () => {
+        await instances.heartbeat(record(), lease_ms).catch((error: unknown) => {
+          log.warn({ err: error }, 'could not register this instance yet');
+        });
+        renewSoon();
+        await run();
+      })();
+      return ready;
+    },
+    epochOf(shard) {
+      const lease = held.get(shard);
+      return lease && lease.lock.expiration > Date.now() ? lease.epoch : undefined;
+    },
+    owns(shard) {
+      const lease = held.get(shard);
+      return lease !== undefined && lease.lock.expiration > Date.now();
+    },
+    lose: (shard) => lose([shard], 'an append was refused: another instance holds a newer epoch'),
+    owned: () => [...held.keys()].sort((a, b) => a - b),
+    ownerOf: (shard) => routing[shard],
+    refresh: () => (refreshing ??= readRouting().finally(() => (refreshing = undefined))),
+    async table() {
+      const [live, owners, rows] = await Promise.all([instances.live(), instances.owners(shards), leases.list()]);
+      const actors = new Map(live.map((member) => [member.id, member.actors]));
+      const epochs = new Map(rows.map((row) => [row.shard, row.epoch]));
+      return {
+        instances: live,
+        shards: owners.map(({ owner, expires_at }, shard) => ({
+          shard,
+          owner: owner ?? null,
+          epoch: (epochs.get(shard) ?? 0n).toString(),
+          lease_expires_at: expires_at === undefined ? null : new Date(expires_at).toISOString(),
+          actors_alive: owner === undefined ? null : (actors.get(owner)?.[shard] ?? 0),
+        })),
+      };
+    },
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      clearTimeout(renewer);
+      await Promise.all([running, renewing]);
+      const all = [...held.keys()];
+      const locks = [...held.values()].map((lease) => lease.lock);
+      held.clear();
+      if (all.length > 0) options.onLost(all);
+      await Promise.allSettled(locks.map((lock) => lock.release()));
+      await Promise.allSettled([instances.unclaim(all, instance.id), instances.leave(instance.id)]);
+      await instances.announce(instance.id).catch(() => undefined);
+    },
+  };
+}
+
+/**
+ * Rendezvous hashing: a shard belongs to the live instance scoring highest for it, so when one joins
+ * or leaves, only that instance's share moves.
+ */
+export function rendezvousOwner(shard: number, ids: string[]): string | undefined {
+  let best: { id: string; score: bigint } | undefined;
+  for (const id of ids) {
+    const score = createHash('sha256').update(`${id}#${shard}`).digest().readBigUInt64BE(0);
+    if (!best || score > best.score || (score === best.score && id < best.id)) best = { id, score };
+  }
+  return best?.id;
+}
