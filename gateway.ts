@@ -298,7 +298,6 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     bank,
     journal,
     deadLetters,
-    leases,
     ownership,
     gateway_url: url,
     forward_timeout_ms: config.ACTOR_ASK_TIMEOUT_MS * 2,

@@ -2,12 +2,11 @@ import type { Config } from '../config.ts';
 import type { BankClient } from '../engine/bank-client.ts';
 import type { Payments } from '../engine/payments.ts';
 import type { Registry } from '../engine/registry.ts';
-import type { Ownership } from '../engine/shards.ts';
+import type { ShardLeases } from '../engine/shard-leases.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { DeadLetterStore } from '../persistence/dead-letters.ts';
 import type { Journal } from '../persistence/journal.ts';
-import type { LeaseStore } from '../persistence/leases.ts';
 import type { Sql } from '../persistence/sql.ts';
 import type { Activity } from './dashboard/activity.ts';
 import { startDashboard } from './dashboard/server.ts';
@@ -28,8 +27,8 @@ export interface OperatorToolsDeps {
   bank: BankClient;
   journal: Journal;
   deadLetters: DeadLetterStore;
-  leases: LeaseStore;
-  ownership: Ownership;
+  /** Who owns which shard across the instances, and the shard table the REPL and the dashboard show. */
+  ownership: ShardLeases;
   log: Logger;
 }
 
@@ -41,6 +40,7 @@ export async function startOperatorTools(
   deps: OperatorToolsDeps,
 ): Promise<{ dashboardUrl: string; replSocket: string; close(): Promise<void> }> {
   const { config, accounts, payments, bank, ownership } = deps;
+  const shardTable = () => ownership.table();
   deps.metrics.watch({
     actorsAlive: () => accounts.alive(),
     mailboxDepth: () => accounts.mailboxDepth(),
@@ -60,7 +60,7 @@ export async function startOperatorTools(
     payments,
     bank,
     deadLetters: deps.deadLetters,
-    leases: deps.leases,
+    shardTable,
     ownership,
     activity: deps.activity,
     log: deps.log.child({ module: 'dashboard' }),
@@ -69,7 +69,7 @@ export async function startOperatorTools(
     socket_path: config.REPL_SOCKET,
     admin_key: config.ADMIN_API_KEY,
     instance: config.INSTANCE_ID,
-    commands: createReplCommands({ ...deps, instance: config.INSTANCE_ID }),
+    commands: createReplCommands({ ...deps, instance: config.INSTANCE_ID, shardTable }),
     log: deps.log.child({ module: 'repl' }),
   }).catch(async (error: unknown) => {
     await dashboard.close();

@@ -2,10 +2,10 @@ import { z } from 'zod';
 import { reconcile } from '../engine/reconciliation.ts';
 import type { Payments } from '../engine/payments.ts';
 import type { Registry } from '../engine/registry.ts';
+import type { ShardLeases } from '../engine/shard-leases.ts';
 import { shardOf, type Ownership } from '../engine/shards.ts';
 import type { DeadLetterStore } from '../persistence/dead-letters.ts';
 import { createIdempotencyStore } from '../persistence/idempotency.ts';
-import type { LeaseStore } from '../persistence/leases.ts';
 import type { Sql } from '../persistence/sql.ts';
 
 /** What the REPL's commands read. */
@@ -15,7 +15,8 @@ export interface ReplCommandDeps {
   accounts: Pick<Registry, 'ask' | 'isAlive' | 'alive' | 'mailboxDepth'>;
   payments: Pick<Payments, 'inFlight'>;
   deadLetters: Pick<DeadLetterStore, 'page'>;
-  leases: Pick<LeaseStore, 'list'>;
+  /** Every shard's lease holder and expiry (Redis), epoch (Postgres) and actors alive. */
+  shardTable: ShardLeases['table'];
   ownership: Pick<Ownership, 'owned' | 'shards' | 'epochOf'>;
 }
 
@@ -101,25 +102,36 @@ export function createReplCommands(deps: ReplCommandDeps) {
   }
 
   async function shards(): Promise<ReplAnswer> {
-    const leases = await deps.leases.list();
-    const owners = new Map<string, { shards: number[]; epochs: bigint[]; expires: string }>();
-    for (const lease of leases) {
-      const owner = lease.owner ?? '(nobody)';
-      const entry = owners.get(owner) ?? { shards: [], epochs: [], expires: 'held until lost' };
-      entry.shards.push(lease.shard);
-      entry.epochs.push(lease.epoch);
-      if (lease.lease_expires_at) entry.expires = lease.lease_expires_at.toISOString();
+    const { shards: rows } = await deps.shardTable();
+    const owners = new Map<
+      string,
+      { shards: number[]; epochs: bigint[]; expires: string | null; actors: number | null }
+    >();
+    for (const row of rows) {
+      const owner = row.owner ?? '(nobody)';
+      const entry = owners.get(owner) ?? { shards: [], epochs: [], expires: null, actors: null };
+      entry.shards.push(row.shard);
+      entry.epochs.push(BigInt(row.epoch));
+      // The earliest expiry: the owner's leases are renewed together, the first to lapse is the one to watch.
+      if (
+        row.lease_expires_at !== null &&
+        (entry.expires === null || Date.parse(row.lease_expires_at) < Date.parse(entry.expires))
+      )
+        entry.expires = row.lease_expires_at;
+      if (row.actors_alive !== null) entry.actors = (entry.actors ?? 0) + row.actors_alive;
       owners.set(owner, entry);
     }
-    const rows = [...owners].map(([owner, entry]) => [
+    const rowsShown = [...owners].map(([owner, entry]) => [
       owner === deps.instance ? `${owner} (this instance)` : owner,
       String(entry.shards.length),
       ranges(entry.shards),
       `${min(entry.epochs)}..${max(entry.epochs)}`,
-      entry.expires,
+      entry.expires ?? '-',
+      entry.actors === null ? '-' : String(entry.actors),
     ]);
     const summary = `${deps.instance} owns ${deps.ownership.owned().length} of ${deps.ownership.shards} shards`;
-    return done(`${summary}\n${table(['owner', 'count', 'shards', 'epochs', 'lease expires'], rows)}`);
+    const header = ['owner', 'count', 'shards', 'epochs', 'lease expires', 'actors'];
+    return done(`${summary}\n${table(header, rowsShown)}`);
   }
 
   function payments(): Promise<ReplAnswer> {

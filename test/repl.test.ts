@@ -92,10 +92,29 @@ test('npm run repl: the admin key first, then an actor, the shards, payments, de
   assert.equal(actor.owned_here, true);
 
   await repl.expect(/pgw> $/);
-  repl.type('shards');
-  const shards = await repl.expect(/pgw> $/);
-  assert.match(shards, /owns 64 of 64 shards/);
-  assert.match(shards, /\(this instance\)\s+64\s+0-63\s/);
+  // The shard table from the leases in Redis: the owner, its epochs, its earliest lease expiry (a time
+  // to come, renewed every third of the lease) and the actors it reports alive (the user's, at least;
+  // its count reaches Redis with the next renewal, hence a few tries).
+  const ownRow = /\(this instance\)\s+64\s+0-63\s+(\d+)\.\.(\d+)\s+(\S+)\s+(\S+)\n/;
+  let row: RegExpExecArray | null = null;
+  for (let attempt = 0; attempt < 20; attempt += 1) {
+    const asked_at = Date.now();
+    repl.type('shards');
+    const shards = await repl.expect(/pgw> $/);
+    assert.match(shards, /owns 64 of 64 shards/);
+    assert.match(shards, /owner\s+count\s+shards\s+epochs\s+lease expires\s+actors\n/);
+    row = ownRow.exec(shards);
+    assert.ok(row, `a row for this instance in:\n${shards}`);
+    const [, epochMin, epochMax, expires, actors] = row;
+    assert.ok(BigInt(epochMin!) >= 1n && BigInt(epochMin!) <= BigInt(epochMax!));
+    assert.match(expires!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.ok(Date.parse(expires!) > asked_at, `the lease expiry ${expires} is to come`);
+    assert.match(actors!, /^\d+$/);
+    if (Number(actors) >= 1) break;
+    row = null;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  assert.ok(row, 'the actors alive on this instance are counted');
 
   repl.type('actors');
   assert.match(await repl.expect(/pgw> $/), /\d+ actors alive, 0 requests in their mailboxes/);

@@ -211,6 +211,13 @@ describe('the transaction viewer in a browser', () => {
       const row = await dashboard.waitForSelector(`#recent tr:has-text("${formDepositId}")`);
       assert.match((await row.textContent()) ?? '', /succeeded/);
       assert.match((await dashboard.textContent('#circuit')) ?? '', /closed/);
+      // The shard owners: this instance holds all 64, its lease expiry (from Redis) is a time, its actors counted.
+      const owner = await dashboard.waitForSelector('#shards tr:has-text("(this instance)")');
+      const cells = await owner.$$eval('td', (tds) => tds.map((td) => td.textContent ?? ''));
+      assert.equal(cells.length, 6, cells.join(' | '));
+      assert.deepEqual(cells.slice(1, 3), ['0–63', '64']);
+      assert.match(cells[4], /\d{1,2}:\d\d:\d\d/, 'the lease expiry is a time, not "held until lost"');
+      assert.match(cells[5], /^\d+$/, 'the actors alive are counted');
       await dashboard.screenshot({ path: `${SCREENSHOTS}dashboard-1-recent.png`, fullPage: true });
     } finally {
       await dashboard.close();

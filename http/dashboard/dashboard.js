@@ -156,7 +156,9 @@ function render(state) {
       (o) => cell(ranges(o.shards), 'wrap'),
       (o) => cell(o.shards.length),
       (o) => cell(o.epoch_max),
-      (o) => cell(o.lease_expires_at ? time(o.lease_expires_at) : 'held until lost'),
+      // The earliest of the owner's leases in Redis; shards nobody holds have none.
+      (o) => cell(o.lease_expires_at ? time(o.lease_expires_at) : '—'),
+      (o) => cell(o.actors_alive ?? '—'),
     ],
     'No shard is leased yet.',
   );

@@ -1,9 +1,9 @@
 import type { BankClient } from '../../engine/bank-client.ts';
 import type { PaymentView, Payments } from '../../engine/payments.ts';
 import type { Registry } from '../../engine/registry.ts';
+import type { ShardLeases } from '../../engine/shard-leases.ts';
 import type { Ownership } from '../../engine/shards.ts';
 import type { DeadLetterStore } from '../../persistence/dead-letters.ts';
-import type { LeaseStore } from '../../persistence/leases.ts';
 import { deadLetterJson } from '../routes/admin.ts';
 import type { Activity, FinishedTransaction, Throughput } from './activity.ts';
 
@@ -14,7 +14,8 @@ export interface OverviewSources {
   payments: Pick<Payments, 'inFlight'>;
   bank: Pick<BankClient, 'state'>;
   deadLetters: Pick<DeadLetterStore, 'page'>;
-  leases: Pick<LeaseStore, 'list'>;
+  /** Every shard's lease holder and expiry (Redis), epoch (Postgres) and actors alive. */
+  shardTable: ShardLeases['table'];
   ownership: Pick<Ownership, 'owned' | 'shards'>;
   activity: Activity;
 }
@@ -24,7 +25,10 @@ export interface ShardOwner {
   owner: string | null;
   shards: number[];
   epoch_max: string;
+  /** The earliest expiry among this owner's leases (in Redis); null for shards nobody holds. */
   lease_expires_at: string | null;
+  /** Account actors alive on this owner's shards, as it last reported; null for shards nobody holds. */
+  actors_alive: number | null;
 }
 
 /** What `GET /api/state` answers: everything the dashboard page shows, JSON-safe. */
@@ -44,17 +48,29 @@ export interface Overview {
 const PAYMENTS_SHOWN_MAX = 100;
 const DEAD_LETTERS_SHOWN_MAX = 20;
 
-/** Reads the instance's state for the dashboard (two small queries: dead letters and shard leases). */
+/** Reads the instance's state for the dashboard: dead letters (Postgres) and the shard table (Redis and Postgres). */
 export async function readOverview(from: OverviewSources): Promise<Overview> {
-  const [letters, leases] = await Promise.all([from.deadLetters.page(DEAD_LETTERS_SHOWN_MAX), from.leases.list()]);
+  const [letters, table] = await Promise.all([from.deadLetters.page(DEAD_LETTERS_SHOWN_MAX), from.shardTable()]);
   const inFlight = from.payments.inFlight();
   const owners = new Map<string | null, ShardOwner>();
-  for (const lease of leases) {
-    const owner = owners.get(lease.owner) ?? { owner: lease.owner, shards: [], epoch_max: '0', lease_expires_at: null };
-    owner.shards.push(lease.shard);
-    if (lease.epoch > BigInt(owner.epoch_max)) owner.epoch_max = lease.epoch.toString();
-    owner.lease_expires_at = lease.lease_expires_at?.toISOString() ?? owner.lease_expires_at;
-    owners.set(lease.owner, owner);
+  for (const row of table.shards) {
+    const owner = owners.get(row.owner) ?? {
+      owner: row.owner,
+      shards: [],
+      epoch_max: '0',
+      lease_expires_at: null,
+      actors_alive: null,
+    };
+    owner.shards.push(row.shard);
+    if (BigInt(row.epoch) > BigInt(owner.epoch_max)) owner.epoch_max = row.epoch;
+    const expires = row.lease_expires_at;
+    if (
+      expires !== null &&
+      (owner.lease_expires_at === null || Date.parse(expires) < Date.parse(owner.lease_expires_at))
+    )
+      owner.lease_expires_at = expires;
+    if (row.actors_alive !== null) owner.actors_alive = (owner.actors_alive ?? 0) + row.actors_alive;
+    owners.set(row.owner, owner);
   }
   return {
     instance: from.instance,

@@ -47,6 +47,7 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
   });
 
   test('GET /api/state: workers in flight, recent results, circuit, actors, shards, throughput', async () => {
+    const asked_at = Date.now();
     const state = await dashboard('GET', '/api/state');
     assert.equal(state.status, 200);
     const body = state.json;
@@ -65,11 +66,29 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
     assert.equal(body.shards.total, 64);
     assert.equal(body.shards.owned_here, 64);
     assert.equal(body.shards.owners.length, 1);
-    assert.equal(body.shards.owners[0].shards.length, 64);
-    assert.equal(typeof body.shards.owners[0].epoch_max, 'string');
+    const [owner] = body.shards.owners;
+    assert.equal(owner.owner, body.instance);
+    assert.equal(owner.shards.length, 64);
+    assert.match(owner.epoch_max, /^[1-9]\d*$/);
+    // The lease lives in Redis and is renewed every third of it: its expiry is a time to come.
+    assert.match(owner.lease_expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    assert.ok(Date.parse(owner.lease_expires_at) > asked_at, `the lease expiry ${owner.lease_expires_at} is to come`);
+    assert.equal(typeof owner.actors_alive, 'number');
     assert.equal(body.throughput.window_s, 60);
     assert.ok(body.throughput.created_per_s > 0);
     assert.ok(body.throughput.finished_per_s > 0);
+  });
+
+  test("GET /api/state counts the actors alive on each owner's shards", async () => {
+    // An instance reports its actors per shard to Redis with each lease renewal: poll until it has.
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const state = await dashboard('GET', '/api/state');
+      const [owner] = state.json.shards.owners;
+      if (owner.actors_alive >= 1) break;
+      assert.ok(Date.now() < deadline, `actors_alive stayed ${owner.actors_alive}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
   });
 
   test('GET /metrics needs no key on this port', async () => {
