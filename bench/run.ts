@@ -1,101 +1,31 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import autocannon from 'autocannon';
-import postgres from 'postgres';
-import { hashApiKey } from '../http/auth.ts';
-import { migrate } from '../persistence/migrator.ts';
-import { createSql } from '../persistence/sql.ts';
+import type autocannon from 'autocannon';
+import { endToEnd } from './end-to-end.ts';
+import {
+  connect,
+  dropDatabase,
+  freshDatabase,
+  load,
+  log,
+  machineCpu,
+  seedUsers,
+  startChild,
+  startGateway,
+  freePort,
+  type Report,
+  type Result,
+} from './lib.ts';
+import { lists } from './lists.ts';
+import { memory } from './memory.ts';
+import { recovery } from './recovery.ts';
 
-// Benchmarks against servers on 127.0.0.1 only, each bounded in time. Every figure is compared with
-// the ceiling measured in the same run. Usage: npm run bench [-- scenario ...]
+// Benchmarks against servers on 127.0.0.1 only, each bounded in time, each on a fresh database. The
+// throughput rows are compared with the ceiling measured in the same run; the other scenarios report
+// their own figures next to their targets. Usage: npm run bench [-- scenario ...]
 
-const DURATION_S = Number(process.env.BENCH_DURATION_S ?? 10);
-const CONNECTIONS = 64;
 const USERS = 1000;
-const ADMIN_KEY = 'bench_admin_key_0123456789';
-const DATABASE = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/gateway_bench';
-
-interface Result {
-  scenario: string;
-  requests_per_s: number;
-  p50_ms: number;
-  p99_ms: number;
-  non2xx: number;
-  errors: number;
-  /** For POSTs: 202s answered, and transactions found in Postgres afterwards. */
-  accepted?: number;
-  journaled?: number;
-}
-
-async function prepareDatabase(): Promise<{ id: string; key: string }[]> {
-  const target = new URL(DATABASE);
-  const admin = postgres({
-    host: target.hostname,
-    port: Number(target.port || 5432),
-    user: 'postgres',
-    database: 'postgres',
-    max: 1,
-    onnotice: () => {},
-  });
-  await admin.unsafe(`DROP DATABASE IF EXISTS "${target.pathname.slice(1)}" WITH (FORCE)`);
-  await admin.unsafe(`CREATE DATABASE "${target.pathname.slice(1)}"`);
-  await admin.end();
-  const sql = createSql(DATABASE, { pool_max: 2, application_name: 'bench-setup' });
-  await migrate(sql);
-  const users = Array.from({ length: USERS }, (_, i) => ({
-    id: crypto.randomUUID(),
-    key: `pgw_bench_user_${String(i).padStart(8, '0')}`,
-  }));
-  await sql`INSERT INTO users ${sql(users.map((u, i) => ({ id: u.id, name: `bench ${i}`, email: `bench${i}@bench.test`, api_key_hash: hashApiKey(u.key) })))}`;
-  await sql.end();
-  return users;
-}
-
-async function startProcess(script: string, env: Record<string, string>, ready: string): Promise<ChildProcess> {
-  const child = spawn('node', ['--import', 'tsx', script], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  while (!output.includes(ready)) await once(child.stdout, 'data');
-  child.stdout.resume();
-  return child;
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  await exited;
-}
-
-function gatewayEnv(port: number, extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    DATABASE_URL: DATABASE,
-    DATABASE_POOL_MAX: '20',
-    ADMIN_API_KEY: ADMIN_KEY,
-    // One JSON line per request, as in production.
-    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'info',
-    DASHBOARD_PORT: '0',
-    REDIS_KEY_PREFIX: `bench-${process.pid}-${port}:`,
-    RATE_LIMIT_GLOBAL_PER_MIN: '100000000',
-    RATE_LIMIT_BALANCE_PER_MIN: '100000000',
-    RATE_LIMIT_TRANSACTIONS_PER_MIN: '100000000',
-    // The bank accepts every transfer and answers after the run: the figure is the API's.
-    BANK_MIN_DELAY_MS: '600000',
-    BANK_MAX_DELAY_MS: '600000',
-    BANK_SUCCESS_RATE: '1',
-    BANK_TIMEOUT_RATE: '0',
-    BANK_UNAVAILABLE_RATE: '0',
-    BANK_INVALID_RATE: '0',
-    ...extra,
-  };
-}
 
 async function countTransactions(): Promise<number> {
-  const sql = createSql(DATABASE, { pool_max: 1, application_name: 'bench-count' });
+  const sql = connect('bench-count', 1);
   const rows = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM transactions`;
   await sql.end();
   return rows[0]!.n;
@@ -105,19 +35,6 @@ async function loadDeposits(scenario: string, options: autocannon.Options): Prom
   const before = await countTransactions();
   const result = await load(scenario, options);
   return { ...result, journaled: (await countTransactions()) - before };
-}
-
-async function load(scenario: string, options: autocannon.Options): Promise<Result> {
-  const result = await autocannon({ connections: CONNECTIONS, duration: DURATION_S, ...options });
-  return {
-    accepted: result['2xx'],
-    scenario,
-    requests_per_s: Math.round(result.requests.average),
-    p50_ms: result.latency.p50,
-    p99_ms: result.latency.p99,
-    non2xx: result.non2xx,
-    errors: result.errors + result.timeouts,
-  };
 }
 
 function depositsLoad(url: string, users: { id: string; key: string }[]): autocannon.Options {
@@ -145,45 +62,37 @@ function depositsLoad(url: string, users: { id: string; key: string }[]): autoca
   };
 }
 
-// Each gateway scenario gets a fresh database: a gateway resumes every payment left open at start, and
-// the deposits of an earlier scenario would otherwise load the next one.
-const scenarios: Record<string, (users: { id: string; key: string }[]) => Promise<Result>> = {
+async function deposits(scenario: string, extra: Record<string, string> = {}): Promise<Result> {
+  const users = await seedUsers(USERS);
+  const gateway = await startGateway(extra);
+  try {
+    return await loadDeposits(scenario, depositsLoad(gateway.url, users));
+  } finally {
+    await gateway.child.stop();
+  }
+}
+
+// Each scenario gets a fresh database: a gateway resumes every payment left open at start, and the
+// deposits of an earlier scenario would otherwise load the next one.
+const scenarios: Record<string, () => Promise<Result | Report>> = {
   async ceiling() {
-    const child = await startProcess('bench/ceiling-server.ts', { PORT: '3999' }, 'ceiling listening');
+    const port = await freePort();
+    const child = await startChild('bench/ceiling-server.ts', { PORT: String(port) }, 'ceiling listening');
     try {
-      return await load('ceiling: bare Koa GET', { url: 'http://127.0.0.1:3999/' });
+      return await load('ceiling: bare Koa GET', { url: `http://127.0.0.1:${port}/` });
     } finally {
-      await stop(child);
+      await child.stop();
     }
   },
-  async deposits(users) {
-    const child = await startProcess('main.ts', gatewayEnv(3901), 'gateway listening');
-    try {
-      return await loadDeposits(
-        'POST /deposits, group commit (batch ≤ 256)',
-        depositsLoad('http://127.0.0.1:3901', users),
-      );
-    } finally {
-      await stop(child);
-    }
-  },
-  async deposits_unbatched(users) {
-    const child = await startProcess('main.ts', gatewayEnv(3902, { JOURNAL_BATCH_SIZE_MAX: '1' }), 'gateway listening');
-    try {
-      return await loadDeposits(
-        'POST /deposits, group commit off (batch = 1)',
-        depositsLoad('http://127.0.0.1:3902', users),
-      );
-    } finally {
-      await stop(child);
-    }
-  },
-  async balance(users) {
-    const child = await startProcess('main.ts', gatewayEnv(3903), 'gateway listening');
+  deposits: () => deposits('POST /deposits, group commit (batch ≤ 256)'),
+  deposits_unbatched: () => deposits('POST /deposits, group commit off (batch = 1)', { JOURNAL_BATCH_SIZE_MAX: '1' }),
+  async balance() {
+    const users = await seedUsers(USERS);
+    const gateway = await startGateway();
     let next = 0;
     try {
       return await load('GET /users/{id}/balance', {
-        url: 'http://127.0.0.1:3903',
+        url: gateway.url,
         requests: [
           {
             method: 'GET',
@@ -199,30 +108,68 @@ const scenarios: Record<string, (users: { id: string; key: string }[]) => Promis
         ],
       });
     } finally {
-      await stop(child);
+      await gateway.child.stop();
     }
   },
+  end_to_end: endToEnd,
+  recovery,
+  memory,
+  lists,
 };
 
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios);
-const results: Result[] = [];
 for (const name of chosen) {
-  const run = scenarios[name];
-  if (!run) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
-  const result = await run(await prepareDatabase());
-  results.push(result);
-  console.log(JSON.stringify(result));
+  if (!scenarios[name]) throw new Error(`unknown scenario ${name}; known: ${Object.keys(scenarios).join(', ')}`);
 }
-const ceiling = results.find((r) => r.scenario.startsWith('ceiling'));
-console.log('\n| scenario | req/s | p50 ms | p99 ms | non-2xx | errors | vs ceiling |');
-console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
-for (const r of results) {
-  const ratio = ceiling ? `${Math.round((100 * r.requests_per_s) / ceiling.requests_per_s)} %` : '–';
-  console.log(
-    `| ${r.scenario} | ${r.requests_per_s} | ${r.p50_ms} | ${r.p99_ms} | ${r.non2xx} | ${r.errors} | ${ratio} |`,
-  );
+const started = new Date();
+const results: Result[] = [];
+const reports: Report[] = [];
+const busy: string[] = [];
+try {
+  for (const name of chosen) {
+    log(`${name}: starting`);
+    await freshDatabase();
+    const before = machineCpu();
+    const started_ms = performance.now();
+    const outcome = await scenarios[name]!();
+    const after = machineCpu();
+    // Others share the machine: how busy its cores were (every process of every user) says how noisy it was.
+    busy.push(
+      `${name} ${Math.round((performance.now() - started_ms) / 1000)} s, cores ` +
+        `${Math.round((100 * (after.busy_s - before.busy_s)) / (after.total_s - before.total_s))} % busy`,
+    );
+    if ('markdown' in outcome) reports.push(outcome);
+    else results.push(outcome);
+    console.log(JSON.stringify(outcome));
+  }
+} finally {
+  await dropDatabase();
 }
-const batched = results.find((r) => r.scenario.includes('batch ≤'));
-const unbatched = results.find((r) => r.scenario.includes('batch = 1'));
-if (batched && unbatched)
-  console.log(`\ngroup commit gain: ${(batched.requests_per_s / unbatched.requests_per_s).toFixed(2)}×`);
+
+console.log(`\nRun of ${started.toISOString()}, node ${process.version}: npm run bench -- ${chosen.join(' ')}`);
+console.log(`Machine during each scenario: ${busy.join('; ')}.`);
+if (results.length > 0) {
+  const ceiling = results.find((r) => r.scenario.startsWith('ceiling'));
+  console.log('\n| scenario | req/s | p50 ms | p99 ms | non-2xx | errors | vs ceiling |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const r of results) {
+    const ratio = ceiling ? `${Math.round((100 * r.requests_per_s) / ceiling.requests_per_s)} %` : '–';
+    console.log(
+      `| ${r.scenario} | ${r.requests_per_s} | ${r.p50_ms} | ${r.p99_ms} | ${r.non2xx} | ${r.errors} | ${ratio} |`,
+    );
+  }
+  const batched = results.find((r) => r.scenario.includes('batch ≤'));
+  const unbatched = results.find((r) => r.scenario.includes('batch = 1'));
+  if (batched && unbatched)
+    console.log(`\ngroup commit gain: ${(batched.requests_per_s / unbatched.requests_per_s).toFixed(2)}×`);
+}
+for (const report of reports) console.log(`\n### ${report.scenario}\n\n${report.markdown}`);
+if (reports.length > 0) {
+  console.log('\n| scenario | what | measured | target | verdict |');
+  console.log('| --- | --- | ---: | ---: | --- |');
+  for (const report of reports) {
+    for (const v of report.verdicts) {
+      console.log(`| ${report.scenario} | ${v.what} | ${v.measured} | ${v.target} | ${v.met ? 'met' : 'missed'} |`);
+    }
+  }
+}

@@ -76,14 +76,19 @@ const state = z.discriminatedUnion('version', [
   stateV1.extend({ version: z.literal(SNAPSHOT_VERSION), incoming: z.record(z.string(), amount) }),
 ]);
 
-/** JSON-safe copy of a value, bigints as strings. */
+/** JSON-safe copy of a value, bigints as strings (once per journaled event: a plain loop, no entry arrays). */
 export function toStored(value: unknown): unknown {
   if (typeof value === 'bigint') return value.toString();
+  if (value === null || typeof value !== 'object') return value;
   if (Array.isArray(value)) return value.map(toStored);
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, toStored(v)]));
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const stored = toStored((value as Record<string, unknown>)[key]);
+    // A `__proto__` key (client metadata may hold one) must stay a key, not become a prototype.
+    if (key === '__proto__') Object.defineProperty(copy, key, { value: stored, enumerable: true, writable: true });
+    else copy[key] = stored;
   }
-  return value;
+  return copy;
 }
 
 /** An event read back from the journal; throws on a payload that is not a valid event. */

@@ -236,3 +236,13 @@ test('a snapshot whose incoming disagrees with its open transactions, or of an u
   assert.equal(stateFromStored({ ...stored, incoming: undefined }), undefined);
   assert.equal(stateFromStored({ ...stored, version: 3 }), undefined);
 });
+
+test('toStored copies nested values with bigints as strings, keeping every key (even __proto__) in order', () => {
+  const metadata = JSON.parse('{"b":"1","__proto__":"x","a":"2"}') as Record<string, string>;
+  const stored = toStored({ amount: 5n, list: [1n, { n: 2n }], metadata, none: null, at: 'now' });
+  assert.equal(
+    JSON.stringify(stored),
+    '{"amount":"5","list":["1",{"n":"2"}],"metadata":{"b":"1","__proto__":"x","a":"2"},"none":null,"at":"now"}',
+  );
+  assert.equal(Object.getPrototypeOf((stored as { metadata: object }).metadata), Object.prototype);
+});

@@ -60,7 +60,9 @@ export interface ShardLeases extends Ownership {
 export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
   const { instances, leases, instance, shards, lease_ms, log } = options;
   const redlock = new Redlock([options.redis], { retryCount: 0, driftFactor: 0.01 });
-  const held = new Map<number, { lock: Lock; epoch: bigint }>();
+  // `expires_at` is ours, not the lock's: redlock zeroes a lock's expiration as soon as an extension
+  // starts, but the lease in Redis stays valid until then, so requests meanwhile must not be refused.
+  const held = new Map<number, { lock: Lock; epoch: bigint; expires_at: number }>();
   const lockKey = (shard: number) => `${options.key_prefix}shard-lease:${shard}`;
   const started_at = new Date().toISOString();
   let routing: ({ id: string; url: string } | undefined)[] = [];
@@ -89,7 +91,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
    * rebalancing, so that a slow takeover (waiting on Postgres) never delays a renewal.
    */
   async function renew(): Promise<void> {
-    const expired = [...held].filter(([, lease]) => lease.lock.expiration <= Date.now()).map(([shard]) => shard);
+    const expired = [...held].filter(([, lease]) => lease.expires_at <= Date.now()).map(([shard]) => shard);
     lose(expired, 'lease expired before renewal (was this process paused?)');
     try {
       await instances.heartbeat(record(), lease_ms);
@@ -97,7 +99,10 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
         [...held].map(async ([shard, lease]) => {
           try {
             const renewed = await lease.lock.extend(lease_ms);
-            if (held.get(shard) === lease) lease.lock = renewed;
+            if (held.get(shard) === lease) {
+              lease.lock = renewed;
+              lease.expires_at = renewed.expiration;
+            }
             return { shard, ok: true };
           } catch {
             return { shard, ok: false };
@@ -150,7 +155,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
       const epoch = epochs.get(shard);
       // The epoch write may have outlasted the lock (a stall): then the lease was never safely ours.
       if (epoch === undefined || lock.expiration <= Date.now()) continue;
-      held.set(shard, { lock, epoch });
+      held.set(shard, { lock, epoch, expires_at: lock.expiration });
       taken.push(shard);
     }
     await instances.claim(taken, instance.id, lease_ms);
@@ -246,11 +251,11 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
     },
     epochOf(shard) {
       const lease = held.get(shard);
-      return lease && lease.lock.expiration > Date.now() ? lease.epoch : undefined;
+      return lease && lease.expires_at > Date.now() ? lease.epoch : undefined;
     },
     owns(shard) {
       const lease = held.get(shard);
-      return lease !== undefined && lease.lock.expiration > Date.now();
+      return lease !== undefined && lease.expires_at > Date.now();
     },
     lose: (shard) => lose([shard], 'an append was refused: another instance holds a newer epoch'),
     owned: () => [...held.keys()].sort((a, b) => a - b),

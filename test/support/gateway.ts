@@ -33,7 +33,6 @@ export async function startTestGateway(
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
     // Limits out of the way and counters of this process's own, unless a test sets them.
     REDIS_KEY_PREFIX: `pgw-test-${process.pid}-${crypto.randomUUID()}:`,
-    SHARD_LEASE_MS: '1500',
     RATE_LIMIT_GLOBAL_PER_MIN: '10000000',
     RATE_LIMIT_BALANCE_PER_MIN: '10000000',
     RATE_LIMIT_TRANSACTIONS_PER_MIN: '10000000',

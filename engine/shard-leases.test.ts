@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { rendezvousOwner } from './shard-leases.ts';
+import { client, createUser, startTestGateway } from '../test/support/gateway.ts';
+
+test('a lease stays owned while it is renewed: requests meanwhile are never refused', async () => {
+  // Renewed every 100 ms. redlock zeroes a lock's expiry while it extends it; requests resumed in that
+  // gap (the same Redis reply batch as the extension) were once refused with 503 shard_unavailable.
+  const gateway = await startTestGateway({ SHARD_LEASE_MS: '300', SHARDS: '8' });
+  try {
+    const request = client(gateway.url);
+    const user = await createUser(request, 'Renewals');
+    const first = (await gateway.shards.table()).shards[0]!.lease_expires_at!;
+    const statuses = new Map<number, number>();
+    const until = Date.now() + 2000;
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (Date.now() < until) {
+          const answer = await request('GET', `/api/v1/users/${user.id}/balance`, { key: user.api_key });
+          statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
+        }
+      }),
+    );
+    const last = (await gateway.shards.table()).shards[0]!.lease_expires_at!;
+    assert.ok(Date.parse(last) > Date.parse(first) + 1000, `renewed: ${first} → ${last}`);
+    assert.deepEqual([...statuses.keys()], [200], JSON.stringify([...statuses]));
+  } finally {
+    await gateway.close();
+  }
+});
+
+test('rendezvous hashing: every shard has one owner, and a leaving instance moves only its own shards', () => {
+  const shards = Array.from({ length: 64 }, (_, shard) => shard);
+  const three = shards.map((shard) => rendezvousOwner(shard, ['a', 'b', 'c']));
+  const two = shards.map((shard) => rendezvousOwner(shard, ['a', 'b']));
+  for (const id of ['a', 'b', 'c']) assert.ok(three.filter((owner) => owner === id).length >= 10, `${id} has a share`);
+  shards.forEach((shard) => {
+    if (three[shard] !== 'c') assert.equal(two[shard], three[shard], `shard ${shard} stayed where it was`);
+  });
+  assert.deepEqual(
+    shards.map((shard) => rendezvousOwner(shard, ['c', 'b', 'a'])),
+    three,
+    'the order instances are listed in does not matter',
+  );
+  assert.equal(rendezvousOwner(0, []), undefined);
+});
