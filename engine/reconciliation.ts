@@ -23,10 +23,22 @@ type Totals = Map<string, bigint>;
  * Recomputes every account from the journal and compares it with the transactions read model
  * (balances and per-status totals) and with the live actors' state, when given.
  */
-export async function reconcile(
-  sql: Sql,
-  options: { liveState?: (user_id: string) => Promise<AccountState | undefined>; page_size?: number } = {},
-): Promise<ReconciliationReport> {
+export async function reconcile(sql: Sql, options: ReconcileOptions = {}): Promise<ReconciliationReport> {
+  // One snapshot for both reads: under live traffic the journal would otherwise be read later, and so
+  // be ahead of, the read model. The transaction may wait on live actors between pages: no idle limit.
+  const report = await sql.begin('isolation level repeatable read read only', async (tx) => {
+    await tx`SELECT set_config('idle_in_transaction_session_timeout', '0', true)`;
+    return reconcileSnapshot(tx as unknown as Sql, options);
+  });
+  return report;
+}
+
+interface ReconcileOptions {
+  liveState?: (user_id: string) => Promise<AccountState | undefined>;
+  page_size?: number;
+}
+
+async function reconcileSnapshot(sql: Sql, options: ReconcileOptions): Promise<ReconciliationReport> {
   const readModel = await readModelTotals(sql);
   const report: ReconciliationReport = { users: 0, events: 0, discrepancies: [] };
   const seenUsers = new Set<string>();
@@ -155,6 +167,18 @@ function compareTotals(user_id: string, journal: Totals, readModel: Totals, out:
 }
 
 function compareBalances(journal: AccountState, live: AccountState, out: Discrepancy[]): void {
+  // A live actor that committed after the snapshot was read is newer, not wrong: compare like with like.
+  if (live.seq > journal.seq) return;
+  if (live.seq < journal.seq) {
+    out.push({
+      user_id: journal.user_id,
+      currency: '',
+      check: 'actor seq',
+      journal: String(journal.seq),
+      other: String(live.seq),
+    });
+    return;
+  }
   for (const currency of new Set([...Object.keys(journal.balances), ...Object.keys(live.balances)])) {
     for (const field of ['available', 'held'] as const) {
       const a = journal.balances[currency]?.[field] ?? 0n;

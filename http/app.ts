@@ -6,6 +6,9 @@ import { ApiError, errorBody, errors } from './errors.ts';
 import { requestId } from './request-id.ts';
 import './state.ts';
 
+/** nginx's status for a request whose client went away before the answer; never sent (nobody listens). */
+const CLIENT_CLOSED = 499;
+
 /** Logs one line per request, tells `observe` of it, and turns every error into the contract's shape. */
 function errorsAndAccessLog(
   log: Logger,
@@ -29,6 +32,8 @@ function errorsAndAccessLog(
       ctx.set(error.headers);
       ctx.body = errorBody(error, ctx.state.requestId);
     }
+    // The client hung up before its answer (e.g. in the middle of its body): not a server error.
+    if (ctx.status >= 500 && (!ctx.res.socket || ctx.res.socket.destroyed)) ctx.status = CLIENT_CLOSED;
     const latency_ms = Number(process.hrtime.bigint() - started) / 1e6;
     const route = routeOf(ctx);
     observe?.({ method: ctx.method, route, status: ctx.status, latency_ms });
@@ -42,7 +47,8 @@ function errorsAndAccessLog(
       caller: ctx.state.caller?.id,
       transaction_id: ctx.state.transactionId,
     };
-    if (ctx.status >= 500) log.error({ ...line, err: failure }, 'request failed');
+    if (ctx.status === CLIENT_CLOSED) log.info({ ...line, err: failure }, 'client closed the request');
+    else if (ctx.status >= 500) log.error({ ...line, err: failure }, 'request failed');
     else log.info(line, 'request');
   };
 }

@@ -185,4 +185,27 @@ describe('reconciliation', () => {
     assert.ok(mine.some((d) => d.check === 'read_model balance available' && d.journal === '3800'));
     await engine.sql`UPDATE transactions SET amount = 1200 WHERE id = ${withdrawal.outcome.transaction.id}`;
   });
+
+  test('compares a live actor at the snapshot sequence; one ahead is newer, one behind is reported', async () => {
+    const user_id = uuidv7();
+    await run(user_id, create('deposit', 700n));
+    const state = await stateOf(user_id);
+    const mine = async (live: (id: string) => Promise<AccountState | undefined>) =>
+      (await reconcile(engine.sql, { liveState: live })).discrepancies.filter((d) => d.user_id === user_id);
+    const wrong = { ...state, balances: { USD: { available: 1n, held: 0n } } };
+    assert.deepEqual(
+      (await mine((id) => Promise.resolve(id === user_id ? wrong : undefined))).map((d) => d.check),
+      ['actor available'],
+    );
+    assert.deepEqual(
+      await mine((id) => Promise.resolve(id === user_id ? { ...wrong, seq: state.seq + 1 } : undefined)),
+      [],
+    );
+    assert.deepEqual(
+      (await mine((id) => Promise.resolve(id === user_id ? { ...state, seq: state.seq - 1 } : undefined))).map(
+        (d) => d.check,
+      ),
+      ['actor seq'],
+    );
+  });
 });

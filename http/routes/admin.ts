@@ -85,7 +85,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
     ctx.body = await deps.shardTable();
   });
 
-  // Live actors are compared too; under traffic an actor may be a few events ahead of the replay.
+  // This instance's live actors are compared too, where they stand at the snapshot's sequence.
   router.get('/reconciliation', async (ctx) => {
     requireAdmin(ctx.state);
     const report = await reconcile(deps.sql, {
