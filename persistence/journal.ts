@@ -114,9 +114,9 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     );
     const live = appends.filter((_, i) => outcomes[i]!.ok);
     if (live.length === 0) return outcomes;
-    await insertIdempotency(tx, live);
-    await insertJournal(tx, live);
-    await upsertReadModel(tx, live);
+    // Sent together (postgres.js pipelines them on the transaction's connection): one round trip, not
+    // three. Any failure, a conflicting idempotency key included, rolls the whole transaction back.
+    await Promise.all([insertIdempotency(tx, live), insertJournal(tx, live), upsertReadModel(tx, live)]);
     return outcomes;
   }
 
