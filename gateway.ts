@@ -311,6 +311,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
+      // A peer stopping at the same time must not hand us its shards while we close.
+      ownership.drain();
       // Open event streams would hold the server open until SHUTDOWN_TIMEOUT_MS: end them first.
       feed.close();
       await tools.close();

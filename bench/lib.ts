@@ -149,6 +149,8 @@ export interface SpawnOptions {
   preload?: string[];
   /** Opens an IPC channel to the child (process.send / 'message'). */
   ipc?: boolean;
+  /** Sees every line the child writes to stdout (its JSON log), e.g. to count some of them. */
+  onLine?: (line: string) => void;
 }
 
 /** Starts `node --import tsx <script>` with `env` on top of ours; returns at once. */
@@ -175,6 +177,7 @@ export function spawnChild(script: string, env: Record<string, string>, options:
     const lines = (partial + chunk.toString()).split('\n');
     partial = lines.pop() ?? '';
     for (const line of lines) {
+      options.onLine?.(line);
       const warning = line.includes('"level":"warn"');
       const error = line.includes('"level":"error"') || line.includes('"level":"fatal"');
       if (warning) warnings += 1;

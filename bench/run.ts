@@ -17,6 +17,7 @@ import {
 import { lists } from './lists.ts';
 import { memory } from './memory.ts';
 import { recovery } from './recovery.ts';
+import { twoInstances } from './two-instances.ts';
 
 // Benchmarks against servers on 127.0.0.1 only, each bounded in time, each on a fresh database. The
 // throughput rows are compared with the ceiling measured in the same run; the other scenarios report
@@ -115,6 +116,7 @@ const scenarios: Record<string, () => Promise<Result | Report>> = {
   recovery,
   memory,
   lists,
+  two_instances: twoInstances,
 };
 
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios);

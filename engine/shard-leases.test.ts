@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
+import { connect } from 'node:net';
 import { test } from 'node:test';
 import { rendezvousOwner } from './shard-leases.ts';
+import { eventually } from '../test/support/bank.ts';
 import { client, createUser, startTestGateway } from '../test/support/gateway.ts';
+import { captureLines } from '../test/support/log-capture.ts';
 
 test('a lease stays owned while it is renewed: requests meanwhile are never refused', async () => {
   // Renewed every 100 ms. redlock zeroes a lock's expiry while it extends it; requests resumed in that
@@ -43,4 +46,31 @@ test('rendezvous hashing: every shard has one owner, and a leaving instance move
     'the order instances are listed in does not matter',
   );
   assert.equal(rendezvousOwner(0, []), undefined);
+});
+
+test("two instances stopping together: neither takes the other's shards over on the way out", async () => {
+  const logs = [captureLines(), captureLines()];
+  const shared = {
+    REDIS_KEY_PREFIX: `pgw-test-drain-${process.pid}-${Date.now()}:`,
+    SHARDS: '16',
+    SHARD_LEASE_MS: '600',
+    LOG_LEVEL: 'info',
+    SHUTDOWN_TIMEOUT_MS: '1500',
+  };
+  const [one, two] = await Promise.all(
+    logs.map((log, i) => startTestGateway({ ...shared, INSTANCE_ID: `drain-${i}` }, log.stream)),
+  );
+  await eventually(() => (one!.shards.owned().length > 0 && two!.shards.owned().length > 0 ? true : undefined));
+  // A request still arriving keeps `two` draining for SHUTDOWN_TIMEOUT_MS, long after `one` has left.
+  const socket = connect(Number(new URL(two!.url).port), '127.0.0.1');
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.on('error', () => undefined);
+  socket.write(
+    'POST /api/v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 50\r\n\r\n{',
+  );
+  const acquiredBefore = logs.map((log) => log.lines().filter((line) => line.msg === 'shards acquired').length);
+  await Promise.all([one!.close(), two!.close()]);
+  socket.destroy();
+  const acquiredAfter = logs.map((log) => log.lines().filter((line) => line.msg === 'shards acquired').length);
+  assert.deepEqual(acquiredAfter, acquiredBefore);
 });

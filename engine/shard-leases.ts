@@ -47,6 +47,8 @@ export interface ShardLeases extends Ownership {
   start(): Promise<void>;
   /** Gives every lease back and leaves the cluster, so the others take over at once. */
   stop(): Promise<void>;
+  /** Takes no more shards (an instance shutting down must not take over its stopping peers'). */
+  drain(): void;
 }
 
 /**
@@ -67,6 +69,8 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
   const started_at = new Date().toISOString();
   let routing: ({ id: string; url: string } | undefined)[] = [];
   let stopped = false;
+  // Shutting down: keep (and renew) what is held until `stop`, but take nothing more.
+  let draining = false;
   let running: Promise<void> | undefined;
   let again = false;
   let timer: NodeJS.Timeout | undefined;
@@ -75,13 +79,13 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
   const period_ms = Math.max(50, Math.floor(lease_ms / 3));
   let refreshing: Promise<void> | undefined;
 
-  function lose(lost: number[], reason: string): void {
+  function lose(lost: number[], reason: string, level: 'info' | 'warn' = 'warn'): void {
     const gone = lost.filter((shard) => held.has(shard));
     if (gone.length === 0) return;
     const locks = gone.map((shard) => held.get(shard)!.lock);
     for (const shard of gone) held.delete(shard);
     options.onLost(gone);
-    log.warn({ shards: gone, reason }, 'shards lost');
+    log[level]({ shards: gone, reason }, 'shards lost');
     void Promise.allSettled(locks.map((lock) => lock.release()));
     void instances.unclaim(gone, instance.id).catch(() => undefined);
   }
@@ -181,7 +185,8 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
       );
       const surplus = [...held.keys()].filter((shard) => !share.has(shard));
       if (surplus.length > 0) {
-        lose(surplus, 'rebalanced to another instance');
+        // Expected whenever an instance joins: not worth a warning.
+        lose(surplus, 'rebalanced to another instance', 'info');
         changed = true;
       }
       const taken = await acquire([...share].filter((shard) => !held.has(shard)));
@@ -199,7 +204,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
 
   /** Runs a tick now, or right after the one running; ticks never overlap. */
   function run(): Promise<void> {
-    if (stopped) return Promise.resolve();
+    if (stopped || draining) return Promise.resolve();
     if (running) {
       again = true;
       return running;
@@ -275,6 +280,10 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
           actors_alive: owner === undefined ? null : (actors.get(owner)?.[shard] ?? 0),
         })),
       };
+    },
+    drain() {
+      draining = true;
+      clearTimeout(timer);
     },
     async stop() {
       stopped = true;
