@@ -18,7 +18,7 @@ import { userRoutes } from './http/routes/users.ts';
 import type { Logger } from './logger.ts';
 import { createIdempotencyStore, startIdempotencyReaper } from './persistence/idempotency.ts';
 import { createJournal, readJournal } from './persistence/journal.ts';
-import { createLeaseStore } from './persistence/leases.ts';
+import { createLeaseStore, sessionName } from './persistence/leases.ts';
 import { createReadModel } from './persistence/read-model.ts';
 import { createSnapshotStore } from './persistence/snapshots.ts';
 import { createRegistry, type Registry } from './engine/registry.ts';
@@ -71,7 +71,8 @@ export interface Gateway {
 export async function startGateway(config: Config, log: Logger): Promise<Gateway> {
   const sql = createSql(config.DATABASE_URL, {
     pool_max: config.DATABASE_POOL_MAX,
-    application_name: 'gateway',
+    // Names the instance, so that a takeover can end a stale owner's sessions (engine/shard-leases.ts).
+    application_name: sessionName(config.INSTANCE_ID),
     // Paused longer than its lease, an instance loses its open transaction too (and the lease rows' locks).
     idle_in_transaction_ms: config.SHARD_LEASE_MS,
   });

@@ -133,7 +133,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
     }, period_ms);
   }
 
-  async function acquire(wanted: number[]): Promise<number[]> {
+  async function acquire(wanted: number[], live: Set<string>): Promise<number[]> {
     const locks = new Map<number, Lock>();
     await Promise.all(
       wanted.map(async (shard) => {
@@ -147,8 +147,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
     if (locks.size === 0) return [];
     let epochs: Map<number, bigint>;
     try {
-      // Waiting longer on the lease rows than a third of the lease would leave too little of it.
-      epochs = await leases.takeOver(instance.id, [...locks.keys()], null, period_ms);
+      epochs = await takeOver([...locks.keys()], live);
     } catch (error) {
       log.warn({ err: error }, 'could not record the new epochs; giving the leases back');
       await Promise.allSettled([...locks.values()].map((lock) => lock.release()));
@@ -164,6 +163,26 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
     }
     await instances.claim(taken, instance.id, lease_ms);
     return taken.sort((a, b) => a - b);
+  }
+
+  /**
+   * Bumps the epochs. When the lease rows stay locked (a previous owner paused inside a transaction:
+   * its lease has expired and it has left the registry), its sessions are ended and the takeover retried.
+   */
+  async function takeOver(shards: number[], live: Set<string>): Promise<Map<number, bigint>> {
+    try {
+      // Waiting longer on the lease rows than a third of the lease would leave too little of it.
+      return await leases.takeOver(instance.id, shards, null, period_ms);
+    } catch (error) {
+      if ((error as { code?: string }).code !== '55P03') throw error;
+      const wanted = new Set(shards);
+      const previous = (await leases.list()).filter((row) => wanted.has(row.shard)).map((row) => row.owner);
+      const stale = [...new Set(previous)].filter((owner): owner is string => !!owner && !live.has(owner));
+      if (stale.length === 0) throw error;
+      const ended = await leases.fenceOut(stale);
+      log.warn({ owners: stale, sessions: ended, shards }, 'ended the sessions of a stale owner blocking a takeover');
+      return leases.takeOver(instance.id, shards, null, period_ms);
+    }
   }
 
   async function readRouting(live?: InstanceRecord[]): Promise<void> {
@@ -189,7 +208,10 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
         lose(surplus, 'rebalanced to another instance', 'info');
         changed = true;
       }
-      const taken = await acquire([...share].filter((shard) => !held.has(shard)));
+      const taken = await acquire(
+        [...share].filter((shard) => !held.has(shard)),
+        new Set(ids),
+      );
       if (taken.length > 0) {
         log.info({ shards: taken, owned: held.size }, 'shards acquired');
         options.onAcquired(taken);

@@ -1,5 +1,10 @@
 import type { Sql } from './sql.ts';
 
+/** The Postgres application_name of an instance's sessions (at most 63 bytes, as Postgres keeps). */
+export function sessionName(instance: string): string {
+  return `gateway:${instance}`.slice(0, 63);
+}
+
 /** The shard_leases table: who owns each shard and its fencing epoch. */
 export function createLeaseStore(sql: Sql) {
   return {
@@ -28,6 +33,20 @@ export function createLeaseStore(sql: Sql) {
           RETURNING shard, epoch`;
       });
       return new Map(rows.map((row) => [row.shard, row.epoch]));
+    },
+
+    /**
+     * Ends every session of these instances on this database: a stale owner, paused while its
+     * transaction held a lease row, would otherwise block the takeover until it woke up. What it had
+     * not committed is rolled back, and nothing uncommitted was ever acknowledged. Returns how many.
+     */
+    async fenceOut(owners: string[]): Promise<number> {
+      if (owners.length === 0) return 0;
+      const rows = await sql<{ ended: boolean }[]>`
+        SELECT pg_terminate_backend(pid) AS ended FROM pg_stat_activity
+        WHERE datname = current_database() AND pid <> pg_backend_pid()
+          AND application_name IN (SELECT value FROM jsonb_array_elements_text(${JSON.stringify(owners.map(sessionName))}::text::jsonb))`;
+      return rows.filter((row) => row.ended).length;
     },
 
     async list(): Promise<{ shard: number; owner: string | null; epoch: bigint; lease_expires_at: Date | null }[]> {

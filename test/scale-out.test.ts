@@ -318,7 +318,7 @@ describe('a paused owner', () => {
   });
   after(() => cluster.close());
 
-  test('SIGSTOP past its lease, another takes over, SIGCONT: the paused owner applies nothing, nothing twice, books clean', async () => {
+  test('SIGSTOP past its lease, another takes over, SIGCONT: the paused owner applies nothing, nothing twice, books clean', async (t) => {
     const paused = cluster.instances.find((instance) => instance.id === 'c')!;
     const table = await shardTable(paused.url);
     const users = await Promise.all(
@@ -342,10 +342,15 @@ describe('a paused owner', () => {
     const flight = Promise.all(firstWave.map((intent) => send(cluster, intent, paused)));
     await new Promise((resolve) => setTimeout(resolve, 30));
     paused.child.kill('SIGSTOP');
+    const stopped_at = Date.now();
     let beforeWaking: number;
     try {
       // The others see c gone and take its shards over, with new epochs.
       const taken = await settledOwnership(cluster.instances[0]!.url, ['a', 'b']);
+      const fenced = cluster.instances.filter((i) => i.output().includes('ended the sessions of a stale owner'));
+      t.diagnostic(
+        `takeover from the paused owner after ${Date.now() - stopped_at} ms; sessions ended by ${fenced.map((i) => i.id).join(', ') || 'none'}`,
+      );
       for (const row of taken.shards) assert.notEqual(row.owner, 'c');
       for (const shard of shardsOfC)
         assert.ok(BigInt(taken.shards[shard]!.epoch) > epochsOfC[shardsOfC.indexOf(shard)]!);
