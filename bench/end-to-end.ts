@@ -3,6 +3,7 @@ import {
   CONNECTIONS,
   connect,
   cpuSecondsOf,
+  depositsLoad,
   freePort,
   machineCpu,
   metric,
@@ -141,7 +142,6 @@ export async function endToEnd(): Promise<Report> {
     });
     const commitsBefore = await commits();
     const batchesBefore = await journalBatches();
-    let next = 0;
     t0 = performance.now();
     const cpuBefore = await cpu();
     await sample();
@@ -155,27 +155,9 @@ export async function endToEnd(): Promise<Report> {
     })();
     log(`end_to_end: ${DURATION_S} s of deposits, bank out of process (delays 0)`);
     const result = await autocannon({
-      url,
+      ...depositsLoad(url, users),
       connections: CONNECTIONS,
       duration: DURATION_S,
-      requests: [
-        {
-          method: 'POST',
-          path: '/api/v1/deposits',
-          setupRequest: (request) => {
-            const user = users[next++ % users.length]!;
-            return {
-              ...request,
-              headers: {
-                'content-type': 'application/json',
-                authorization: `Bearer ${user.key}`,
-                'idempotency-key': crypto.randomUUID(),
-              },
-              body: JSON.stringify({ amount: 1000, currency: 'USD' }),
-            };
-          },
-        },
-      ],
     });
     loading = false;
     const cpuAfter = await cpu();

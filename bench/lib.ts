@@ -393,3 +393,29 @@ export function machineCpu(): { busy_s: number; total_s: number } {
   const total = values.slice(0, 8).reduce((sum, v) => sum + v, 0);
   return { busy_s: (total - idle) * TICK_S, total_s: total * TICK_S };
 }
+
+/** POST /api/v1/deposits with a fresh idempotency key each, over `users` in turn. */
+export function depositsLoad(url: string, users: { id: string; key: string }[]): autocannon.Options {
+  let next = 0;
+  return {
+    url,
+    requests: [
+      {
+        method: 'POST',
+        path: '/api/v1/deposits',
+        setupRequest: (request) => {
+          const user = users[next++ % users.length]!;
+          return {
+            ...request,
+            headers: {
+              'content-type': 'application/json',
+              authorization: `Bearer ${user.key}`,
+              'idempotency-key': crypto.randomUUID(),
+            },
+            body: JSON.stringify({ amount: 1000, currency: 'USD' }),
+          };
+        },
+      },
+    ],
+  };
+}

@@ -13,6 +13,7 @@ import {
   freePort,
   type Report,
   type Result,
+  depositsLoad,
 } from './lib.ts';
 import { lists } from './lists.ts';
 import { memory } from './memory.ts';
@@ -36,31 +37,6 @@ async function loadDeposits(scenario: string, options: autocannon.Options): Prom
   const before = await countTransactions();
   const result = await load(scenario, options);
   return { ...result, journaled: (await countTransactions()) - before };
-}
-
-function depositsLoad(url: string, users: { id: string; key: string }[]): autocannon.Options {
-  let next = 0;
-  return {
-    url,
-    requests: [
-      {
-        method: 'POST',
-        path: '/api/v1/deposits',
-        setupRequest: (request) => {
-          const user = users[next++ % users.length]!;
-          return {
-            ...request,
-            headers: {
-              'content-type': 'application/json',
-              authorization: `Bearer ${user.key}`,
-              'idempotency-key': crypto.randomUUID(),
-            },
-            body: JSON.stringify({ amount: 1000, currency: 'USD' }),
-          };
-        },
-      },
-    ],
-  };
 }
 
 async function deposits(scenario: string, extra: Record<string, string> = {}): Promise<Result> {
