@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.ts';
-import { apply, transactionAfter, type AccountState, type Event, type Transaction } from './account.ts';
+import { transactionsAfter, type AccountState, type Event, type Transaction } from './account.ts';
 
 // The live feed of committed transaction changes: the account actors here publish into it after each
 // commit, and the other instances' commits arrive through `receive` (engine/feed-relay.ts). Each
@@ -122,12 +122,7 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
     onCommitted(before: AccountState, events: readonly Event[]): void {
       if (!options.share && everyUser.size === 0 && !byUser.has(before.user_id)) return;
       try {
-        const changes: Transaction[] = [];
-        let state = before;
-        for (const event of events) {
-          changes.push(transactionAfter(state, event));
-          state = apply(state, event);
-        }
+        const changes = transactionsAfter(before, events);
         for (const change of changes) publish(change);
         options.share?.(changes);
       } catch (error) {

@@ -57,14 +57,17 @@ export function createInstanceRegistry(redis: Redis, prefix: string) {
 
     /** Drops the routing entries of shards given up, only where they still name `id`. */
     async unclaim(shards: number[], id: string): Promise<void> {
+      if (shards.length === 0) return;
+      const batch = redis.pipeline();
       for (const shard of shards) {
-        await redis.eval(
+        batch.eval(
           "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
           1,
           ownerKey(shard),
           id,
         );
       }
+      await batch.exec();
     },
 
     /** The holder of every shard's lease (undefined where none), and when each lease ends. */
