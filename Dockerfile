@@ -12,9 +12,12 @@ FROM node:${NODE_MAJOR}-bookworm-slim AS base
 WORKDIR /app
 
 # Production dependencies only, installed from the lock file. Scripts stay enabled: esbuild (under
-# tsx) has an install script, and our own `prepare` (git hooks) ends in `|| true` where git is absent.
+# tsx) has an install script, our `postinstall` applies patches/ to dependencies (patch-package: the
+# postgres.js fix for a write after a closed connection), and our `prepare` (git hooks) ends in
+# `|| true` where git is absent.
 FROM base AS deps
 COPY package.json package-lock.json ./
+COPY patches ./patches
 RUN npm ci --omit=dev --no-audit --no-fund \
     && npm cache clean --force
 

@@ -344,6 +344,24 @@ test('the Dockerfile: slim Node 20, production, non-root, health-checked, node a
   assert.ok(statSync(join(root, 'main.ts')).isFile());
 });
 
+test('the dependency patches are applied in the image before anything runs, and crashed processes restart', () => {
+  // patch-package runs as our postinstall: the image's npm ci needs patches/ beside package.json.
+  const copies = instruction('COPY').map((line) => line.split(/\s+/).slice(1).join(' '));
+  const npmCi = dockerfile.indexOf('npm ci --omit=dev');
+  assert.ok(
+    copies.some((copy) => copy.startsWith('patches ')),
+    'the Dockerfile copies patches/',
+  );
+  assert.ok(dockerfile.indexOf('COPY patches') < npmCi, 'patches/ is there when npm ci runs its postinstall');
+  assert.ok(inImage('patches/postgres+3.4.9.patch'), '.dockerignore lets patches/ in');
+  assert.match(read('package.json'), /"postinstall": "patch-package --error-on-fail"/);
+  // A gateway that must die (a fault nothing can answer) is started again by the deployment.
+  for (const name of [...gateways, 'bank', 'lb']) {
+    const restart = asText(service(name).restart, `${name}.restart`);
+    assert.ok(['always', 'unless-stopped', 'on-failure'].includes(restart), `${name} restarts: ${restart}`);
+  }
+});
+
 test('gateway instances: distinct INSTANCE_IDs, each reachable at its INTERNAL_URL, otherwise the same settings', () => {
   assert.ok(gateways.length >= 2, `two gateway instances at least, found ${gateways.join(', ')}`);
   const ids = gateways.map((name) => asText(environment(name).INSTANCE_ID, `${name}.INSTANCE_ID`));
