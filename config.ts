@@ -97,6 +97,8 @@ const schema = z.object({
   ACTOR_IDLE_MS: integer(60_000, 100, 86_400_000),
   ACTOR_MAILBOX_MAX: integer(1000, 1, 1_000_000),
   ACTOR_ASK_TIMEOUT_MS: integer(5000, 100, 120_000),
+  // How often each instance hands the open transactions of its shards that have no worker to one.
+  OPEN_PAYMENT_SWEEP_MS: integer(30_000, 100, 3_600_000),
 });
 
 export type Config = Readonly<Omit<z.infer<typeof schema>, 'REPL_SOCKET'> & { REPL_SOCKET: string }>;

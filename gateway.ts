@@ -36,6 +36,7 @@ import { createDeadLetterStore } from './persistence/dead-letters.ts';
 import { createInbox } from './persistence/inbox.ts';
 import { createBankClient, type BankClient } from './engine/bank-client.ts';
 import { createPayments, type Payments } from './engine/payments.ts';
+import { startOpenPaymentSweep } from './engine/open-payment-sweep.ts';
 import { webhookRoutes } from './http/routes/webhooks.ts';
 import { eventRoutes } from './http/routes/events.ts';
 import { meRoutes } from './http/routes/me.ts';
@@ -132,7 +133,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     shards: config.SHARDS,
     lease_ms: config.SHARD_LEASE_MS,
     actorsPerShard: () => accounts.perShard(),
-    onAcquired: (shards) => void resumeOpenPayments(readModel, accounts, log, new Set(shards), config.SHARDS),
+    onAcquired: (shards) => void sweep.taken(shards),
     onLost: (shards) => {
       const lost = new Set(shards);
       for (const shard of shards) accounts.dropShard(shard);
@@ -211,6 +212,16 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     batch_max: 256,
     ask_timeout_ms: config.ACTOR_ASK_TIMEOUT_MS,
     log: log.child({ module: 'registry' }),
+  });
+  const sweep = startOpenPaymentSweep({
+    openTransactions: (query) => readModel.openTransactions(query),
+    accounts,
+    payments: { has: (id) => payments.has(id), resume: (state) => payments.onRecovered(state) },
+    ownership,
+    interval_ms: config.OPEN_PAYMENT_SWEEP_MS,
+    page_size_max: 1000,
+    asks_in_flight_max: 16,
+    log: log.child({ module: 'open-payment-sweep' }),
   });
   const currencies = config.CURRENCIES;
   await Promise.race([ownership.start(), new Promise((resolve) => setTimeout(resolve, 2000))]);
@@ -323,6 +334,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       await drained;
       clearTimeout(deadline);
       reaper.stop();
+      await sweep.stop();
       payments.stop();
       bank.shutdown();
       await simulator?.close();
@@ -379,26 +391,4 @@ function startInProcessBank(config: Config, port: number, log: Logger) {
 function internalUrl(host: string, port: number): string {
   const name = host === '0.0.0.0' || host === '::' ? hostname() : host.includes(':') ? `[${host}]` : host;
   return `http://${name}:${port}`;
-}
-
-/**
- * When shards are taken (at start, or from another instance), every account of theirs with an open
- * transaction recovers, which hands the transaction to a payment worker here.
- */
-async function resumeOpenPayments(
-  readModel: ReturnType<typeof createReadModel>,
-  accounts: Registry,
-  log: Logger,
-  taken: Set<number>,
-  shards: number,
-) {
-  try {
-    const users = (await readModel.usersWithOpenTransactions(100_000)).filter((user_id) =>
-      taken.has(shardOf(user_id, shards)),
-    );
-    for (const user_id of users) await accounts.ask(user_id, { kind: 'read' });
-    if (users.length > 0) log.info({ accounts: users.length, shards: [...taken] }, 'resumed the payments left open');
-  } catch (error) {
-    log.warn({ err: error }, 'could not resume open payments');
-  }
 }

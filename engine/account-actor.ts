@@ -94,7 +94,17 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
 
   function draft(current: AccountState, requests: CommandRequest[]): Draft {
     const result: Draft = { next: current, events: [], rows: new Map(), idempotency: [], replies: [] };
+    const keys = new Set<string>();
     for (const request of requests) {
+      // A retry queued behind its original (whose client gave up waiting) is not run again: refused as a
+      // conflict once the original commits, it gets the original's answer from the edge (or 422 when
+      // its body differs), just as if it had arrived a moment later.
+      const slot = request.idempotency && `${request.idempotency.caller}\u0000${request.idempotency.key}`;
+      if (slot !== undefined && keys.has(slot)) {
+        result.replies.push({ kind: 'refused', reason: 'idempotency_conflict' });
+        continue;
+      }
+      if (slot !== undefined) keys.add(slot);
       const decision = decide(result.next, request.command);
       let outcome: Outcome = decision.kind === 'accepted' ? { kind: 'noop', reason: 'not_open' } : decision;
       if (decision.kind === 'accepted') {
@@ -140,8 +150,9 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       idempotency: planned.idempotency,
     });
     if (!result.ok) {
-      // One conflicting key must not refuse the others: commit each command on its own instead.
-      if (result.reason === 'idempotency_conflict' && requests.length > 1) return executeOneByOne(current, requests);
+      // One conflicting key or one bad command must not refuse the others: commit each on its own.
+      const alone = result.reason === 'idempotency_conflict' || result.reason === 'failed';
+      if (alone && requests.length > 1) return executeOneByOne(requests);
       return requests.map(() => ({ kind: 'refused', reason: result.reason }));
     }
     state = planned.next;
@@ -155,15 +166,39 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
     return planned.replies;
   }
 
-  async function executeOneByOne(current: AccountState, requests: CommandRequest[]): Promise<ActorReply[]> {
+  /**
+   * Commits each command alone, from the actor's state. A write that failed may or may not have
+   * committed, so the journal is read again before the next command; the sequence numbers make a
+   * commit that did happen refuse any second try of it.
+   */
+  async function executeOneByOne(requests: CommandRequest[]): Promise<ActorReply[]> {
     const replies: ActorReply[] = [];
+    let stop: Refusal | undefined;
     for (const request of requests) {
-      const [reply] = await execute(state ?? current, [request]);
+      if (!stop && !state) state = await recoverOrNothing();
+      const base = stop ? undefined : state;
+      if (!base) {
+        stop ??= 'failed';
+        replies.push({ kind: 'refused', reason: stop });
+        continue;
+      }
+      const [reply] = await execute(base, [request]);
       replies.push(reply!);
-      if (reply!.kind === 'refused' && reply!.reason !== 'idempotency_conflict') state = undefined;
-      if (!state) return [...replies, ...requests.slice(replies.length).map(() => refusedFailed())];
+      if (reply!.kind !== 'refused' || reply!.reason === 'idempotency_conflict') continue;
+      if (reply!.reason === 'failed') state = undefined;
+      // The shard is another instance's now: nothing more can be committed here.
+      else stop = reply!.reason;
     }
     return replies;
+  }
+
+  async function recoverOrNothing(): Promise<AccountState | undefined> {
+    try {
+      return await recover();
+    } catch (error) {
+      log.warn({ err: error }, 'could not recover after a failed write');
+      return undefined;
+    }
   }
 
   /** Saves the current state as a snapshot; one at a time, so a fast account does not write one per commit. */
@@ -191,10 +226,11 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
         state ??= await recover();
         const commands = requests.filter((request): request is CommandRequest => request.kind === 'command');
         const commandReplies = commands.length > 0 ? await execute(state, commands) : [];
-        const refusal = commandReplies.find((reply) => reply.kind === 'refused');
+        const refused = (reason: Refusal) =>
+          commandReplies.some((reply) => reply.kind === 'refused' && reply.reason === reason);
         // After a failed write the commit may or may not have happened: recover from the journal.
-        if (refusal?.kind === 'refused' && refusal.reason === 'failed') state = undefined;
-        if (refusal?.kind === 'refused' && refusal.reason === 'stale_epoch') deps.ownership.lose(shard);
+        if (refused('failed')) state = undefined;
+        if (refused('stale_epoch')) deps.ownership.lose(shard);
         if (requests.some((request) => request.kind === 'passivate')) await snapshot();
         const current = state;
         let next = 0;

@@ -277,7 +277,7 @@ export function createPayments(options: PaymentsOptions) {
       }
     },
 
-    /** Called when an account recovers: its open transactions resume, unless dead-lettered. */
+    /** Called when an account recovers (or a sweep finds it): its open transactions resume, unless dead-lettered. */
     onRecovered(state: AccountState): void {
       for (const transaction of Object.values(state.open)) {
         if (workers.has(transaction.id)) continue;
@@ -292,6 +292,9 @@ export function createPayments(options: PaymentsOptions) {
     release(moved: (user_id: string) => boolean): void {
       for (const worker of [...workers.values()]) if (moved(worker.transaction.user_id)) release(worker);
     },
+
+    /** Whether a worker drives this transaction here now. */
+    has: (transaction_id: string): boolean => workers.has(transaction_id),
 
     inFlight: (): PaymentView[] => [...workers.values()].map((worker) => ({ ...worker.view })),
 

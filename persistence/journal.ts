@@ -82,24 +82,42 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     inFlight += 1;
     const batch = queue.splice(0, options.batch_size_max);
     const started = performance.now();
-    const outcomes = await commitBatch(batch.map((item) => item.append));
+    const outcomes = await commitKeysOnce(batch.map((item) => item.append));
     options.onBatch?.(batch.length, performance.now() - started);
     batch.forEach((item, i) => item.resolve(outcomes[i]!));
     inFlight -= 1;
     kick();
   }
 
-  /** One transaction for the whole batch; if it fails, each append is retried alone so one bad append fails alone. */
+  /**
+   * Commits a batch in which no (caller, key) appears twice: one statement cannot insert a key twice
+   * (Postgres refuses the whole statement), so an append whose key an earlier append of the batch
+   * holds (two accounts, one caller's key) waits and is committed alone after it, which then finds
+   * the key recorded and is refused as a conflict, as it would have been a moment later.
+   */
+  async function commitKeysOnce(appends: Append[]): Promise<AppendOutcome[]> {
+    const { first, later } = splitBySharedKeys(appends);
+    const outcomes: AppendOutcome[] = new Array<AppendOutcome>(appends.length);
+    const firstOutcomes = await commitBatch(first.map((index) => appends[index]!));
+    first.forEach((index, i) => (outcomes[index] = firstOutcomes[i]!));
+    for (const index of later) outcomes[index] = await commitAlone(appends[index]!);
+    return outcomes;
+  }
+
+  /** One transaction for the whole batch; if it fails, whatever the error, each append is retried alone. */
   async function commitBatch(appends: Append[]): Promise<AppendOutcome[]> {
+    if (appends.length === 0) return [];
     try {
       return await sql.begin((tx) => writeAppends(tx, appends));
     } catch (error) {
       if (appends.length === 1) return [failure(error)];
       options.log.warn({ err: error, size: appends.length }, 'batch failed; committing its appends one by one');
-      return Promise.all(
-        appends.map((append) => sql.begin((tx) => writeAppends(tx, [append])).then((o) => o[0]!, failure)),
-      );
+      return Promise.all(appends.map(commitAlone));
     }
+  }
+
+  function commitAlone(append: Append): Promise<AppendOutcome> {
+    return sql.begin((tx) => writeAppends(tx, [append])).then((outcomes) => outcomes[0]!, failure);
   }
 
   async function writeAppends(tx: Queryable, appends: Append[]): Promise<AppendOutcome[]> {
@@ -188,6 +206,12 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     /** Queues an append; resolves once it is committed (or refused). Never rejects. */
     append(append: Append): Promise<AppendOutcome> {
       if (closed) return Promise.resolve({ ok: false, reason: 'failed', error: new Error('journal closed') });
+      // Such an append could never commit, and would take its whole batch's statement down with it.
+      if (new Set(keySlots(append)).size !== append.idempotency.length) {
+        const error = new Error('an append holds one idempotency key twice');
+        options.log.error({ err: error, user_id: append.user_id }, 'journal append refused');
+        return Promise.resolve({ ok: false, reason: 'failed', error });
+      }
       return new Promise((resolve) => {
         queue.push({ append, resolve });
         kick();
@@ -206,6 +230,31 @@ export function createJournal(sql: Sql, options: JournalOptions) {
 }
 
 export type Journal = ReturnType<typeof createJournal>;
+
+/** The (caller, key) of each idempotency record of an append. */
+function keySlots(append: Append): string[] {
+  return append.idempotency.map((record) => `${record.caller}\u0000${record.key}`);
+}
+
+/**
+ * Indexes of the appends that hold no key an earlier append of the batch holds (`first`), and of
+ * the others (`later`), each list in batch order.
+ */
+function splitBySharedKeys(appends: readonly Append[]): { first: number[]; later: number[] } {
+  const taken = new Set<string>();
+  const first: number[] = [];
+  const later: number[] = [];
+  appends.forEach((append, index) => {
+    const slots = keySlots(append);
+    if (slots.some((slot) => taken.has(slot))) {
+      later.push(index);
+      return;
+    }
+    slots.forEach((slot) => taken.add(slot));
+    first.push(index);
+  });
+  return { first, later };
+}
 
 /** Reads a user's events after `after_seq`, in order, a page at a time. */
 export async function* readJournal(

@@ -40,6 +40,20 @@ export interface PageQuery {
   limit: number;
 }
 
+/** Where an open transaction is found: enough to reach its account and to page on. */
+export interface OpenTransactionRef {
+  id: string;
+  user_id: string;
+  created_at: Date;
+}
+
+export interface OpenTransactionsQuery {
+  updated_before: Date;
+  /** Keyset position: rows strictly after (created_at, id). */
+  after?: { created_at: Date; id: string };
+  limit: number;
+}
+
 const COLUMNS = `id, user_id, type, amount, currency, status, description, metadata, failure_code,
   failure_message, bank_reference, attempts, created_at, updated_at, completed_at`;
 
@@ -78,11 +92,20 @@ export function createReadModel(sql: Sql) {
       return { rows: rows.slice(0, query.limit), has_more: rows.length > query.limit };
     },
 
-    /** Users with a transaction still pending or processing: whose payments resume after a restart. */
-    async usersWithOpenTransactions(limit: number): Promise<string[]> {
-      const rows = await sql<{ user_id: string }[]>`
-        SELECT DISTINCT user_id FROM transactions WHERE status IN ('pending', 'processing') LIMIT ${limit}`;
-      return rows.map((row) => row.user_id);
+    /**
+     * One page of the transactions still pending or processing, unchanged since `updated_before` and
+     * not waiting in the dead letters, oldest first; keyset on (created_at, id), served by the partial
+     * index of open transactions.
+     */
+    async openTransactions(query: OpenTransactionsQuery): Promise<OpenTransactionRef[]> {
+      const { after } = query;
+      return sql<OpenTransactionRef[]>`
+        SELECT t.id, t.user_id, t.created_at FROM transactions t
+        WHERE t.status IN ('pending', 'processing') AND t.updated_at < ${query.updated_before}
+          AND ${after ? sql`(t.created_at, t.id) > (${after.created_at}, ${after.id})` : sql`TRUE`}
+          AND NOT EXISTS (
+            SELECT 1 FROM dead_letters d WHERE d.transaction_id = t.id AND d.retried_at IS NULL)
+        ORDER BY t.created_at, t.id LIMIT ${query.limit}`;
     },
   };
 }

@@ -70,6 +70,8 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     if (await deps.toOwner(ctx, user_id)) return;
     const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, input) };
     const id = uuidv7();
+    // Set when the actor found the key taken (by a request of its batch, or elsewhere): a replay too.
+    let replayedAfterConflict = false;
     const { response, replayed } = await deps.gate.run(attempt, async () => {
       const reply = await deps.accounts.ask(user_id, {
         kind: 'command',
@@ -94,11 +96,12 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
       }
       if (reply.kind === 'refused' && reply.reason === 'idempotency_conflict') {
         const stored = await deps.gate.lookup(attempt);
+        replayedAfterConflict = stored !== undefined;
         if (stored) return stored;
       }
       throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
     });
-    sendStored(ctx, response, replayed);
+    sendStored(ctx, response, replayed || replayedAfterConflict);
   }
 
   async function show(ctx: Context, type: TransactionType): Promise<void> {

@@ -1,0 +1,156 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { v7 as uuidv7 } from 'uuid';
+import { createLogger } from '../logger.ts';
+import { testDatabaseUrl } from '../test/support/database.ts';
+import { captureLines } from '../test/support/log-capture.ts';
+import { createJournal, type Append, type AppendOutcome } from './journal.ts';
+import { createLeaseStore } from './leases.ts';
+import { createSql, type Sql } from './sql.ts';
+
+const SHARD = 0;
+// Long enough that every append queued in one synchronous step lands in one batch, whatever the load.
+const BATCH_WAIT_MS = 50;
+
+let sql: Sql;
+let epoch: bigint;
+before(async () => {
+  sql = createSql(await testDatabaseUrl(), { pool_max: 4, application_name: 'journal-test' });
+  const epochs = await createLeaseStore(sql).takeOver(`journal-test-${process.pid}`, [SHARD], null);
+  epoch = epochs.get(SHARD)!;
+});
+after(() => sql.end());
+
+/** A journal whose warnings and errors are kept, with the size of every batch it committed. */
+function journalUnderTest() {
+  const log = captureLines();
+  const batches: number[] = [];
+  const journal = createJournal(sql, {
+    batch_size_max: 256,
+    batch_wait_ms: BATCH_WAIT_MS,
+    flushes_in_flight_max: 1,
+    idempotency_ttl_hours: 24,
+    log: createLogger('warn', log.stream),
+    onBatch: (size) => batches.push(size),
+  });
+  const splits = () => log.lines().filter((line) => line.msg === 'batch failed; committing its appends one by one');
+  return { journal, batches, splits };
+}
+
+/** One new deposit of a fresh account: its creation event, its read-model row, and its idempotency records. */
+function deposit(options: { amount?: string; keys?: { caller: string; key: string }[] } = {}): Append {
+  const user_id = uuidv7();
+  const id = uuidv7();
+  const at = new Date().toISOString();
+  return {
+    user_id,
+    shard: SHARD,
+    epoch,
+    first_seq: 1,
+    events: [{ type: 'transaction_created', transaction_id: id, payload: { id }, request_id: null, at }],
+    rows: [
+      {
+        id,
+        user_id,
+        type: 'deposit',
+        amount: options.amount ?? '100',
+        currency: 'USD',
+        status: 'pending',
+        description: null,
+        metadata: null,
+        failure_code: null,
+        failure_message: null,
+        bank_reference: null,
+        attempts: 0,
+        request_id: null,
+        created_at: at,
+        updated_at: at,
+        completed_at: null,
+      },
+    ],
+    idempotency: (options.keys ?? []).map(({ caller, key }) => ({
+      caller,
+      key,
+      fingerprint: `fp-${id}`,
+      user_id,
+      status_code: 202,
+      body: JSON.stringify({ id }),
+    })),
+  };
+}
+
+/** Queues every append in one synchronous step, so that they share a batch. */
+function appendTogether(journal: ReturnType<typeof createJournal>, appends: Append[]): Promise<AppendOutcome[]> {
+  return Promise.all(appends.map((append) => journal.append(append)));
+}
+
+async function committed(append: Append): Promise<boolean> {
+  const [journal] = await sql<
+    { n: number }[]
+  >`SELECT count(*)::int AS n FROM journal WHERE user_id = ${append.user_id}`;
+  const [rows] = await sql<
+    { n: number }[]
+  >`SELECT count(*)::int AS n FROM transactions WHERE user_id = ${append.user_id}`;
+  assert.equal(journal!.n, rows!.n, 'the journal and the read model commit together');
+  return journal!.n > 0;
+}
+
+describe('the journal: one append fails alone', () => {
+  test('a bad row fails its own append; the good appends of its batch commit', async () => {
+    const { journal, batches } = journalUnderTest();
+    const appends = [deposit(), deposit({ amount: '0' }), deposit()];
+    const outcomes = await appendTogether(journal, appends);
+    await journal.close();
+
+    assert.equal(batches[0], 3, 'the three appends were one batch');
+    assert.deepEqual(outcomes[0], { ok: true });
+    assert.equal(outcomes[1]!.ok, false);
+    assert.equal(!outcomes[1]!.ok && outcomes[1]!.reason, 'failed');
+    assert.deepEqual(outcomes[2], { ok: true });
+    assert.deepEqual(await Promise.all(appends.map(committed)), [true, false, true]);
+  });
+
+  test('two accounts sharing a (caller, key) in one batch: the first commits with the batch, the other is a conflict', async () => {
+    const { journal, batches, splits } = journalUnderTest();
+    // The admin using one key for two users' deposits, the two arriving in the same moment.
+    const shared = { caller: 'admin', key: `shared-${uuidv7()}` };
+    const appends = [deposit({ keys: [shared] }), deposit({ keys: [{ caller: 'admin', key: uuidv7() }] })];
+    appends.push(deposit({ keys: [shared] }));
+    const outcomes = await appendTogether(journal, appends);
+    await journal.close();
+
+    assert.equal(batches[0], 3, 'the three appends were one batch');
+    assert.deepEqual(outcomes, [{ ok: true }, { ok: true }, { ok: false, reason: 'idempotency_conflict' }]);
+    assert.deepEqual(await Promise.all(appends.map(committed)), [true, true, false]);
+    const [record] = await sql<{ user_id: string }[]>`
+      SELECT user_id FROM idempotency_keys WHERE caller = ${shared.caller} AND key = ${shared.key}`;
+    assert.equal(record!.user_id, appends[0]!.user_id, 'the key belongs to the first append of the batch');
+    assert.equal(splits().length, 0, 'a shared key does not fail the batch');
+  });
+
+  test('an append holding one key twice fails alone, without failing the batch it came with', async () => {
+    const { journal, splits } = journalUnderTest();
+    const twice = { caller: `user-${uuidv7()}`, key: 'k' };
+    const appends = [deposit(), deposit({ keys: [twice, twice] }), deposit()];
+    const outcomes = await appendTogether(journal, appends);
+    await journal.close();
+
+    assert.deepEqual(outcomes[0], { ok: true });
+    assert.equal(!outcomes[1]!.ok && outcomes[1]!.reason, 'failed');
+    assert.deepEqual(outcomes[2], { ok: true });
+    assert.deepEqual(await Promise.all(appends.map(committed)), [true, false, true]);
+    assert.equal(splits().length, 0, 'the bad append never reached Postgres');
+  });
+
+  test('an append that fails alone in its batch does not stop the journal', async () => {
+    const { journal } = journalUnderTest();
+    const [bad] = await appendTogether(journal, [deposit({ amount: '0' })]);
+    const good = deposit();
+    const [next] = await appendTogether(journal, [good]);
+    await journal.close();
+
+    assert.equal(!bad!.ok && bad!.reason, 'failed');
+    assert.deepEqual(next, { ok: true });
+    assert.equal(await committed(good), true);
+  });
+});
