@@ -97,6 +97,8 @@ const schema = z.object({
   ACTOR_IDLE_MS: integer(60_000, 100, 86_400_000),
   ACTOR_MAILBOX_MAX: integer(1000, 1, 1_000_000),
   ACTOR_ASK_TIMEOUT_MS: integer(5000, 100, 120_000),
+  // Every request is answered within this long, whatever Postgres or Redis do (503 after it).
+  REQUEST_DEADLINE_MS: integer(8000, 200, 120_000),
   // How often each instance hands the open transactions of its shards that have no worker to one.
   OPEN_PAYMENT_SWEEP_MS: integer(30_000, 100, 3_600_000),
 });
@@ -122,6 +124,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config = { ...parsed.data, REPL_SOCKET: parsed.data.REPL_SOCKET ?? defaultReplSocket(parsed.data.INSTANCE_ID) };
   if (config.BANK_MIN_DELAY_MS > config.BANK_MAX_DELAY_MS) {
     throw new ConfigError('BANK_MIN_DELAY_MS', 'must not be greater than BANK_MAX_DELAY_MS');
+  }
+  if (config.ACTOR_ASK_TIMEOUT_MS >= config.REQUEST_DEADLINE_MS) {
+    // The actor's own "outcome unknown" must come first: it says more than the deadline can.
+    throw new ConfigError('ACTOR_ASK_TIMEOUT_MS', 'must be less than REQUEST_DEADLINE_MS');
   }
   if (Buffer.byteLength(config.REPL_SOCKET) > SOCKET_PATH_BYTES_MAX) {
     throw new ConfigError('REPL_SOCKET', `must be at most ${SOCKET_PATH_BYTES_MAX} bytes (set a shorter path)`);

@@ -233,9 +233,13 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       else await middleware(ctx, next);
     };
 
+  // Set by close(): from then on the edge refuses new requests and closes every connection it answers.
+  let closing: Promise<void> | undefined;
   const app = createApp({
     log: log.child({ module: 'http' }),
     observe: metrics.request,
+    deadline_ms: config.REQUEST_DEADLINE_MS,
+    draining: () => closing !== undefined,
     middleware: [
       securityHeaders({ cors_origins: config.CORS_ORIGINS }),
       forwarder.recognise(),
@@ -320,7 +324,6 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     'gateway listening',
   );
 
-  let closing: Promise<void> | undefined;
   const close = () =>
     (closing ??= (async () => {
       // A peer stopping at the same time must not hand us its shards while we close.

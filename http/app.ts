@@ -2,6 +2,7 @@ import Koa, { type Context, type Middleware } from 'koa';
 import Router from '@koa/router';
 import type { Logger } from '../logger.ts';
 import type { RequestObservation } from '../metrics.ts';
+import { isStorageFault } from '../persistence/faults.ts';
 import { ApiError, errorBody, errors } from './errors.ts';
 import { requestId } from './request-id.ts';
 import './state.ts';
@@ -13,13 +14,18 @@ const CLIENT_CLOSED = 499;
 function errorsAndAccessLog(
   log: Logger,
   routeOf: (ctx: Context) => string,
+  deadline_ms: number | undefined,
+  draining: () => boolean,
   observe?: (request: RequestObservation) => void,
 ): Middleware {
   return async (ctx, next) => {
     const started = process.hrtime.bigint();
     let failure: unknown;
     try {
-      await next();
+      // Stopping: new work goes elsewhere (the balancer retries on 503), work in flight finishes.
+      if (draining()) throw errors.shuttingDown();
+      if (deadline_ms === undefined) await next();
+      else await withinDeadline(ctx, next(), deadline_ms);
       if (ctx.body === undefined || ctx.body === null) {
         if (ctx.status === 404) throw errors.routeNotFound();
         if (ctx.status === 405) throw errors.methodNotAllowed(ctx.response.get('Allow'));
@@ -32,6 +38,8 @@ function errorsAndAccessLog(
       ctx.set(error.headers);
       ctx.body = errorBody(error, ctx.state.requestId);
     }
+    // Once stopping, no connection is kept alive past its answer, so the server can close soon.
+    if (draining()) ctx.set('Connection', 'close');
     // The client hung up before its answer (e.g. in the middle of its body): not a server error.
     if (ctx.status >= 500 && (!ctx.res.socket || ctx.res.socket.destroyed)) ctx.status = CLIENT_CLOSED;
     const latency_ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -48,14 +56,38 @@ function errorsAndAccessLog(
       transaction_id: ctx.state.transactionId,
     };
     if (ctx.status === CLIENT_CLOSED) log.info({ ...line, err: failure }, 'client closed the request');
+    else if (ctx.status === 503) log.warn({ ...line, err: failure }, 'request refused: a dependency is unavailable');
     else if (ctx.status >= 500) log.error({ ...line, err: failure }, 'request failed');
     else log.info(line, 'request');
   };
 }
 
+/**
+ * Every request ends within `deadline_ms`, whatever a dependency does (a frozen link answers nothing,
+ * and neither driver has a deadline of its own): a body still arriving is the client's delay (408); a
+ * write already handed to the actor or its owner has an unknown outcome; anything else waited on
+ * storage. The work left running settles later and is ignored (its promise is still observed here).
+ */
+async function withinDeadline(ctx: Context, work: Promise<unknown>, deadline_ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      if (!ctx.req.complete) reject(errors.requestTimeout());
+      else reject(ctx.state.writeSent ? errors.outcomeUnknown() : errors.storageUnavailable());
+    }, deadline_ms);
+  });
+  try {
+    await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Maps anything thrown to an ApiError; only ApiErrors and Koa's own client errors expose a message. */
 export function toApiError(caught: unknown): ApiError {
   if (caught instanceof ApiError) return caught;
+  // Postgres or Redis unreachable, refusing, or cut mid-query: the contract's 503, never a 500.
+  if (isStorageFault(caught)) return errors.storageUnavailable();
   const status = (caught as { status?: unknown }).status;
   if (typeof status === 'number' && status === 413) return new ApiError(413, 'payload_too_large', 'Too large.');
   if (typeof status === 'number' && status >= 400 && status < 500 && (caught as { expose?: boolean }).expose) {
@@ -85,13 +117,18 @@ export function createApp(options: {
   routers: Router[];
   /** Told of every answered request (metrics). */
   observe?: (request: RequestObservation) => void;
+  /** Every request is answered within this long (the gateway: REQUEST_DEADLINE_MS); none when absent. */
+  deadline_ms?: number;
+  /** True once the server is stopping: new requests get 503 shutting_down, every answer closes its connection. */
+  draining?: () => boolean;
 }): Koa {
   const app = new Koa({ proxy: false });
   const root = new Router();
   for (const router of options.routers) root.use(router.routes());
   app.silent = true;
   app.use(requestId());
-  app.use(errorsAndAccessLog(options.log, routeOfRequest(root), options.observe));
+  const draining = options.draining ?? (() => false);
+  app.use(errorsAndAccessLog(options.log, routeOfRequest(root), options.deadline_ms, draining, options.observe));
   for (const middleware of options.middleware) app.use(middleware);
   app.use(root.routes());
   app.use(root.allowedMethods());

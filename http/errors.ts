@@ -41,6 +41,25 @@ export const errors = {
   internal: () => new ApiError(500, 'internal_error', 'Something went wrong on our side; it has been logged.'),
   unavailable: (code: string, message: string, retryAfterSeconds = 1) =>
     new ApiError(503, code, message, { headers: { 'Retry-After': String(retryAfterSeconds) } }),
+  /** Postgres (or Redis) could not be reached, or did not answer within the request's deadline. */
+  storageUnavailable: () =>
+    errors.unavailable('storage_unavailable', 'Storage is unavailable right now; nothing was changed. Retry shortly.'),
+  /** A write was sent on its way (actor, owner) and its outcome is not known yet. */
+  outcomeUnknown: () =>
+    errors.unavailable(
+      'outcome_unknown',
+      'The request was not confirmed in time. Retry with the same Idempotency-Key to learn its outcome.',
+    ),
+  /** The client took longer than allowed to send its request. */
+  requestTimeout: () =>
+    new ApiError(408, 'request_timeout', 'The request was not received in time.', {
+      headers: { Connection: 'close' },
+    }),
+  /** This instance is draining before it stops; another instance (or this one, restarted) will answer. */
+  shuttingDown: () =>
+    new ApiError(503, 'shutting_down', 'This instance is shutting down; retry shortly.', {
+      headers: { 'Retry-After': '1', Connection: 'close' },
+    }),
 } as const;
 
 /** The contract's error body. */
@@ -59,10 +78,7 @@ export function refusalError(reason: string): ApiError {
     case 'busy':
       return errors.unavailable('account_busy', 'This account has too many requests waiting; retry shortly.');
     case 'timeout':
-      return errors.unavailable(
-        'outcome_unknown',
-        'The request was not confirmed in time. Retry with the same Idempotency-Key to learn its outcome.',
-      );
+      return errors.outcomeUnknown();
     case 'not_owned':
     case 'stale_epoch':
       return errors.unavailable('shard_unavailable', 'This account is moving between instances; retry shortly.');

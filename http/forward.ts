@@ -76,6 +76,7 @@ export function createForwarder(options: ForwarderOptions) {
     }
     const body = ctx.method === 'GET' || ctx.method === 'HEAD' ? undefined : ctx.state.rawBody;
     let response: Response;
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') ctx.state.writeSent = true;
     try {
       response = await fetch(owner.url + ctx.originalUrl, {
         method: ctx.method,

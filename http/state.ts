@@ -10,5 +10,7 @@ declare module 'koa' {
     transactionId?: string;
     /** The instance that forwarded this request to us, its signature checked (http/forward.ts). */
     forwardedBy?: string;
+    /** Set once a write has been handed on (to the actor or the owner): a deadline then means "outcome unknown". */
+    writeSent?: boolean;
   }
 }

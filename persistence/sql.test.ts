@@ -15,7 +15,8 @@ test('a query on a connection whose backend was ended fails as CONNECTION_CLOSED
   const admin = createSql(url, { pool_max: 1, application_name: 'sql-test-admin' });
   try {
     const reserved = await sql.reserve();
-    const [{ pid }] = await reserved<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+    const [row] = await reserved<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+    const pid = row!.pid;
     await admin`SELECT pg_terminate_backend(${pid})`;
     // Every query on the dead connection settles, as an error, within a bound: none waits forever, and
     // none throws outside its promise (which would end this process and fail the file).

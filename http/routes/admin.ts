@@ -63,6 +63,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
     const found = await deps.deadLetters.find(id);
     if (found && (await deps.toOwner(ctx, found.user_id))) return;
     const { response, replayed } = await deps.gate.run(attempt, async () => {
+      ctx.state.writeSent = true;
       const letter = await deps.deadLetters.find(id);
       if (!letter) throw errors.notFound('dead letter');
       if (letter.retried_at) throw new ApiError(409, 'already_retried', 'This dead letter was already retried.');

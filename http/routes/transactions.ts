@@ -73,6 +73,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     // Set when the actor found the key taken (by a request of its batch, or elsewhere): a replay too.
     let replayedAfterConflict = false;
     const { response, replayed } = await deps.gate.run(attempt, async () => {
+      ctx.state.writeSent = true;
       const reply = await deps.accounts.ask(user_id, {
         kind: 'command',
         command: {

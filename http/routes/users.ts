@@ -33,6 +33,7 @@ export function userRoutes(deps: UserRoutesDeps): Router {
     const body = parseInput(createUserBody, await readJsonBody(ctx, deps.bodySizeMaxBytes));
     const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, body) };
     const { response, replayed } = await deps.gate.run(attempt, async () => {
+      ctx.state.writeSent = true;
       const apiKey = newApiKey();
       return deps.sql.begin(async (tx) => {
         const user = await deps.users.insert({ id: uuidv7(), ...body, api_key_hash: apiKey.hash }, tx);
