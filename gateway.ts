@@ -248,7 +248,6 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
           redis,
           key_prefix: `${config.REDIS_KEY_PREFIX}auth`,
           max_per_min: config.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
-          exempt_path_prefixes: ['/webhooks/'],
           log: log.child({ module: 'auth-failure-limit' }),
         }),
       ),

@@ -11,8 +11,6 @@ export interface AuthFailureLimitOptions {
   key_prefix: string;
   /** 401 answers an address may get per window before it is refused outright. */
   max_per_min: number;
-  /** Paths neither counted nor refused, e.g. `/webhooks/`: the bank must not be locked out of callbacks. */
-  exempt_path_prefixes: readonly string[];
   log: Logger;
   /** Default `per_instance`: see the top of `rate-limit-store.ts`. */
   on_redis_down?: RedisDownPolicy;
@@ -39,9 +37,11 @@ export function addressKey(ip: string): string {
 }
 
 /**
- * Limits failed authentication per client address, against API-key guessing: every 401 answered to
- * an address is counted in Redis, and once an address has `max_per_min` of them in the window, its
- * requests get 429 before the key is even looked at. Only failures count; blocking reads the count.
+ * Limits failed authentication per client address, against guessing API keys and webhook signatures:
+ * every 401 answered to an address, on any path, is counted in Redis (a wrong Bearer key anywhere, a
+ * refused bank callback signature), and once an address has `max_per_min` of them in the window, its
+ * requests get 429 before the key or the signature is even looked at. Only failures count; blocking
+ * reads the count, so the bank's valid callbacks are refused only while its own address is over.
  * Put it before `authenticate`, so that it sees the 401s of authentication and of the routes.
  * `ctx.ip` is the socket's address (the app does not trust X-Forwarded-For): behind a proxy, every
  * client would share the proxy's count unless `app.proxy` is set.
@@ -57,13 +57,8 @@ export function authFailureLimit(options: AuthFailureLimitOptions): Middleware {
     timeout_ms: options.timeout_ms ?? REDIS_TIMEOUT_MS_DEFAULT,
   });
   const failures = store.counter('auth_failures', options.max_per_min);
-  const exempt = (path: string) => options.exempt_path_prefixes.some((prefix) => path.startsWith(prefix));
 
   return async (ctx, next) => {
-    if (exempt(ctx.path)) {
-      await next();
-      return;
-    }
     const key = addressKey(ctx.ip);
     const seen = await failures.peek(key);
     if (seen.store === 'none') {

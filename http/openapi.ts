@@ -147,12 +147,17 @@ function route(op: Operation): RouteConfig {
     const meaning = codes.length ? `${ERROR_MEANINGS[status]}: ${codes.join(', ')}.` : `${ERROR_MEANINGS[status]}.`;
     responses[status] = { ...json(errorBody, meaning), headers: headers([...common, ...extra]) };
   }
-  if (op.access !== 'anyone' && op.access !== 'bank') {
-    responses[429] = {
-      ...json(rateLimitBody, 'Too many requests (a rate limit, or too many failed authentications from this address).'),
-      headers: headers([...new Set([...common, ...RATE_LIMIT_HEADERS, 'Retry-After' as const])]),
-    };
-  }
+  // The failed-authentication limit covers every path, the bank's callback included.
+  const limited = op.access !== 'anyone' && op.access !== 'bank';
+  responses[429] = {
+    ...json(
+      rateLimitBody,
+      limited
+        ? 'Too many requests (a rate limit, or too many failed authentications from this address).'
+        : 'Too many failed authentications (API keys or webhook signatures) from this address.',
+    ),
+    headers: headers([...new Set([...common, ...RATE_LIMIT_HEADERS, 'Retry-After' as const])]),
+  };
   const parameters = [
     { $ref: '#/components/parameters/XRequestId' },
     ...(idempotent ? [{ $ref: '#/components/parameters/IdempotencyKey' }] : []),

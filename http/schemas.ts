@@ -3,9 +3,22 @@ import { z } from 'zod';
 /** Request and response shapes of the API; the OpenAPI document is generated from these. */
 export const uuid = z.uuid({ message: 'must be a UUID' });
 
+/**
+ * Whether Postgres can store a string as it is: `text` and `jsonb` refuse U+0000, `jsonb` refuses an
+ * unpaired UTF-16 surrogate, and a `text` column would silently get U+FFFD in its place.
+ */
+export function storableText(value: string): boolean {
+  return !value.includes('\u0000') && value.isWellFormed();
+}
+
+const UNSTORABLE = 'must not contain U+0000 or an unpaired UTF-16 surrogate';
+
+/** A string Postgres can store: every string field that reaches storage is made from this. */
+export const text = () => z.string().refine(storableText, UNSTORABLE);
+
 export const createUserBody = z.strictObject({
-  name: z.string().trim().min(1).max(200),
-  email: z.email().max(320),
+  name: text().trim().min(1).max(200),
+  email: z.email().max(320).refine(storableText, UNSTORABLE),
 });
 
 export const userIdParams = z.strictObject({ user_id: uuid });
@@ -20,14 +33,45 @@ export const amount = z
   .max(AMOUNT_MAX, `must be at most ${AMOUNT_MAX}`)
   .meta({ description: 'Minor units of the currency (1050 is 10.50 USD): a JSON integer from 1 to 10^12.' });
 
-const metadata = z
-  .record(z.string().min(1).max(40), z.string().max(500))
-  .refine((value) => Object.keys(value).length <= 20, 'at most 20 keys')
-  .meta({
-    description: 'Your own string pairs, kept with the transaction: at most 20 keys of 1 to 40 characters.',
-    maxProperties: 20,
-    propertyNames: { minLength: 1, maxLength: 40 },
-  });
+/** Keys that reach an object's prototype when a consumer copies the metadata into a plain object. */
+const RESERVED_KEYS = ['__proto__', 'constructor', 'prototype'];
+
+/**
+ * Refuses reserved keys in the raw input: `JSON.parse` makes `__proto__` an own property, which zod's
+ * record skips without a word, so it must be caught before the record sees the object.
+ */
+function refuseReservedKeys(value: unknown, ctx: z.core.$RefinementCtx): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  for (const key of RESERVED_KEYS) {
+    if (Object.hasOwn(value, key)) {
+      ctx.addIssue({
+        code: 'custom',
+        input: value,
+        path: [key],
+        message: `is a reserved key (${RESERVED_KEYS.join(', ')})`,
+      });
+    }
+  }
+  return value;
+}
+
+const metadata = z.preprocess(
+  refuseReservedKeys,
+  z
+    .record(text().min(1).max(40), text().max(500), {
+      // The record's own message for a bad key says only that it is bad; say what is wrong with it.
+      error: (issue) =>
+        issue.code === 'invalid_key' ? `key ${issue.issues.map((inner) => inner.message).join('; ')}` : undefined,
+    })
+    .refine((value) => Object.keys(value).length <= 20, 'at most 20 keys')
+    .meta({
+      description:
+        'Your own string pairs, kept with the transaction: at most 20 keys of 1 to 40 characters ' +
+        '(not `__proto__`, `constructor` or `prototype`), values of at most 500.',
+      maxProperties: 20,
+      propertyNames: { minLength: 1, maxLength: 40, not: { enum: RESERVED_KEYS } },
+    }),
+);
 
 /** The body of POST /deposits and /withdrawals, for the configured currencies. */
 export function transactionBody(currencies: readonly string[]) {
@@ -35,7 +79,7 @@ export function transactionBody(currencies: readonly string[]) {
     amount,
     currency: z.enum(currencies as [string, ...string[]], { message: `must be one of ${currencies.join(', ')}` }),
     user_id: uuid.optional(),
-    description: z.string().max(500).optional(),
+    description: text().max(500).optional(),
     metadata: metadata.optional(),
   });
 }
@@ -114,11 +158,14 @@ export const bankCallbackBody = z.object({
   type: z.enum(['transfer.succeeded', 'transfer.failed']),
   data: z.object({
     reference: uuid.meta({ description: 'Our transaction id, as sent to the bank.' }),
-    bank_reference: z.string().min(1).max(100),
+    bank_reference: text().min(1).max(100),
     status: z.enum(['processing', 'succeeded', 'failed']),
-    failure_code: z.string().max(100).optional(),
-    failure_message: z.string().max(500).optional(),
+    failure_code: text().max(100).optional(),
+    failure_message: text().max(500).optional(),
   }),
 });
+
+/** The callback's `webhook-id`, checked once the signature is: the inbox keeps it (at most 255 characters). */
+export const bankCallbackHeaders = z.object({ 'webhook-id': text().min(1).max(255) });
 
 export const deadLetterParams = z.strictObject({ id: uuid });

@@ -136,6 +136,22 @@ const notStrings = fc.constantFrom<unknown>(null, true, false, 0, 1, -1.5, [], {
 const notObjects = fc
   .jsonValue({ maxDepth: 3 })
   .filter((value) => value === null || typeof value !== 'object' || Array.isArray(value));
+/** A character Postgres cannot store: U+0000, or one half of a surrogate pair on its own. */
+const unstorableChar = fc.oneof(
+  fc.constant('\u0000'),
+  fc.integer({ min: 0xd800, max: 0xdfff }).map((code) => String.fromCharCode(code)),
+);
+/**
+ * Well-formed text (any script, emoji included) with one unstorable character put in; within the
+ * field's length, so that only the characters are wrong. Inserting a lone half between whole graphemes
+ * can never complete a pair.
+ */
+const unstorable = (maxLength: number) =>
+  fc
+    .tuple(fc.string({ unit: 'grapheme', maxLength: 8 }), unstorableChar, fc.string({ unit: 'grapheme', maxLength: 8 }))
+    .map(([head, bad, tail]) => head + bad + tail)
+    .filter((value) => value.length <= maxLength);
+const RESERVED_KEYS = ['__proto__', 'constructor', 'prototype'];
 const printable = (maxLength: number) => fc.stringMatching(new RegExp(`^[\\x21-\\x7e]{1,${maxLength}}$`));
 const base64url = (text: string) => Buffer.from(text).toString('base64url');
 
@@ -163,7 +179,7 @@ const BAD_TRANSACTION_FIELDS: Record<string, fc.Arbitrary<unknown>> = {
     fc.uuid().map((id) => `${id.slice(0, -1)}g`),
     notStrings,
   ),
-  description: fc.oneof(fc.string({ minLength: 501, maxLength: 2000 }), notStrings),
+  description: fc.oneof(fc.string({ minLength: 501, maxLength: 2000 }), unstorable(500), notStrings),
   metadata: fc.oneof(
     notObjects,
     fc
@@ -177,6 +193,13 @@ const BAD_TRANSACTION_FIELDS: Record<string, fc.Arbitrary<unknown>> = {
     fc
       .tuple(fc.stringMatching(/^[a-z]{1,10}$/), fc.integer({ min: 501, max: 2000 }))
       .map(([key, length]) => ({ [key]: 'x'.repeat(length) })),
+    // Text Postgres cannot store, in a key or a value, beside good pairs.
+    fc.tuple(unstorable(40), fc.string({ maxLength: 20 })).map(([key, value]) => ({ ok: 'v', [key]: value })),
+    fc.tuple(fc.stringMatching(/^[a-z]{1,10}$/), unstorable(500)).map(([key, value]) => ({ ok: 'v', [key]: value })),
+    // A computed key makes `__proto__` an own property, as JSON.parse does, so it goes out in the JSON.
+    fc
+      .tuple(fc.constantFrom(...RESERVED_KEYS), fc.oneof(fc.string({ maxLength: 20 }), fc.object({ maxDepth: 1 })))
+      .map(([key, value]) => ({ ok: 'v', [key]: value })),
   ),
 };
 
@@ -184,6 +207,7 @@ const BAD_TRANSACTION_FIELDS: Record<string, fc.Arbitrary<unknown>> = {
 const BAD_USER_FIELDS: Record<string, fc.Arbitrary<unknown>> = {
   name: fc.oneof(
     fc.constantFrom('', ' ', '\t\n', '\u00a0\u2003\u3000'),
+    unstorable(200).filter((value) => value.trim().length > 0),
     fc.string({ minLength: 201, maxLength: 600 }).filter((value) => value.trim().length > 200),
     notStrings,
   ),
@@ -191,6 +215,7 @@ const BAD_USER_FIELDS: Record<string, fc.Arbitrary<unknown>> = {
     fc.string().filter((value) => !value.includes('@')),
     fc.constantFrom('a@', '@example.test', 'a@b', 'a b@example.test', 'a@@example.test', '.a@example.test'),
     fc.integer({ min: 310, max: 1000 }).map((length) => `${'a'.repeat(length)}@example.test`),
+    fc.tuple(unstorableChar, fc.uuid()).map(([bad, id]) => `fuzz-${bad}${id}@example.test`),
     notStrings,
   ),
 };
@@ -199,8 +224,13 @@ const validTransaction = fc.record(
   {
     amount: fc.integer({ min: 1, max: 1_000_000 }),
     currency: fc.constantFrom(...CURRENCIES),
-    description: fc.string({ maxLength: 50 }),
-    metadata: fc.dictionary(fc.stringMatching(/^[a-z]{1,10}$/), fc.string({ maxLength: 20 }), { maxKeys: 3 }),
+    // Any well-formed text is valid, so that a refusal of unstorable text cannot reach it.
+    description: fc.string({ unit: 'grapheme', maxLength: 50 }),
+    metadata: fc.dictionary(
+      fc.stringMatching(/^[a-z]{1,10}$/).filter((key) => !RESERVED_KEYS.includes(key)),
+      fc.string({ unit: 'grapheme', maxLength: 20 }),
+      { maxKeys: 3 },
+    ),
   },
   { requiredKeys: ['amount', 'currency'] },
 );
@@ -352,6 +382,28 @@ describe('POST bodies', () => {
       }),
     );
     await fuzz(cases, 30);
+  });
+
+  test(`text Postgres cannot store in any string field, or a reserved metadata key → 400 (${20 * BATCH})`, async () => {
+    const transaction = fc.oneof(
+      unstorable(500).map((description) => ({ description })),
+      unstorable(40).map((key) => ({ metadata: { ok: 'v', [key]: 'v' } })),
+      unstorable(500).map((value) => ({ metadata: { ok: 'v', key: value } })),
+      fc.constantFrom(...RESERVED_KEYS).map((key) => ({ metadata: { ok: 'v', [key]: 'v' } })),
+    );
+    const user = fc.oneof(
+      unstorable(200).map((name) => ({ name: `x${name}` })),
+      fc.tuple(unstorableChar, fc.uuid()).map(([bad, id]) => ({ email: `fuzz${bad}-${id}@example.test` })),
+    );
+    const cases = fc.tuple(posts(), fc.uuid()).chain(([post, key]) =>
+      fc.tuple(post.valid, post.path === '/api/v1/users' ? user : transaction).map(([body, bad]) =>
+        jsonPost(post.path, post.auth, key, JSON.stringify({ ...body, ...bad }), {
+          statuses: [400],
+          codes: ['validation_error'],
+        }),
+      ),
+    );
+    await fuzz(cases, 20);
   });
 
   test(`malformed JSON → 400 (${15 * BATCH})`, async () => {
@@ -615,6 +667,18 @@ describe('query strings', () => {
         );
     });
     await fuzz(cases, 80);
+  });
+
+  test(`NUL or a surrogate, percent-encoded, in any parameter → 400 (${10 * BATCH})`, async () => {
+    // Written by hand: URLSearchParams would turn a lone surrogate into U+FFFD before it left.
+    const encoded = fc.constantFrom('%00', 'USD%00', '5%00', '%ED%A0%80', '%ED%BF%BF', 'a%C0%80', '%F0%9F');
+    const cases = fc.tuple(lists(), encoded).chain(([list, value]) =>
+      fc.constantFrom(...list.known).map((key) => ({
+        ...get(list.path, [], { statuses: [400], codes: ['validation_error', 'invalid_cursor'] }),
+        path: `${list.path}?${key}=${value}`,
+      })),
+    );
+    await fuzz(cases, 10);
   });
 
   test(`a cursor this API did not issue → 400 (${20 * BATCH})`, async () => {

@@ -6,7 +6,7 @@ import type { ReadModel } from '../../persistence/read-model.ts';
 import type { Logger } from '../../logger.ts';
 import { readJsonBody } from '../body.ts';
 import { ApiError, refusalError } from '../errors.ts';
-import { bankCallbackBody } from '../schemas.ts';
+import { bankCallbackBody, bankCallbackHeaders } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
 import { verifyWebhook } from '../webhook-signature.ts';
 
@@ -21,9 +21,10 @@ export interface WebhookRoutesDeps {
 }
 
 /**
- * `POST /webhooks/bank-callback`: verify the signature on the raw body, validate, hand the result to
- * the account's actor, then record the webhook-id. The result is applied before the id is recorded, so
- * a crash in between means a redelivery that the actor turns into a no-op, never a lost result.
+ * `POST /webhooks/bank-callback`: verify the signature on the raw body, validate the body and the
+ * webhook-id, hand the result to the account's actor, then record the webhook-id. The result is applied
+ * before the id is recorded, so a crash in between means a redelivery that the actor turns into a
+ * no-op, never a lost result; so whatever the inbox could not record is refused before anything applies.
  */
 export function webhookRoutes(deps: WebhookRoutesDeps): Router {
   const router = new Router();
@@ -38,6 +39,8 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
     if (!verified.ok)
       throw new ApiError(401, 'invalid_signature', `The webhook signature was refused (${verified.reason}).`);
     const callback = parseInput(bankCallbackBody, parsed);
+    // The inbox must be able to record the id once the result is applied: check it before applying.
+    parseInput(bankCallbackHeaders, { 'webhook-id': verified.id });
     if (await deps.inbox.seen(verified.id)) {
       ctx.body = { status: 'duplicate' };
       return;
