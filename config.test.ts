@@ -34,6 +34,7 @@ for (const [variable, value] of [
   ['CURRENCIES', 'usd'],
   ['ADMIN_API_KEY', 'short'],
   ['IDEMPOTENCY_TTL_HOURS', '1'],
+  ['HTTP_HEADERS_TIMEOUT_MS', '10'],
 ] as const) {
   test(`a bad ${variable} (${value}) is refused by name`, () => {
     assert.throws(
@@ -45,6 +46,13 @@ for (const [variable, value] of [
 
 test('a minimum delay above the maximum is refused', () => {
   assert.throws(() => loadConfig({ BANK_MIN_DELAY_MS: '5000', BANK_MAX_DELAY_MS: '10' }), /BANK_MIN_DELAY_MS/);
+});
+
+test('a headers timeout above the request timeout is refused', () => {
+  assert.throws(
+    () => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_REQUEST_TIMEOUT_MS: '1000' }),
+    /HTTP_HEADERS_TIMEOUT_MS/,
+  );
 });
 
 test('the service stops at start with a message naming the variable', () => {

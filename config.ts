@@ -90,6 +90,9 @@ const schema = z.object({
   CURRENCIES: list('USD,EUR,GBP').pipe(z.array(z.string().regex(/^[A-Z]{3}$/, 'ISO 4217 codes, e.g. USD,EUR')).min(1)),
   BODY_SIZE_MAX_BYTES: integer(64 * 1024, 1024, 10 * 1024 * 1024),
   HEALTH_TIMEOUT_MS: integer(1000, 50, 30_000),
+  // How long a client may take to send its headers, and its whole request; then 408 request_timeout.
+  HTTP_HEADERS_TIMEOUT_MS: integer(10_000, 100, 600_000),
+  HTTP_REQUEST_TIMEOUT_MS: integer(30_000, 100, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: integer(10_000, 100, 120_000),
   JOURNAL_BATCH_SIZE_MAX: integer(256, 1, 10_000),
   JOURNAL_BATCH_WAIT_MS: integer(1, 0, 1000),
@@ -120,6 +123,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const config = { ...parsed.data, REPL_SOCKET: parsed.data.REPL_SOCKET ?? defaultReplSocket(parsed.data.INSTANCE_ID) };
   if (config.BANK_MIN_DELAY_MS > config.BANK_MAX_DELAY_MS) {
     throw new ConfigError('BANK_MIN_DELAY_MS', 'must not be greater than BANK_MAX_DELAY_MS');
+  }
+  if (config.HTTP_HEADERS_TIMEOUT_MS > config.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', 'must not be greater than HTTP_REQUEST_TIMEOUT_MS');
   }
   if (Buffer.byteLength(config.REPL_SOCKET) > SOCKET_PATH_BYTES_MAX) {
     throw new ConfigError('REPL_SOCKET', `must be at most ${SOCKET_PATH_BYTES_MAX} bytes (set a shorter path)`);

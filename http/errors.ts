@@ -26,6 +26,10 @@ export const errors = {
   routeNotFound: () => new ApiError(404, 'not_found', 'No such route.'),
   methodNotAllowed: (allowed: string) =>
     new ApiError(405, 'method_not_allowed', `Use one of: ${allowed}.`, { headers: { Allow: allowed } }),
+  malformedRequest: () => new ApiError(400, 'malformed_request', 'The request is not valid HTTP.'),
+  headersTooLarge: () => new ApiError(431, 'headers_too_large', 'The request headers are too large.'),
+  requestTimeout: () =>
+    new ApiError(408, 'request_timeout', 'The request was not received in time; send it again, without pausing.'),
   malformedJson: () => new ApiError(400, 'malformed_json', 'The request body is not valid JSON.'),
   bodyTooLarge: (limitBytes: number) =>
     new ApiError(413, 'payload_too_large', `The request body is larger than ${limitBytes} bytes.`),
@@ -39,6 +43,10 @@ export const errors = {
   forbidden: () => new ApiError(403, 'forbidden', 'This API key may not do that.'),
   conflict: (code: string, message: string) => new ApiError(409, code, message),
   internal: () => new ApiError(500, 'internal_error', 'Something went wrong on our side; it has been logged.'),
+  starting: () =>
+    new ApiError(503, 'service_starting', 'The service is starting; retry in a moment.', {
+      headers: { 'Retry-After': '1' },
+    }),
   unavailable: (code: string, message: string, retryAfterSeconds = 1) =>
     new ApiError(503, code, message, { headers: { 'Retry-After': String(retryAfterSeconds) } }),
 } as const;

@@ -130,8 +130,12 @@ export function operations(currencies: readonly string[]): Operation[] {
       summary: 'Whether the gateway and its dependencies answer',
       access: 'anyone',
       answers: {
-        200: json(health, 'Every check passed.'),
-        503: json(healthUnavailable, 'A check failed or timed out; `checks` names it.'),
+        200: json(
+          health,
+          'Postgres and Redis answer. `degraded` when the bank does not answer or its circuit is open: ' +
+            'deposits and withdrawals are still taken, and their payments wait.',
+        ),
+        503: json(healthUnavailable, 'Postgres or Redis failed or timed out; `checks` names every failing check.'),
       },
     },
     {
