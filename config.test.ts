@@ -35,6 +35,7 @@ for (const [variable, value] of [
   ['ADMIN_API_KEY', 'short'],
   ['IDEMPOTENCY_TTL_HOURS', '1'],
   ['HTTP_HEADERS_TIMEOUT_MS', '10'],
+  ['DASHBOARD_ALLOWED_HOSTS', 'gateway-1:5555'],
 ] as const) {
   test(`a bad ${variable} (${value}) is refused by name`, () => {
     assert.throws(
@@ -53,6 +54,14 @@ test('a headers timeout above the request timeout is refused', () => {
     () => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_REQUEST_TIMEOUT_MS: '1000' }),
     /HTTP_HEADERS_TIMEOUT_MS/,
   );
+});
+
+test('DASHBOARD_ALLOWED_HOSTS is a list of host names', () => {
+  assert.deepEqual(loadConfig({}).DASHBOARD_ALLOWED_HOSTS, []);
+  assert.deepEqual(loadConfig({ DASHBOARD_ALLOWED_HOSTS: 'gateway-1, [::2]' }).DASHBOARD_ALLOWED_HOSTS, [
+    'gateway-1',
+    '[::2]',
+  ]);
 });
 
 test('the service stops at start with a message naming the variable', () => {

@@ -76,6 +76,10 @@ const schema = z.object({
   DASHBOARD_PORT: integer(5555, 0, 65535),
   // The dashboard has no login of its own: loopback unless a deployment says otherwise (compose does).
   DASHBOARD_HOST: z.string().min(1).default('127.0.0.1'),
+  // Host names the dashboard answers besides loopback and its own address (compose reaches it by service name).
+  DASHBOARD_ALLOWED_HOSTS: list('').pipe(
+    z.array(z.string().regex(/^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/, 'host names or [IPv6] literals, without a port')),
+  ),
   // Default: defaultReplSocket(INSTANCE_ID), filled in by loadConfig.
   REPL_SOCKET: z.string().optional(),
   RATE_LIMIT_GLOBAL_PER_MIN: integer(1000, 1, 100_000_000),

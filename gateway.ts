@@ -291,7 +291,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         log: log.child({ module: 'events' }),
       }),
       viewerRoutes(),
-      metricsRoutes(metrics.registry, { admin_only: true }),
+      metricsRoutes(metrics.registry),
     ],
   });
 

@@ -30,6 +30,8 @@ export const errors = {
   headersTooLarge: () => new ApiError(431, 'headers_too_large', 'The request headers are too large.'),
   requestTimeout: () =>
     new ApiError(408, 'request_timeout', 'The request was not received in time; send it again, without pausing.'),
+  hostNotAllowed: () =>
+    new ApiError(421, 'host_not_allowed', 'This server does not answer for that Host; use its own address.'),
   malformedJson: () => new ApiError(400, 'malformed_json', 'The request body is not valid JSON.'),
   bodyTooLarge: (limitBytes: number) =>
     new ApiError(413, 'payload_too_large', `The request body is larger than ${limitBytes} bytes.`),

@@ -324,7 +324,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       operationId: 'metrics',
       tag: 'Operations',
       summary: 'Prometheus metrics',
-      description: 'Open on the internal port; on the public port, the admin key only.',
+      description: 'The admin key only, on the public port and on the dashboard port.',
       access: 'metrics',
       answers: {
         200: {
