@@ -34,6 +34,8 @@ for (const [variable, value] of [
   ['CURRENCIES', 'usd'],
   ['ADMIN_API_KEY', 'short'],
   ['IDEMPOTENCY_TTL_HOURS', '1'],
+  ['HTTP_HEADERS_TIMEOUT_MS', '10'],
+  ['DASHBOARD_ALLOWED_HOSTS', 'gateway-1:5555'],
 ] as const) {
   test(`a bad ${variable} (${value}) is refused by name`, () => {
     assert.throws(
@@ -45,6 +47,21 @@ for (const [variable, value] of [
 
 test('a minimum delay above the maximum is refused', () => {
   assert.throws(() => loadConfig({ BANK_MIN_DELAY_MS: '5000', BANK_MAX_DELAY_MS: '10' }), /BANK_MIN_DELAY_MS/);
+});
+
+test('a headers timeout above the request timeout is refused', () => {
+  assert.throws(
+    () => loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '5000', HTTP_REQUEST_TIMEOUT_MS: '1000' }),
+    /HTTP_HEADERS_TIMEOUT_MS/,
+  );
+});
+
+test('DASHBOARD_ALLOWED_HOSTS is a list of host names', () => {
+  assert.deepEqual(loadConfig({}).DASHBOARD_ALLOWED_HOSTS, []);
+  assert.deepEqual(loadConfig({ DASHBOARD_ALLOWED_HOSTS: 'gateway-1, [::2]' }).DASHBOARD_ALLOWED_HOSTS, [
+    'gateway-1',
+    '[::2]',
+  ]);
 });
 
 test('the service stops at start with a message naming the variable', () => {

@@ -76,6 +76,10 @@ const schema = z.object({
   DASHBOARD_PORT: integer(5555, 0, 65535),
   // The dashboard has no login of its own: loopback unless a deployment says otherwise (compose does).
   DASHBOARD_HOST: z.string().min(1).default('127.0.0.1'),
+  // Host names the dashboard answers besides loopback and its own address (compose reaches it by service name).
+  DASHBOARD_ALLOWED_HOSTS: list('').pipe(
+    z.array(z.string().regex(/^[A-Za-z0-9.-]+$|^\[[0-9A-Fa-f:.]+\]$/, 'host names or [IPv6] literals, without a port')),
+  ),
   // Default: defaultReplSocket(INSTANCE_ID), filled in by loadConfig.
   REPL_SOCKET: z.string().optional(),
   RATE_LIMIT_GLOBAL_PER_MIN: integer(1000, 1, 100_000_000),
@@ -90,6 +94,9 @@ const schema = z.object({
   CURRENCIES: list('USD,EUR,GBP').pipe(z.array(z.string().regex(/^[A-Z]{3}$/, 'ISO 4217 codes, e.g. USD,EUR')).min(1)),
   BODY_SIZE_MAX_BYTES: integer(64 * 1024, 1024, 10 * 1024 * 1024),
   HEALTH_TIMEOUT_MS: integer(1000, 50, 30_000),
+  // How long a client may take to send its headers, and its whole request; then 408 request_timeout.
+  HTTP_HEADERS_TIMEOUT_MS: integer(10_000, 100, 600_000),
+  HTTP_REQUEST_TIMEOUT_MS: integer(30_000, 100, 3_600_000),
   SHUTDOWN_TIMEOUT_MS: integer(10_000, 100, 120_000),
   JOURNAL_BATCH_SIZE_MAX: integer(256, 1, 10_000),
   JOURNAL_BATCH_WAIT_MS: integer(1, 0, 1000),
@@ -128,6 +135,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (config.ACTOR_ASK_TIMEOUT_MS >= config.REQUEST_DEADLINE_MS) {
     // The actor's own "outcome unknown" must come first: it says more than the deadline can.
     throw new ConfigError('ACTOR_ASK_TIMEOUT_MS', 'must be less than REQUEST_DEADLINE_MS');
+  }
+  if (config.HTTP_HEADERS_TIMEOUT_MS > config.HTTP_REQUEST_TIMEOUT_MS) {
+    throw new ConfigError('HTTP_HEADERS_TIMEOUT_MS', 'must not be greater than HTTP_REQUEST_TIMEOUT_MS');
   }
   if (Buffer.byteLength(config.REPL_SOCKET) > SOCKET_PATH_BYTES_MAX) {
     throw new ConfigError('REPL_SOCKET', `must be at most ${SOCKET_PATH_BYTES_MAX} bytes (set a shorter path)`);

@@ -11,6 +11,7 @@ import { rateLimits } from './http/rate-limit.ts';
 import { securityHeaders } from './http/security-headers.ts';
 import { createApp } from './http/app.ts';
 import { answerClientErrors } from './http/client-errors.ts';
+import { answerStarting } from './http/starting.ts';
 import { createIdempotencyGate } from './http/idempotency.ts';
 import { dependencyChecks, healthRoutes } from './http/routes/health.ts';
 import { docsRoutes } from './http/routes/docs.ts';
@@ -87,14 +88,21 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   ]);
 
   // Listen first (answering 503 until ready): the in-process bank needs our address for its callbacks.
-  const server = createServer((_req, res) => res.writeHead(503, { 'Retry-After': '1' }).end());
+  const server = createServer(
+    {
+      keepAliveTimeout: 5_000,
+      headersTimeout: config.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeout: config.HTTP_REQUEST_TIMEOUT_MS,
+      // Node looks for late requests only this often (30 s by default): a quarter of the headers timeout.
+      connectionsCheckingInterval: Math.max(25, Math.min(1000, Math.floor(config.HTTP_HEADERS_TIMEOUT_MS / 4))),
+    },
+    answerStarting,
+  );
   answerClientErrors(server);
-  server.keepAliveTimeout = 5_000;
-  server.headersTimeout = 10_000;
-  server.requestTimeout = 30_000;
   server.listen(config.PORT, config.HOST);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
+  log.info({ port }, 'gateway accepting connections; 503 service_starting until started');
   const simulator = config.BANK_URL ? undefined : await startInProcessBank(config, port, log);
   const bankUrl = config.BANK_URL || simulator!.url;
 
@@ -264,7 +272,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       ),
     ],
     routers: [
-      healthRoutes(dependencyChecks(sql, redis), config.HEALTH_TIMEOUT_MS),
+      healthRoutes(dependencyChecks({ sql, redis, bank }, config.HEALTH_TIMEOUT_MS), config.HEALTH_TIMEOUT_MS),
       userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes: config.BODY_SIZE_MAX_BYTES }),
       accountRoutes({ accounts, readModel, users, currencies, toOwner }),
       adminRoutes({ sql, accounts, payments, deadLetters, gate, toOwner, shardTable: () => ownership.table() }),
@@ -297,7 +305,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
         log: log.child({ module: 'events' }),
       }),
       viewerRoutes(),
-      metricsRoutes(metrics.registry, { admin_only: true }),
+      metricsRoutes(metrics.registry),
     ],
   });
 

@@ -120,6 +120,18 @@ export function createBankClient(options: BankClientOptions) {
     }
   }
 
+  // Concurrent health checks share one probe: a busy load balancer costs the bank one request at a time.
+  let probing: Promise<boolean> | undefined;
+  async function probe(timeout_ms: number): Promise<boolean> {
+    try {
+      const response = await fetch(`${options.base_url}/health`, { signal: AbortSignal.timeout(timeout_ms) });
+      await response.arrayBuffer();
+      return response.ok;
+    } catch {
+      return false;
+    }
+  }
+
   async function observed<T extends { kind: string }>(operation: 'submit' | 'status', call: () => Promise<T>) {
     const started = performance.now();
     const outcome = await call();
@@ -175,6 +187,13 @@ export function createBankClient(options: BankClientOptions) {
 
     /** Asks the bank what became of a transfer (when no callback came in time). */
     status: (reference: string) => observed('status', () => status(reference)),
+
+    /**
+     * Whether the bank answers its `GET /health` with 2xx within `timeout_ms`. It goes around the breaker
+     * and the call slots, so it neither counts against the breaker nor waits behind payments.
+     */
+    reachable: (timeout_ms: number): Promise<boolean> =>
+      (probing ??= probe(timeout_ms).finally(() => (probing = undefined))),
 
     state: (): BreakerState => (breaker.opened ? 'open' : breaker.halfOpen ? 'half_open' : 'closed'),
     shutdown: () => breaker.shutdown(),

@@ -57,11 +57,13 @@ async function startApp(users: UserStore, cache: KeyCacheOptions) {
   const server: Server = app.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/me`;
+  const callWith = async (authorization: string) => {
+    const response = await fetch(url, { headers: { authorization } });
+    return { status: response.status, json: (await response.json()) as { caller?: string } };
+  };
   return {
-    call: async (key: string) => {
-      const response = await fetch(url, { headers: { authorization: `Bearer ${key}` } });
-      return { status: response.status, json: (await response.json()) as { caller?: string } };
-    },
+    call: (key: string) => callWith(`Bearer ${key}`),
+    callWith,
     close: () => new Promise((resolve) => server.close(resolve)),
   };
 }
@@ -141,6 +143,25 @@ test('concurrent requests with an uncached key share one query', async () => {
   const found = await Promise.all(Array.from({ length: 20 }, () => cache.find(hash)));
   assert.ok(found.every((owner) => owner?.id === user.id));
   assert.equal(lookups(), 1);
+});
+
+test('the Bearer scheme is case-insensitive (RFC 7235); another scheme, or none, is refused', async () => {
+  const { users } = countingUsers();
+  const app = await startApp(users, {});
+  try {
+    const user = await newUser(users);
+    for (const scheme of ['Bearer', 'bearer', 'BEARER', 'bEaReR']) {
+      const asAdmin = await app.callWith(`${scheme} ${ADMIN_KEY}`);
+      assert.deepEqual([asAdmin.status, asAdmin.json.caller], [200, 'admin'], scheme);
+      const asUser = await app.callWith(`${scheme}  ${user.key}`);
+      assert.deepEqual([asUser.status, asUser.json.caller], [200, user.id], `${scheme} and two spaces`);
+    }
+    for (const header of [`Basic ${ADMIN_KEY}`, `Bearer${ADMIN_KEY}`, ADMIN_KEY, `Bearer ${ADMIN_KEY} extra`]) {
+      assert.equal((await app.callWith(header)).status, 401, header);
+    }
+  } finally {
+    await app.close();
+  }
 });
 
 test('bad cache options are refused', () => {

@@ -9,6 +9,14 @@ export type Caller = { kind: 'admin'; id: 'admin' } | { kind: 'user'; id: string
 const KEY_PREFIX = 'pgw_';
 const KEY_SHAPE = /^[A-Za-z0-9_-]{16,256}$/;
 
+// RFC 7235: the scheme is case-insensitive (`bearer`, `BEARER`), and one or more spaces precede the credentials.
+const BEARER = /^Bearer +(\S+)$/i;
+
+/** The key of an `Authorization: Bearer <key>` header, or undefined when the header is not one. */
+export function bearerKey(header: string): string | undefined {
+  return BEARER.exec(header)?.[1];
+}
+
 /** A new random API key (256 bits) and the digest that is stored in its place. */
 export function newApiKey(): { key: string; hash: Buffer } {
   const key = KEY_PREFIX + randomBytes(32).toString('base64url');
@@ -100,8 +108,7 @@ export function authenticate(users: UserStore, adminKey: string, cache: KeyCache
   return async (ctx, next) => {
     const header = ctx.get('Authorization');
     if (header) {
-      const match = /^Bearer (\S+)$/.exec(header);
-      const key = match?.[1];
+      const key = bearerKey(header);
       if (!key || !KEY_SHAPE.test(key)) throw errors.unauthenticated();
       const hash = hashApiKey(key);
       if (timingSafeEqual(hash, adminHash)) {

@@ -26,6 +26,12 @@ export const errors = {
   routeNotFound: () => new ApiError(404, 'not_found', 'No such route.'),
   methodNotAllowed: (allowed: string) =>
     new ApiError(405, 'method_not_allowed', `Use one of: ${allowed}.`, { headers: { Allow: allowed } }),
+  malformedRequest: () => new ApiError(400, 'malformed_request', 'The request is not valid HTTP.'),
+  headersTooLarge: () => new ApiError(431, 'headers_too_large', 'The request headers are too large.'),
+  requestTimeout: () =>
+    new ApiError(408, 'request_timeout', 'The request was not received in time; send it again, without pausing.'),
+  hostNotAllowed: () =>
+    new ApiError(421, 'host_not_allowed', 'This server does not answer for that Host; use its own address.'),
   malformedJson: () => new ApiError(400, 'malformed_json', 'The request body is not valid JSON.'),
   bodyTooLarge: (limitBytes: number) =>
     new ApiError(413, 'payload_too_large', `The request body is larger than ${limitBytes} bytes.`),
@@ -39,22 +45,21 @@ export const errors = {
   forbidden: () => new ApiError(403, 'forbidden', 'This API key may not do that.'),
   conflict: (code: string, message: string) => new ApiError(409, code, message),
   internal: () => new ApiError(500, 'internal_error', 'Something went wrong on our side; it has been logged.'),
+  starting: () =>
+    new ApiError(503, 'service_starting', 'The service is starting; retry in a moment.', {
+      headers: { 'Retry-After': '1' },
+    }),
   unavailable: (code: string, message: string, retryAfterSeconds = 1) =>
     new ApiError(503, code, message, { headers: { 'Retry-After': String(retryAfterSeconds) } }),
   /** Postgres (or Redis) could not be reached, or did not answer within the request's deadline. */
   storageUnavailable: () =>
-    errors.unavailable('storage_unavailable', 'Storage is unavailable right now; nothing was changed. Retry shortly.'),
+    errors.unavailable('storage_unavailable', 'Storage is unavailable right now; retry shortly.'),
   /** A write was sent on its way (actor, owner) and its outcome is not known yet. */
   outcomeUnknown: () =>
     errors.unavailable(
       'outcome_unknown',
       'The request was not confirmed in time. Retry with the same Idempotency-Key to learn its outcome.',
     ),
-  /** The client took longer than allowed to send its request. */
-  requestTimeout: () =>
-    new ApiError(408, 'request_timeout', 'The request was not received in time.', {
-      headers: { Connection: 'close' },
-    }),
   /** This instance is draining before it stops; another instance (or this one, restarted) will answer. */
   shuttingDown: () =>
     new ApiError(503, 'shutting_down', 'This instance is shutting down; retry shortly.', {

@@ -130,8 +130,12 @@ export function operations(currencies: readonly string[]): Operation[] {
       summary: 'Whether the gateway and its dependencies answer',
       access: 'anyone',
       answers: {
-        200: json(health, 'Every check passed.'),
-        503: json(healthUnavailable, 'A check failed or timed out; `checks` names it.'),
+        200: json(
+          health,
+          'Postgres and Redis answer. `degraded` when the bank does not answer or its circuit is open: ' +
+            'deposits and withdrawals are still taken, and their payments wait.',
+        ),
+        503: json(healthUnavailable, 'Postgres or Redis failed or timed out; `checks` names every failing check.'),
       },
     },
     {
@@ -320,7 +324,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       operationId: 'metrics',
       tag: 'Operations',
       summary: 'Prometheus metrics',
-      description: 'Open on the internal port; on the public port, the admin key only.',
+      description: 'The admin key only, on the public port and on the dashboard port.',
       access: 'metrics',
       answers: {
         200: {

@@ -15,7 +15,10 @@ import { startReplServer } from './repl-server.ts';
 
 /** The running gateway's parts the operator tools look at. */
 export interface OperatorToolsDeps {
-  config: Pick<Config, 'DASHBOARD_HOST' | 'DASHBOARD_PORT' | 'REPL_SOCKET' | 'ADMIN_API_KEY' | 'INSTANCE_ID'>;
+  config: Pick<
+    Config,
+    'DASHBOARD_HOST' | 'DASHBOARD_PORT' | 'DASHBOARD_ALLOWED_HOSTS' | 'REPL_SOCKET' | 'ADMIN_API_KEY' | 'INSTANCE_ID'
+  >;
   /** The public API's address, where the dashboard forwards a dead letter's retry. */
   gateway_url: string;
   forward_timeout_ms: number;
@@ -52,6 +55,8 @@ export async function startOperatorTools(
   const dashboard = await startDashboard({
     host: config.DASHBOARD_HOST,
     port: config.DASHBOARD_PORT,
+    allowed_hosts: config.DASHBOARD_ALLOWED_HOSTS,
+    admin_key: config.ADMIN_API_KEY,
     metrics: deps.metrics.registry,
     gateway_url: deps.gateway_url,
     forward_timeout_ms: deps.forward_timeout_ms,

@@ -150,11 +150,11 @@ export const balance = z
   })
   .meta({ id: 'Balance' });
 
-const checkResult = z.enum(['ok', 'unavailable']);
+const checkResult = z.enum(['ok', 'unavailable', 'circuit_open']);
 
-/** `GET /health` when every dependency answers. */
+/** `GET /health` when Postgres and Redis answer (`degraded`: the bank does not, and payments wait). */
 export const health = z
-  .object({ status: z.literal('ok'), checks: z.record(z.string(), checkResult) })
+  .object({ status: z.enum(['ok', 'degraded']), checks: z.record(z.string(), checkResult) })
   .meta({ id: 'Health' });
 
 /** `GET /health` when a dependency does not: the checks with the error shape beside them. */

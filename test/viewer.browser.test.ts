@@ -208,7 +208,18 @@ describe('the transaction viewer in a browser', () => {
     try {
       dashboard.on('pageerror', (error) => scriptErrors.push(error.message));
       await dashboard.goto(gateway!.dashboardUrl);
+      // Its reads need the admin key: until the operator types it in, the page asks for it.
+      const prompt = await dashboard.waitForSelector('#key-prompt:visible');
+      assert.match((await prompt.textContent()) ?? '', /Enter the admin key/);
+      assert.equal(await dashboard.textContent('#recent'), '', 'nothing is shown without the key');
+      await dashboard.fill('#admin-key', `${ADMIN_KEY}-wrong`);
+      await dashboard.click('#key-form button[type="submit"]');
+      await dashboard.waitForSelector('#key-prompt:visible:has-text("refused")');
+      await dashboard.screenshot({ path: `${SCREENSHOTS}dashboard-0-key-refused.png`, fullPage: true });
+      await dashboard.fill('#admin-key', ADMIN_KEY);
+      await dashboard.click('#key-form button[type="submit"]');
       const row = await dashboard.waitForSelector(`#recent tr:has-text("${formDepositId}")`);
+      assert.equal(await dashboard.isVisible('#key-prompt'), false, 'the prompt is gone once the key works');
       assert.match((await row.textContent()) ?? '', /succeeded/);
       assert.match((await dashboard.textContent('#circuit')) ?? '', /closed/);
       // The shard owners: this instance holds all 64, its lease expiry (from Redis) is a time, its actors counted.

@@ -1,10 +1,20 @@
 // The dashboard page: polls /api/state every REFRESH_MS and redraws. Plain DOM, no build step.
 // Every value is set as text (never as HTML): user ids, errors and reasons are data, not markup.
+// Its reads and its one write need the admin key, which the operator types in and this tab keeps.
 
 const REFRESH_MS = 2000;
 const KEY_STORAGE = 'payment-gateway-admin-key';
 
 const byId = (id) => document.getElementById(id);
+const storedKey = () => sessionStorage.getItem(KEY_STORAGE);
+
+/** Shows why the page shows nothing yet and puts the cursor in the key field; no text hides the prompt. */
+function promptForKey(text) {
+  const prompt = byId('key-prompt');
+  prompt.textContent = text;
+  prompt.hidden = !text;
+  if (text) byId('admin-key').focus();
+}
 
 function cell(text, className) {
   const td = document.createElement('td');
@@ -66,7 +76,7 @@ function retryButton(letter) {
 }
 
 async function retry(id, button) {
-  const key = sessionStorage.getItem(KEY_STORAGE);
+  const key = storedKey();
   const result = byId('retry-result');
   if (!key) {
     result.textContent = 'Enter the admin key first.';
@@ -164,20 +174,39 @@ function render(state) {
   );
 }
 
+let timer;
+
+/** Reads the state with the admin key and redraws; without a key (or with a refused one) it waits for one. */
 async function refresh() {
+  clearTimeout(timer);
   const status = byId('status');
+  const key = storedKey();
+  if (!key) {
+    status.textContent = 'waiting for the admin key';
+    status.className = 'failing';
+    promptForKey('Enter the admin key (ADMIN_API_KEY) to see this dashboard.');
+    return;
+  }
   try {
-    const response = await fetch('/api/state', { cache: 'no-store' });
+    const response = await fetch('/api/state', { cache: 'no-store', headers: { Authorization: `Bearer ${key}` } });
+    if (response.status === 401) {
+      sessionStorage.removeItem(KEY_STORAGE);
+      byId('retry-result').textContent = '';
+      status.textContent = 'the admin key was refused';
+      status.className = 'failing';
+      promptForKey('That admin key was refused (401). Enter the admin key (ADMIN_API_KEY) again.');
+      return;
+    }
     if (!response.ok) throw new Error(`state answered ${response.status}`);
     render(await response.json());
+    promptForKey('');
     status.textContent = `updated ${new Date().toLocaleTimeString()}`;
     status.className = '';
   } catch (error) {
     status.textContent = `cannot reach the gateway (${error.message}); retrying`;
     status.className = 'failing';
-  } finally {
-    setTimeout(refresh, REFRESH_MS);
   }
+  timer = setTimeout(refresh, REFRESH_MS);
 }
 
 byId('key-form').addEventListener('submit', (event) => {
@@ -186,7 +215,8 @@ byId('key-form').addEventListener('submit', (event) => {
   if (input.value) sessionStorage.setItem(KEY_STORAGE, input.value);
   else sessionStorage.removeItem(KEY_STORAGE);
   input.value = '';
-  byId('retry-result').textContent = sessionStorage.getItem(KEY_STORAGE) ? 'Key set for this tab.' : 'Key cleared.';
+  byId('retry-result').textContent = storedKey() ? 'Key set for this tab.' : 'Key cleared.';
+  void refresh();
 });
 
 void refresh();

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
 import type { Gateway } from '../../gateway.ts';
@@ -11,7 +12,7 @@ let user: { id: string; api_key: string };
 let pendingId: string;
 
 before(async () => {
-  gateway = await startTestGateway({ DASHBOARD_PORT: '0' });
+  gateway = await startTestGateway({ DASHBOARD_PORT: '0', DASHBOARD_ALLOWED_HOSTS: 'gateway-1' });
   api = client(gateway.url);
   dashboard = client(gateway.dashboardUrl);
   user = await createUser(api, 'Dashboard');
@@ -25,6 +26,25 @@ before(async () => {
   pendingId = pending.json.id;
 });
 after(() => gateway.close());
+
+/** A GET to the dashboard with the Host header given (fetch would send its own). */
+function withHost(path: string, host: string, key?: string): Promise<{ status: number; body: any }> {
+  const { port } = new URL(gateway.dashboardUrl);
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { host, ...(key ? { authorization: `Bearer ${key}` } : {}) };
+    const sent = httpRequest({ host: '127.0.0.1', port, path, headers }, (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (text += chunk));
+      response.on('end', () => {
+        const json = response.headers['content-type']?.startsWith('application/json');
+        resolve({ status: response.statusCode ?? 0, body: json ? JSON.parse(text) : text });
+      });
+    });
+    sent.on('error', reject);
+    sent.end();
+  });
+}
 
 describe('the task dashboard on DASHBOARD_PORT', () => {
   test('listens on a port of its own', () => {
@@ -48,7 +68,7 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
 
   test('GET /api/state: workers in flight, recent results, circuit, actors, shards, throughput', async () => {
     const asked_at = Date.now();
-    const state = await dashboard('GET', '/api/state');
+    const state = await dashboard('GET', '/api/state', { key: ADMIN_KEY });
     assert.equal(state.status, 200);
     const body = state.json;
     assert.equal(body.circuit, 'closed');
@@ -83,7 +103,7 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
     // An instance reports its actors per shard to Redis with each lease renewal: poll until it has.
     const deadline = Date.now() + 5000;
     for (;;) {
-      const state = await dashboard('GET', '/api/state');
+      const state = await dashboard('GET', '/api/state', { key: ADMIN_KEY });
       const [owner] = state.json.shards.owners;
       if (owner.actors_alive >= 1) break;
       assert.ok(Date.now() < deadline, `actors_alive stayed ${owner.actors_alive}`);
@@ -91,10 +111,50 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
     }
   });
 
-  test('GET /metrics needs no key on this port', async () => {
-    const metrics = await dashboard('GET', '/metrics');
+  test('GET /api/state and GET /metrics need the admin key: none or another → 401', async () => {
+    for (const path of ['/api/state', '/metrics']) {
+      const anonymous = await dashboard('GET', path);
+      assert.equal(anonymous.status, 401, path);
+      assert.equal(anonymous.json.error, 'unauthenticated');
+      assert.equal(anonymous.headers.get('www-authenticate'), 'Bearer');
+      assert.match(anonymous.json.request_id, /^[0-9a-f-]{36}$/);
+      for (const key of [user.api_key, `${ADMIN_KEY}x`, ADMIN_KEY.slice(0, -1)]) {
+        assert.equal((await dashboard('GET', path, { key })).status, 401, `${path} with ${key}`);
+      }
+      const scheme = await dashboard('GET', path, { headers: { authorization: `Basic ${ADMIN_KEY}` } });
+      assert.equal(scheme.status, 401, `${path} with another scheme`);
+    }
+    const state = await dashboard('GET', '/api/state', { key: ADMIN_KEY });
+    assert.equal(state.status, 200);
+    const metrics = await dashboard('GET', '/metrics', { key: ADMIN_KEY });
     assert.equal(metrics.status, 200);
     assert.match(metrics.text, /^gateway_actors_alive \d+$/m);
+    // Prometheus sends the scheme as "Bearer"; others may write it in any case (RFC 7235).
+    const lower = await dashboard('GET', '/metrics', { headers: { authorization: `bearer ${ADMIN_KEY}` } });
+    assert.equal(lower.status, 200);
+  });
+
+  test('a Host other than loopback or an allowed name is refused (421), so DNS rebinding reads nothing', async () => {
+    const { port } = new URL(gateway.dashboardUrl);
+    for (const host of [
+      `evil.example:${port}`,
+      'evil.example',
+      `localhost.evil.example:${port}`,
+      `127.0.0.1.nip.io:${port}`,
+      `gateway-2:${port}`,
+      `localhost:${port}@evil.example`,
+    ]) {
+      for (const path of ['/api/state', '/metrics', '/']) {
+        const refused = await withHost(path, host, ADMIN_KEY);
+        assert.equal(refused.status, 421, `${host} ${path}`);
+        assert.equal(refused.body.error, 'host_not_allowed');
+        assert.match(refused.body.request_id, /^[0-9a-f-]{36}$/);
+      }
+    }
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`, 'LOCALHOST', 'gateway-1:5555']) {
+      assert.equal((await withHost('/api/state', host, ADMIN_KEY)).status, 200, host);
+      assert.equal((await withHost('/api/state', host)).status, 401, `${host} without a key`);
+    }
   });
 
   test("a dead letter's retry is forwarded to the public API, which checks the admin key", async () => {
@@ -102,7 +162,7 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
     await gateway.sql`
       INSERT INTO dead_letters (id, transaction_id, user_id, reason, attempts, last_error)
       VALUES (${id}, ${pendingId}, ${user.id}, 'filed by a test', 8, 'bank answered 503')`;
-    const listed = await dashboard('GET', '/api/state');
+    const listed = await dashboard('GET', '/api/state', { key: ADMIN_KEY });
     assert.deepEqual(
       listed.json.dead_letters.map((d: any) => [d.id, d.retried_at]),
       [[id, null]],
@@ -125,7 +185,7 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
     const again = await dashboard('POST', path, { key: ADMIN_KEY });
     assert.equal(again.status, 409);
     assert.equal(again.json.error, 'already_retried');
-    const after = await dashboard('GET', '/api/state');
+    const after = await dashboard('GET', '/api/state', { key: ADMIN_KEY });
     assert.notEqual(after.json.dead_letters[0].retried_at, null);
   });
 });

@@ -6,12 +6,14 @@ import type { AddressInfo } from 'node:net';
 import Router from '@koa/router';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from '../../logger.ts';
+import { requireAdmin } from '../auth.ts';
 import { createApp } from '../app.ts';
 import { errors } from '../errors.ts';
 import { metricsRoutes } from '../routes/metrics.ts';
 import { deadLetterParams } from '../schemas.ts';
 import { securityHeaders } from '../security-headers.ts';
 import { parseInput } from '../validation.ts';
+import { adminKeyCaller, allowedHosts, hostAllowList } from './access.ts';
 import { readOverview, type OverviewSources } from './overview.ts';
 
 // Read once at start: the files are static, and a missing one should stop the start, not a request.
@@ -22,6 +24,10 @@ export interface DashboardOptions extends OverviewSources {
   host: string;
   /** 0 for a free port. */
   port: number;
+  /** Host names answered besides loopback and `host` (DASHBOARD_ALLOWED_HOSTS). */
+  allowed_hosts: readonly string[];
+  /** What `GET /api/state` and `GET /metrics` ask for (ADMIN_API_KEY). */
+  admin_key: string;
   metrics: MetricsRegistry;
   /** The gateway's public API, where a dead letter's retry is forwarded. */
   gateway_url: string;
@@ -31,9 +37,9 @@ export interface DashboardOptions extends OverviewSources {
 
 /**
  * The task dashboard on the internal port: a page that polls `GET /api/state` every 2 s, and
- * `GET /metrics` without a key. It has no login of its own, so the port must stay internal; the one
- * thing it changes, retrying a dead letter, is forwarded to the public API with the admin key the
- * operator typed into the page, and that API decides (401, 403, 409, or 202).
+ * `GET /metrics`. Both reads need the admin key the operator types into the page, and every request
+ * must name an allowed host (DNS rebinding); the one thing it changes, retrying a dead letter, is
+ * forwarded to the public API with that key, and that API decides (401, 403, 409, or 202).
  */
 export async function startDashboard(options: DashboardOptions): Promise<{ url: string; close(): Promise<void> }> {
   const router = new Router();
@@ -46,6 +52,7 @@ export async function startDashboard(options: DashboardOptions): Promise<{ url: 
     ctx.body = SCRIPT;
   });
   router.get('/api/state', async (ctx) => {
+    requireAdmin(ctx.state);
     ctx.body = await readOverview(options);
   });
   router.post('/api/dead-letters/:id/retry', async (ctx) => {
@@ -62,8 +69,12 @@ export async function startDashboard(options: DashboardOptions): Promise<{ url: 
   const log = options.log.child({}, { level: 'warn' });
   const app = createApp({
     log,
-    middleware: [securityHeaders({ cors_origins: [] })],
-    routers: [router, metricsRoutes(options.metrics, { admin_only: false })],
+    middleware: [
+      securityHeaders({ cors_origins: [] }),
+      hostAllowList(allowedHosts(options.host, options.allowed_hosts)),
+      adminKeyCaller(options.admin_key),
+    ],
+    routers: [router, metricsRoutes(options.metrics)],
   });
   const server = createServer(app.callback());
   server.headersTimeout = 10_000;

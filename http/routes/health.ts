@@ -1,41 +1,90 @@
 import Router from '@koa/router';
 import type { Redis } from 'ioredis';
+import type { BankClient } from '../../engine/bank-client.ts';
 import type { Sql } from '../../persistence/sql.ts';
 
-export type HealthCheck = () => Promise<void>;
+/** One dependency's check in `GET /health`. */
+export interface HealthCheck {
+  /** Resolves when the dependency is fine; rejects when not (with a `CheckFailed` to say how). */
+  run: () => Promise<void>;
+  /**
+   * Whether the service cannot work without it (a failure is 503). The bank is not required: deposits
+   * and withdrawals are still taken while it is down and their payments wait, so a failure there is
+   * 200 `degraded`, and a load balancer keeps sending traffic.
+   */
+  required: boolean;
+}
 
-function withTimeout(check: HealthCheck, timeoutMs: number): Promise<void> {
+/** A failed check with a more precise state than `unavailable` (e.g. the bank's open circuit). */
+export class CheckFailed extends Error {
+  readonly state: string;
+  constructor(state: string, message: string) {
+    super(message);
+    this.name = 'CheckFailed';
+    this.state = state;
+  }
+}
+
+function withTimeout(run: () => Promise<void>, timeoutMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
   });
-  return Promise.race([check(), timeout]).finally(() => clearTimeout(timer));
+  return Promise.race([run(), timeout]).finally(() => clearTimeout(timer));
 }
 
-/** The checks of `GET /health`: each dependency answers a trivial query within the timeout. */
-export function dependencyChecks(sql: Sql, redis: Redis): Record<string, HealthCheck> {
+/**
+ * The checks of `GET /health`: Postgres and Redis answer a trivial query; the bank answers its own
+ * `GET /health` within `timeout_ms` (`unavailable` otherwise) and our circuit breaker in front of it is
+ * closed (`circuit_open` otherwise: payments are being held back).
+ */
+export function dependencyChecks(
+  deps: { sql: Sql; redis: Redis; bank: Pick<BankClient, 'reachable' | 'state'> },
+  timeout_ms: number,
+): Record<string, HealthCheck> {
   return {
-    postgres: async () => {
-      await sql`SELECT 1`;
+    postgres: {
+      required: true,
+      run: async () => {
+        await deps.sql`SELECT 1`;
+      },
     },
-    redis: async () => {
-      await redis.ping();
+    redis: {
+      required: true,
+      run: async () => {
+        await deps.redis.ping();
+      },
+    },
+    bank: {
+      required: false,
+      run: async () => {
+        if (!(await deps.bank.reachable(timeout_ms))) throw new CheckFailed('unavailable', 'the bank does not answer');
+        if (deps.bank.state() !== 'closed') throw new CheckFailed('circuit_open', 'the circuit breaker is open');
+      },
     },
   };
 }
 
-/** `GET /health`: 200 when every check passes, else 503 naming the ones that failed. */
+/**
+ * `GET /health`: 200 `ok` when every check passes; 200 `degraded` when only checks that are not
+ * required fail; else 503 naming every check that failed.
+ */
 export function healthRoutes(checks: Record<string, HealthCheck>, timeoutMs: number): Router {
   const router = new Router();
   router.get('/health', async (ctx) => {
     const names = Object.keys(checks);
-    const outcomes = await Promise.allSettled(names.map((name) => withTimeout(checks[name]!, timeoutMs)));
+    const outcomes = await Promise.allSettled(names.map((name) => withTimeout(checks[name]!.run, timeoutMs)));
     const results = Object.fromEntries(
-      names.map((name, i) => [name, outcomes[i]!.status === 'fulfilled' ? 'ok' : 'unavailable']),
+      names.map((name, i) => {
+        const outcome = outcomes[i]!;
+        if (outcome.status === 'fulfilled') return [name, 'ok'];
+        return [name, outcome.reason instanceof CheckFailed ? outcome.reason.state : 'unavailable'];
+      }),
     );
     const failing = names.filter((name) => results[name] !== 'ok');
-    ctx.status = failing.length ? 503 : 200;
-    ctx.body = failing.length
+    const unavailable = failing.some((name) => checks[name]!.required);
+    ctx.status = unavailable ? 503 : 200;
+    ctx.body = unavailable
       ? {
           status: 'unavailable',
           checks: results,
@@ -43,7 +92,7 @@ export function healthRoutes(checks: Record<string, HealthCheck>, timeoutMs: num
           message: `Failing: ${failing.join(', ')}.`,
           request_id: ctx.state.requestId,
         }
-      : { status: 'ok', checks: results };
+      : { status: failing.length ? 'degraded' : 'ok', checks: results };
   });
   return router;
 }

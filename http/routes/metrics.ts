@@ -3,14 +3,14 @@ import type { Registry } from 'prom-client';
 import { requireAdmin } from '../auth.ts';
 
 /**
- * `GET /metrics` in Prometheus's text format. On the public port only the admin key may read it
- * (401 without a key, 403 with a user's); the dashboard's internal port serves it to anyone.
+ * `GET /metrics` in Prometheus's text format, for the admin key only (401 without a key, 403 with a
+ * user's), on the public port and on the dashboard's.
  */
-export function metricsRoutes(registry: Registry, options: { admin_only: boolean }): Router {
+export function metricsRoutes(registry: Registry): Router {
   const router = new Router();
 
   router.get('/metrics', async (ctx) => {
-    if (options.admin_only) requireAdmin(ctx.state);
+    requireAdmin(ctx.state);
     ctx.type = registry.contentType;
     ctx.body = await registry.metrics();
   });
