@@ -33,7 +33,9 @@ export type CommandRequest = {
 
 export type ActorRequest = CommandRequest | { kind: 'read' } | { kind: 'passivate' };
 
-export type Refusal = 'not_owned' | 'stale_epoch' | 'idempotency_conflict' | 'failed' | 'busy' | 'timeout';
+/** Why a command was not done; `uncertain`: the journal's link failed mid-commit, so it may have been. */
+export type Refusal =
+  'not_owned' | 'stale_epoch' | 'idempotency_conflict' | 'failed' | 'uncertain' | 'busy' | 'timeout';
 
 export type ActorReply =
   | { kind: 'done'; outcome: Outcome; response?: Rendered }
@@ -151,7 +153,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
     });
     if (!result.ok) {
       // One conflicting key or one bad command must not refuse the others: commit each on its own.
-      const alone = result.reason === 'idempotency_conflict' || result.reason === 'failed';
+      const alone = ['idempotency_conflict', 'failed', 'uncertain'].includes(result.reason);
       if (alone && requests.length > 1) return executeOneByOne(requests);
       return requests.map(() => ({ kind: 'refused', reason: result.reason }));
     }
@@ -185,7 +187,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       const [reply] = await execute(base, [request]);
       replies.push(reply!);
       if (reply!.kind !== 'refused' || reply!.reason === 'idempotency_conflict') continue;
-      if (reply!.reason === 'failed') state = undefined;
+      if (reply!.reason === 'failed' || reply!.reason === 'uncertain') state = undefined;
       // The shard is another instance's now: nothing more can be committed here.
       else stop = reply!.reason;
     }
@@ -229,7 +231,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
         const refused = (reason: Refusal) =>
           commandReplies.some((reply) => reply.kind === 'refused' && reply.reason === reason);
         // After a failed write the commit may or may not have happened: recover from the journal.
-        if (refused('failed')) state = undefined;
+        if (refused('failed') || refused('uncertain')) state = undefined;
         if (refused('stale_epoch')) deps.ownership.lose(shard);
         if (requests.some((request) => request.kind === 'passivate')) await snapshot();
         const current = state;

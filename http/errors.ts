@@ -83,6 +83,7 @@ export function refusalError(reason: string): ApiError {
     case 'busy':
       return errors.unavailable('account_busy', 'This account has too many requests waiting; retry shortly.');
     case 'timeout':
+    case 'uncertain':
       return errors.outcomeUnknown();
     case 'not_owned':
     case 'stale_epoch':

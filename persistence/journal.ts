@@ -1,3 +1,4 @@
+import { isStorageFault } from './faults.ts';
 import type { Logger } from '../logger.ts';
 import type { IdempotencyRecord } from './idempotency.ts';
 import type { Queryable, Sql } from './sql.ts';
@@ -44,7 +45,8 @@ export interface Append {
 }
 
 export type AppendOutcome =
-  { ok: true } | { ok: false; reason: 'stale_epoch' | 'idempotency_conflict' | 'failed'; error?: unknown };
+  | { ok: true }
+  | { ok: false; reason: 'stale_epoch' | 'idempotency_conflict' | 'failed' | 'uncertain'; error?: unknown };
 
 export interface JournalOptions {
   batch_size_max: number;
@@ -198,6 +200,11 @@ export function createJournal(sql: Sql, options: JournalOptions) {
 
   function failure(error: unknown): AppendOutcome {
     if (error instanceof IdempotencyConflict) return { ok: false, reason: 'idempotency_conflict' };
+    // The link broke (or timed out) during the transaction: its COMMIT may have reached Postgres.
+    if (isStorageFault(error)) {
+      options.log.warn({ err: error }, 'journal append uncertain: the connection failed');
+      return { ok: false, reason: 'uncertain', error };
+    }
     options.log.error({ err: error }, 'journal append failed');
     return { ok: false, reason: 'failed', error };
   }

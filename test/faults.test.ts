@@ -197,7 +197,7 @@ test('Postgres links reset under load: the process survives, nothing acknowledge
   }
   assert.ok(
     listed >= accepted.size && listed <= accepted.size + unknown,
-    `${listed} listed, ${accepted.size} accepted`,
+    `${listed} listed, ${accepted.size} accepted: ${JSON.stringify([...statuses])}`,
   );
   const report = await request('GET', '/api/v1/admin/reconciliation', { key: ADMIN_KEY });
   assert.equal(report.status, 200, report.text);
