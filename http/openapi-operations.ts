@@ -118,7 +118,7 @@ function transactionOperations(type: 'deposit' | 'withdrawal', body: z.ZodType):
   ];
 }
 
-/** Every operation the gateway serves, and those announced in DESIGN.md that are still being built. */
+/** Every operation the gateway serves, and those the contract announces that are still being built. */
 export function operations(currencies: readonly string[]): Operation[] {
   const newTransaction = transactionBody(currencies).meta({ id: 'TransactionRequest' });
   return [

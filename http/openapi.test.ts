@@ -9,7 +9,7 @@ import { ADMIN_KEY, client, startTestGateway } from '../test/support/gateway.ts'
 import { buildOpenApiDocument } from './openapi.ts';
 import * as shapes from './response-schemas.ts';
 
-// Routes DESIGN.md announces that no router serves yet; the document describes them already.
+// Routes the contract announces that no router serves yet; the document describes them already.
 const ANNOUNCED = new Set(['get /metrics']);
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options', 'trace'];
 
