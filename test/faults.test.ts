@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { after, before, test } from 'node:test';
 import { eventually } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
-import { ADMIN_KEY, client, createUser, type Answer } from './support/gateway.ts';
+import { ADMIN_KEY, OBEDIENT_BANK, client, createUser, type Answer } from './support/gateway.ts';
 import { kill9, spawnGateway } from './support/process.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 
@@ -43,13 +43,7 @@ before(async () => {
     SHARDS: '8',
     BANK_MIN_DELAY_MS: '20',
     BANK_MAX_DELAY_MS: '100',
-    BANK_SUCCESS_RATE: '1',
-    BANK_TIMEOUT_RATE: '0',
-    BANK_UNAVAILABLE_RATE: '0',
-    BANK_INVALID_RATE: '0',
-    BANK_INSUFFICIENT_FUNDS_RATE: '0',
-    BANK_DUPLICATE_CALLBACK_RATE: '0',
-    BANK_LOST_CALLBACK_RATE: '0',
+    ...OBEDIENT_BANK,
     BANK_SEED: 'faults',
   });
   request = client(gateway.url);
