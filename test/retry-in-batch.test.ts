@@ -5,6 +5,7 @@ import { shardOf } from '../engine/shards.ts';
 import { createSql, type Sql } from '../persistence/sql.ts';
 import { eventually, signedCallback } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
+import { appendWaiting, holdShard } from './support/shard-lock.ts';
 import { client, createUser, startTestGateway } from './support/gateway.ts';
 
 // The machine is shared: every limit below is a generous multiple of what an idle machine needs.
@@ -26,39 +27,6 @@ after(async () => {
   await gateway.close();
 });
 
-/**
- * Holds the shard's lease row, as a takeover does: the account's appends wait for it in Postgres, and
- * its actor with them, while new requests gather in its mailbox. Resolves once held.
- */
-async function holdShard(shard: number): Promise<{ release: () => Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let held!: () => void;
-  const holding = new Promise<void>((resolve) => (held = resolve));
-  const transaction = sql.begin(async (tx) => {
-    await tx`SELECT 1 FROM shard_leases WHERE shard = ${shard} FOR UPDATE`;
-    held();
-    await released;
-  });
-  await holding;
-  return {
-    release: async () => {
-      release();
-      await transaction;
-    },
-  };
-}
-
-/** Resolves once one of the gateway's sessions waits on a lock (its journal append, behind the held lease). */
-function appendWaiting(): Promise<true> {
-  return eventually(async () => {
-    const [row] = await sql<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM pg_stat_activity
-      WHERE datname = current_database() AND application_name LIKE 'gateway:%' AND wait_event_type = 'Lock'`;
-    return row!.n > 0 ? true : undefined;
-  }, WAIT_MS);
-}
-
 test('a retry batched with its original replays its answer; the rest of the batch commits; no 503', async () => {
   const user = await createUser(request, 'Batched Retry');
   const deposit = (amount: number, key: string) =>
@@ -72,13 +40,13 @@ test('a retry batched with its original replays its answer; the rest of the batc
     return shown.json.status === 'processing' ? true : undefined;
   }, WAIT_MS);
 
-  const lease = await holdShard(shardOf(user.id, gateway.shards.shards));
+  const release = await holdShard(sql, shardOf(user.id, gateway.shards.shards));
   let released = false;
   try {
     // The actor's current batch waits on the lease; the original request waits behind it and its
     // client gives up (503 outcome_unknown), while the request stays in the actor's mailbox.
     const blocking = deposit(200, crypto.randomUUID());
-    await appendWaiting();
+    await appendWaiting(sql, WAIT_MS);
     const key = `retried-${crypto.randomUUID()}`;
     const original = await deposit(700, key);
     assert.equal(original.status, 503);
@@ -97,7 +65,7 @@ test('a retry batched with its original replays its answer; the rest of the batc
       request('POST', '/webhooks/bank-callback', { raw: callback.raw, headers: callback.headers }),
     ]);
     await eventually(() => (gateway.accounts.mailboxDepth() === 4 ? true : undefined), WAIT_MS);
-    await lease.release();
+    await release();
     released = true;
     const [retry, unrelated, settled] = await answers;
     assert.equal((await blocking).status, 503, 'the request the lease held timed out, as the original did');
@@ -119,6 +87,6 @@ test('a retry batched with its original replays its answer; the rest of the batc
     assert.equal(byAmount(300).length, 1);
     assert.equal(byAmount(100)[0].status, 'succeeded');
   } finally {
-    if (!released) await lease.release();
+    if (!released) await release();
   }
 });

@@ -34,7 +34,11 @@ export async function spawnGateway(
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const deadline = Date.now() + 30_000;
   while (!output.includes('gateway listening')) {
-    if (child.exitCode !== null || Date.now() > deadline) throw new Error(`gateway did not start:\n${output}`);
+    if (child.exitCode !== null || Date.now() > deadline) {
+      // Never leave a half-started gateway behind: it would keep serving after the test.
+      await kill9(child);
+      throw new Error(`gateway did not start:\n${output}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return { child, url: `http://127.0.0.1:${port}`, output: () => output };

@@ -1,0 +1,31 @@
+import type { Sql } from '../../persistence/sql.ts';
+import { eventually } from './bank.ts';
+
+/** Holds the shard's lease row, as a takeover does: the account's journal appends wait for it. */
+export async function holdShard(sql: Sql, shard: number): Promise<() => Promise<void>> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let held!: () => void;
+  const holding = new Promise<void>((resolve) => (held = resolve));
+  const transaction = sql.begin(async (tx) => {
+    await tx`SELECT 1 FROM shard_leases WHERE shard = ${shard} FOR UPDATE`;
+    held();
+    await released;
+  });
+  await holding;
+  return async () => {
+    release();
+    await transaction;
+  };
+}
+
+/** Resolves once a gateway session's journal append waits for a lease row's lock. */
+export function appendWaiting(sql: Sql, wait_ms = 10_000 * Number(process.env.TEST_TIME_SCALE ?? 1)): Promise<true> {
+  return eventually(async () => {
+    const [row] = await sql<{ n: number }[]>`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND application_name LIKE 'gateway:%' AND wait_event_type = 'Lock'
+        AND query ILIKE '%FROM shard_leases%FOR SHARE%'`;
+    return row!.n > 0 ? true : undefined;
+  }, wait_ms);
+}
