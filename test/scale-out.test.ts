@@ -374,6 +374,10 @@ describe('a paused owner', () => {
     await Promise.all(intents.map((intent) => deliver(cluster, intent)));
     assert.equal(await appendedByC(), beforeWaking, "nothing was appended under c's epochs once it woke up");
     await assertBooks(cluster, intents, theirs);
+    // Its sessions were ended under it (fencing): it drops its shards and carries on, it does not die.
+    assert.equal(paused.child.exitCode, null, `the resumed owner died:\n${paused.output().slice(-3000)}`);
+    assert.equal(paused.child.signalCode, null);
+    await settledOwnership(cluster.instances[0]!.url, ['a', 'b', 'c']);
   });
 });
 
