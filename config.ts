@@ -1,7 +1,7 @@
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_RATES } from './simulator/scenarios.ts';
+import { BANK_DEFAULTS, DEFAULT_RATES } from './simulator/scenarios.ts';
 
 /** Thrown when an environment variable has a value the service cannot run with. */
 export class ConfigError extends Error {
@@ -34,13 +34,13 @@ const schema = z.object({
   DATABASE_POOL_MAX: integer(10, 1, 200),
   REDIS_URL: z.url().default('redis://127.0.0.1:6379'),
   ADMIN_API_KEY: z.string().min(16).max(256).default('admin_local_dev_key_change_me'),
-  WEBHOOK_SECRETS: list('whsec_bG9jYWwtZGV2LXdlYmhvb2stc2VjcmV0LWNoYW5nZS1tZQ==').pipe(
+  WEBHOOK_SECRETS: list(BANK_DEFAULTS.webhook_secret).pipe(
     z.array(z.string().regex(/^whsec_[A-Za-z0-9+/=]+$/, 'each secret must look like whsec_<base64>')).min(1),
   ),
   BANK_URL: z.union([z.literal(''), z.url()]).default(''),
-  BANK_MIN_DELAY_MS: integer(2000, 0, 600_000),
-  BANK_MAX_DELAY_MS: integer(10_000, 0, 600_000),
-  BANK_SUCCESS_RATE: z.coerce.number().min(0).max(1).default(0.9),
+  BANK_MIN_DELAY_MS: integer(BANK_DEFAULTS.delay_ms_min, 0, 600_000),
+  BANK_MAX_DELAY_MS: integer(BANK_DEFAULTS.delay_ms_max, 0, 600_000),
+  BANK_SUCCESS_RATE: z.coerce.number().min(0).max(1).default(DEFAULT_RATES.success),
   BANK_SEED: z.string().default(''),
   // The in-process simulator's failure rates (BANK_URL empty); a separate bank reads its own.
   BANK_TIMEOUT_RATE: z.coerce.number().min(0).max(1).default(DEFAULT_RATES.timeout),

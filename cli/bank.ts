@@ -1,20 +1,19 @@
-import { ConfigError } from '../config.ts';
 import { createLogger } from '../logger.ts';
-import { loadBankEnv, startSimulator } from '../simulator/simulator.ts';
+import { BankConfigError, loadBankEnv, startSimulator } from '../simulator/simulator.ts';
 
 let env;
 try {
   env = loadBankEnv(process.env);
 } catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
+  if (!(error instanceof BankConfigError)) throw error;
   console.error(`Invalid configuration: ${error.message}`);
   process.exit(1);
 }
 
-const log = createLogger(env.LOG_LEVEL);
+const log = createLogger(env.log_level);
 const simulator = await startSimulator(env, log);
 log.info(
-  { seed: simulator.seed, callback_url: env.BANK_CALLBACK_URL, url: simulator.url },
+  { seed: simulator.seed, callback_url: env.callback_url, url: simulator.url },
   'bank simulator started; BANK_SEED replays it',
 );
 

@@ -17,13 +17,17 @@ export interface ShardLeaseOptions {
   shards: number;
   /** A lease's life in Redis; renewed every third of it. */
   lease_ms: number;
+  log: Logger;
+}
+
+/** What the rest of the engine does when ownership changes; told to `listen` before `start`. */
+export interface ShardListener {
   /** Live actors per shard on this instance, for the shard table. */
   actorsPerShard: () => Map<number, number>;
   /** Shards just taken (epoch bumped): resume their open payments. */
-  onAcquired: (shards: number[]) => void;
+  acquired: (shards: number[]) => void;
   /** Shards no longer ours: stop their actors and workers at once. */
-  onLost: (shards: number[]) => void;
-  log: Logger;
+  lost: (shards: number[]) => void;
 }
 
 export interface ShardRow {
@@ -49,6 +53,8 @@ export interface ShardLeases extends Ownership {
   stop(): Promise<void>;
   /** Takes no more shards (an instance shutting down must not take over its stopping peers'). */
   drain(): void;
+  /** Who is told of ownership changes (the registry, the payment workers); set before `start`. */
+  listen(listener: ShardListener): void;
 }
 
 /**
@@ -72,6 +78,8 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
   // Shutting down: keep (and renew) what is held until `stop`, but take nothing more.
   let draining = false;
   let running: Promise<void> | undefined;
+  // Nobody listens until the engine says who does (ShardLeases.listen), which it does before `start`.
+  let listener: ShardListener = { actorsPerShard: () => new Map(), acquired: () => {}, lost: () => {} };
   let again = false;
   let timer: NodeJS.Timeout | undefined;
   let renewer: NodeJS.Timeout | undefined;
@@ -84,7 +92,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
     if (gone.length === 0) return;
     const locks = gone.map((shard) => held.get(shard)!.lock);
     for (const shard of gone) held.delete(shard);
-    options.onLost(gone);
+    listener.lost(gone);
     log[level]({ shards: gone, reason }, 'shards lost');
     void Promise.allSettled(locks.map((lock) => lock.release()));
     void instances.unclaim(gone, instance.id).catch(() => undefined);
@@ -214,7 +222,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
       );
       if (taken.length > 0) {
         log.info({ shards: taken, owned: held.size }, 'shards acquired');
-        options.onAcquired(taken);
+        listener.acquired(taken);
         changed = true;
       }
       await readRouting(live);
@@ -247,7 +255,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
 
   function record(): InstanceRecord {
     const actors: Record<string, number> = {};
-    for (const [shard, count] of options.actorsPerShard()) actors[shard] = count;
+    for (const [shard, count] of listener.actorsPerShard()) actors[shard] = count;
     return { id: instance.id, url: instance.url, started_at, actors };
   }
 
@@ -265,6 +273,9 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
   let ready: Promise<void> | undefined;
 
   return {
+    listen(next: ShardListener): void {
+      listener = next;
+    },
     shards,
     start() {
       ready ??= (async () => {
@@ -315,7 +326,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
       const all = [...held.keys()];
       const locks = [...held.values()].map((lease) => lease.lock);
       held.clear();
-      if (all.length > 0) options.onLost(all);
+      if (all.length > 0) listener.lost(all);
       await Promise.allSettled(locks.map((lock) => lock.release()));
       await Promise.allSettled([instances.unclaim(all, instance.id), instances.leave(instance.id)]);
       await instances.announce(instance.id).catch(() => undefined);

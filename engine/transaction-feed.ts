@@ -15,8 +15,6 @@ export interface TransactionFeedOptions {
   subscribers_per_owner_max: number;
   /** Changes waiting for one subscriber before it is dropped as too slow. */
   buffer_max: number;
-  /** Hands every committed change to the other instances too (engine/feed-relay.ts). */
-  share?: (transactions: Transaction[]) => void;
   log: Logger;
 }
 
@@ -56,6 +54,8 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
   const perOwner = new Map<string, number>();
   let count = 0;
   let closed = false;
+  // Hands every committed change to the other instances too (engine/feed-relay.ts), once wired.
+  let share: ((transactions: Transaction[]) => void) | undefined;
 
   function end(subscriber: Subscriber, reason: EndReason): void {
     if (subscriber.ended) return;
@@ -91,6 +91,11 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
   }
 
   return {
+    /** Hands every committed change here to `relay` too (the other instances' feeds). */
+    shareWith(relay: (transactions: Transaction[]) => void): void {
+      share = relay;
+    },
+
     /** Subscribes `owner` to one user's changes, or to every user's when `user_id` is undefined. */
     subscribe(scope: { user_id: string | undefined; owner: string }): SubscribeResult {
       if (closed) return { ok: false, reason: 'closed' };
@@ -120,11 +125,11 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
      * folding them from `before`, the state the commit started from. Does nothing when nobody listens.
      */
     onCommitted(before: AccountState, events: readonly Event[]): void {
-      if (!options.share && everyUser.size === 0 && !byUser.has(before.user_id)) return;
+      if (!share && everyUser.size === 0 && !byUser.has(before.user_id)) return;
       try {
         const changes = transactionsAfter(before, events);
         for (const change of changes) publish(change);
-        options.share?.(changes);
+        share?.(changes);
       } catch (error) {
         // Called inside the actor's turn after its commit: a live view's failure must not fail the
         // commit's replies. Its subscribers missed a change, so they end and read the state again.

@@ -40,6 +40,17 @@ export interface Rates {
 }
 
 /** The rates used where none is configured; the success rate is the gateway's BANK_SUCCESS_RATE default. */
+/**
+ * The defaults the gateway shares with its bank (config.ts reads them from here), so that a fresh
+ * machine signs and verifies callbacks with the same local secret and the same delays.
+ */
+export const BANK_DEFAULTS = Object.freeze({
+  /** A local development secret: set WEBHOOK_SECRETS in any real deployment. */
+  webhook_secret: 'whsec_bG9jYWwtZGV2LXdlYmhvb2stc2VjcmV0LWNoYW5nZS1tZQ==',
+  delay_ms_min: 2000,
+  delay_ms_max: 10_000,
+});
+
 export const DEFAULT_RATES: Readonly<Rates> = Object.freeze({
   success: 0.9,
   timeout: 0.01,

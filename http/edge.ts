@@ -1,0 +1,155 @@
+import type Koa from 'koa';
+import type { Middleware } from 'koa';
+import type { Registry as MetricsRegistry } from 'prom-client';
+import type { Config } from '../config.ts';
+import type { Engine } from '../engine/engine.ts';
+import type { Logger } from '../logger.ts';
+import type { RequestObservation } from '../metrics.ts';
+import type { Storage } from '../persistence/storage.ts';
+import { createApp } from './app.ts';
+import { authenticate } from './auth.ts';
+import { authFailureLimit } from './auth-failure-limit.ts';
+import { createForwarder, type ToOwner } from './forward.ts';
+import { createIdempotencyGate } from './idempotency.ts';
+import { rateLimits } from './rate-limit.ts';
+import { accountRoutes } from './routes/accounts.ts';
+import { adminRoutes } from './routes/admin.ts';
+import { docsRoutes } from './routes/docs.ts';
+import { eventRoutes } from './routes/events.ts';
+import { dependencyChecks, healthRoutes } from './routes/health.ts';
+import { meRoutes } from './routes/me.ts';
+import { metricsRoutes } from './routes/metrics.ts';
+import { transactionRoutes } from './routes/transactions.ts';
+import { userRoutes } from './routes/users.ts';
+import { viewerRoutes } from './routes/viewer.ts';
+import { webhookRoutes } from './routes/webhooks.ts';
+import { securityHeaders } from './security-headers.ts';
+
+/** The edge's own limits (those an operator tunes are in config.ts). */
+export const EDGE_LIMITS = {
+  /** An event stream: a comment this often keeps proxies from closing it; it ends after its lifetime. */
+  events_heartbeat_ms: 15_000,
+  events_lifetime_ms: 30 * 60_000,
+  /** What an event stream tells its client to wait before reconnecting. */
+  events_retry_ms: 3000,
+} as const;
+
+/** The settings the edge reads: the typed configuration, nothing parsed here. */
+export type EdgeSettings = Pick<
+  Config,
+  | 'INSTANCE_ID'
+  | 'ADMIN_API_KEY'
+  | 'REDIS_KEY_PREFIX'
+  | 'CORS_ORIGINS'
+  | 'CURRENCIES'
+  | 'WEBHOOK_SECRETS'
+  | 'BODY_SIZE_MAX_BYTES'
+  | 'AUTH_CACHE_TTL_MS'
+  | 'RATE_LIMIT_AUTH_FAILURES_PER_MIN'
+  | 'RATE_LIMIT_GLOBAL_PER_MIN'
+  | 'RATE_LIMIT_BALANCE_PER_MIN'
+  | 'RATE_LIMIT_TRANSACTIONS_PER_MIN'
+  | 'ACTOR_ASK_TIMEOUT_MS'
+  | 'FORWARD_TIMEOUT_MS'
+  | 'SHARD_WAIT_MS'
+  | 'HEALTH_TIMEOUT_MS'
+  | 'REQUEST_DEADLINE_MS'
+>;
+
+export interface EdgeOptions {
+  settings: EdgeSettings;
+  engine: Engine;
+  storage: Storage;
+  metrics: { request: (request: RequestObservation) => void; registry: MetricsRegistry };
+  /** True once the instance is stopping (new requests get 503 shutting_down). */
+  draining: () => boolean;
+  log: Logger;
+}
+
+/**
+ * The HTTP edge's one wiring place: middleware in order (security headers → forwarding recognised →
+ * failed-auth limit → auth → rate limits), then the routers, over the engine and the stores.
+ */
+export function createEdge(options: EdgeOptions): Koa {
+  const { settings: s, engine, storage, log } = options;
+  const { accounts, payments, ownership, feed, bank } = engine;
+  const { sql, redis, users, readModel, idempotency, deadLetters } = storage;
+  const gate = createIdempotencyGate(idempotency, s.ACTOR_ASK_TIMEOUT_MS);
+  const forwarder = createForwarder({
+    leases: ownership,
+    instance: s.INSTANCE_ID,
+    secret: s.ADMIN_API_KEY,
+    timeout_ms: s.FORWARD_TIMEOUT_MS,
+    wait_ms: s.SHARD_WAIT_MS,
+    log: log.child({ module: 'forward' }),
+  });
+  const toOwner: ToOwner = (ctx, user_id) => forwarder.toOwner(ctx, user_id);
+  const currencies = s.CURRENCIES;
+  const bodySizeMaxBytes = s.BODY_SIZE_MAX_BYTES;
+
+  return createApp({
+    log: log.child({ module: 'http' }),
+    observe: options.metrics.request,
+    deadline_ms: s.REQUEST_DEADLINE_MS,
+    draining: options.draining,
+    middleware: [
+      securityHeaders({ cors_origins: s.CORS_ORIGINS }),
+      forwarder.recognise(),
+      unlessForwarded(
+        authFailureLimit({
+          redis,
+          key_prefix: `${s.REDIS_KEY_PREFIX}auth`,
+          max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
+          log: log.child({ module: 'auth-failure-limit' }),
+        }),
+      ),
+      authenticate(users, s.ADMIN_API_KEY, { ttl_ms: s.AUTH_CACHE_TTL_MS }),
+      unlessForwarded(
+        rateLimits({
+          redis,
+          key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
+          global_per_min: s.RATE_LIMIT_GLOBAL_PER_MIN,
+          balance_per_min: s.RATE_LIMIT_BALANCE_PER_MIN,
+          transactions_per_min: s.RATE_LIMIT_TRANSACTIONS_PER_MIN,
+          log: log.child({ module: 'rate-limit' }),
+        }),
+      ),
+    ],
+    routers: [
+      healthRoutes(dependencyChecks({ sql, redis, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
+      userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes }),
+      accountRoutes({ accounts, readModel, users, currencies, toOwner }),
+      adminRoutes({ sql, accounts, payments, deadLetters, gate, toOwner, shardTable: () => ownership.table() }),
+      webhookRoutes({
+        secrets: s.WEBHOOK_SECRETS,
+        inbox: storage.inbox,
+        readModel,
+        accounts,
+        bodySizeMaxBytes,
+        toOwner,
+        log: log.child({ module: 'webhooks' }),
+      }),
+      transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes, toOwner }),
+      docsRoutes({ currencies }),
+      meRoutes({ users }),
+      eventRoutes({
+        feed,
+        users,
+        heartbeat_ms: EDGE_LIMITS.events_heartbeat_ms,
+        lifetime_ms: EDGE_LIMITS.events_lifetime_ms,
+        retry_ms: EDGE_LIMITS.events_retry_ms,
+        log: log.child({ module: 'events' }),
+      }),
+      viewerRoutes(),
+      metricsRoutes(options.metrics.registry),
+    ],
+  });
+}
+
+/** A forwarded request was counted by the instance the client called: not again here. */
+function unlessForwarded(middleware: Middleware): Middleware {
+  return async (ctx, next) => {
+    if (ctx.state.forwardedBy) await next();
+    else await middleware(ctx, next);
+  };
+}
