@@ -112,7 +112,12 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     try {
       return await sql.begin((tx) => writeAppends(tx, appends));
     } catch (error) {
-      if (appends.length === 1) return [failure(error)];
+      // The link failed: the batch's COMMIT may have reached Postgres, so no append of it is retried
+      // (a retry of one that did commit would fail on its sequence number and be reported as failed).
+      if (isStorageFault(error) || appends.length === 1) {
+        const outcome = failure(error);
+        return appends.map(() => outcome);
+      }
       options.log.warn({ err: error, size: appends.length }, 'batch failed; committing its appends one by one');
       return Promise.all(appends.map(commitAlone));
     }
