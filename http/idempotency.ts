@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Context } from 'koa';
-import type { IdempotencyStore } from '../persistence/idempotency.ts';
+import { IdempotencyLookupsFull, type IdempotencyStore } from '../persistence/idempotency.ts';
 import { errors } from './errors.ts';
 
 /** A response as it goes on the wire, so that a replay can repeat it byte for byte. */
@@ -63,8 +63,18 @@ export interface Attempt {
 export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
   const inFlight = new Map<string, Promise<unknown>>();
 
+  /** The record, if any; 503 when too many lookups already wait for Postgres (nothing was run). */
+  async function find(attempt: Attempt) {
+    try {
+      return await store.find(attempt.caller, attempt.key);
+    } catch (error) {
+      if (error instanceof IdempotencyLookupsFull) throw errors.storageUnavailable();
+      throw error;
+    }
+  }
+
   async function replayOrNothing(attempt: Attempt): Promise<StoredResponse | undefined> {
-    const record = await store.find(attempt.caller, attempt.key);
+    const record = await find(attempt);
     if (!record) return undefined;
     if (record.fingerprint !== attempt.fingerprint) throw errors.idempotencyKeyReused();
     return { status: record.status_code, body: record.body };
