@@ -1,6 +1,9 @@
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { ACTORS_LIVE_MAX_DEFAULT } from './engine/registry.ts';
+import { WORKERS_MAX_DEFAULT } from './engine/payments.ts';
+import { QUEUE_APPENDS_MAX_DEFAULT } from './persistence/journal.ts';
 import { BANK_DEFAULTS, DEFAULT_RATES } from './simulator/scenarios.ts';
 
 /** Thrown when an environment variable has a value the service cannot run with. */
@@ -108,7 +111,16 @@ const schema = z.object({
   REQUEST_DEADLINE_MS: integer(8000, 200, 120_000),
   // How often each instance hands the open transactions of its shards that have no worker to one.
   OPEN_PAYMENT_SWEEP_MS: integer(30_000, 100, 3_600_000),
+  // Appends waiting for a journal commit; past it a write is refused at once (503 account_busy).
+  JOURNAL_QUEUE_APPENDS_MAX: integer(QUEUE_APPENDS_MAX_DEFAULT, 1, 1_000_000),
+  // Live account actors; when full the least recently used idle one is evicted, or 503 account_busy.
+  ACTORS_LIVE_MAX: integer(ACTORS_LIVE_MAX_DEFAULT, 1, 10_000_000),
+  // Payments driven at once; past it a transaction waits for the open-payment sweep.
+  PAYMENT_WORKERS_MAX: integer(WORKERS_MAX_DEFAULT, 1, 1_000_000),
 });
+
+/** How long idempotency records are kept when IDEMPOTENCY_TTL_HOURS is not set (from the schema itself). */
+export const IDEMPOTENCY_TTL_HOURS_DEFAULT: number = schema.shape.IDEMPOTENCY_TTL_HOURS.parse(undefined);
 
 export type Config = Readonly<Omit<z.infer<typeof schema>, 'REPL_SOCKET'> & { REPL_SOCKET: string }>;
 

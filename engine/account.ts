@@ -9,6 +9,9 @@ export type TransactionStatus = 'pending' | 'processing' | 'succeeded' | 'failed
 export type Cause = 'api' | 'bank_response' | 'bank_callback' | 'poll' | 'retry' | 'admin' | 'recovery';
 export type Failure = { code: string; message: string };
 
+/** Why a transaction failed when the bank said no more than that. */
+export const BANK_DECLINED: Failure = { code: 'bank_declined', message: 'The bank declined the transfer.' };
+
 export interface Transaction {
   id: string;
   user_id: string;
@@ -123,7 +126,7 @@ export function decide(state: AccountState, command: Command): Decision {
         : accepted({
             type: 'transaction_failed',
             transaction_id: open.id,
-            failure: command.failure ?? { code: 'bank_declined', message: 'The bank declined the transfer.' },
+            failure: command.failure ?? BANK_DECLINED,
             ...attempts,
             ...stamp,
           });

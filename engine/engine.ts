@@ -40,6 +40,9 @@ export type EngineSettings = Pick<
   | 'DATABASE_POOL_MAX'
   | 'JOURNAL_BATCH_SIZE_MAX'
   | 'JOURNAL_BATCH_WAIT_MS'
+  | 'JOURNAL_QUEUE_APPENDS_MAX'
+  | 'ACTORS_LIVE_MAX'
+  | 'PAYMENT_WORKERS_MAX'
   | 'IDEMPOTENCY_TTL_HOURS'
   | 'SNAPSHOT_EVERY_EVENTS'
   | 'ACTOR_IDLE_MS'
@@ -109,6 +112,7 @@ export function createEngine(options: EngineOptions): Engine {
   const journal = createJournal(storage.sql, {
     batch_size_max: s.JOURNAL_BATCH_SIZE_MAX,
     batch_wait_ms: s.JOURNAL_BATCH_WAIT_MS,
+    queue_appends_max: s.JOURNAL_QUEUE_APPENDS_MAX,
     // Half the pool commits; the other half serves reads, the idempotency gate and the leases.
     flushes_in_flight_max: Math.max(1, Math.floor(s.DATABASE_POOL_MAX / 2)),
     idempotency_ttl_hours: s.IDEMPOTENCY_TTL_HOURS,
@@ -143,6 +147,7 @@ export function createEngine(options: EngineOptions): Engine {
     },
     idle_ms: s.ACTOR_IDLE_MS,
     mailbox_max: s.ACTOR_MAILBOX_MAX,
+    actors_live_max: s.ACTORS_LIVE_MAX,
     batch_max: ENGINE_LIMITS.actor_batch_max,
     ask_timeout_ms: s.ACTOR_ASK_TIMEOUT_MS,
     log: log.child({ module: 'registry' }),
@@ -160,6 +165,7 @@ export function createEngine(options: EngineOptions): Engine {
     accounts,
     deadLetters: storage.deadLetters,
     attempts_max: s.BANK_ATTEMPTS_MAX,
+    workers_max: s.PAYMENT_WORKERS_MAX,
     backoff_base_ms: s.BANK_BACKOFF_BASE_MS,
     backoff_max_ms: s.BANK_BACKOFF_MAX_MS,
     callback_deadline_ms: s.BANK_CALLBACK_DEADLINE_MS,

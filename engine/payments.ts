@@ -14,6 +14,11 @@ export interface PaymentsOptions {
   callback_deadline_ms: number;
   polls_max: number;
   breaker_wait_ms: number;
+  /**
+   * Workers in flight at most. A transaction that finds them all taken gets none: the open-payment
+   * sweep hands it to a worker later (within two sweep intervals), as it does after a restart.
+   */
+  workers_max?: number;
   log: Logger;
   random?: () => number;
   /** Told each time a payment is submitted again: after a transient failure, or because the bank lost it. */
@@ -44,8 +49,23 @@ interface Worker {
   done: boolean;
 }
 
+/** Workers in flight at most, by default: each holds little (its transaction and a timer) while it waits. */
+export const WORKERS_MAX_DEFAULT = 10_000;
+
 /** Bounds how often the worker retries a command its actor could not take (shard moving, restart). */
 const ACTOR_TRIES_MAX = 30;
+
+/** The first wait before telling a refusing actor again, doubled per try, and its cap (before jitter). */
+const ACTOR_RETRY_DELAY_MS_BASE = 100;
+const ACTOR_RETRY_DELAY_MS_MAX = 5000;
+
+/**
+ * Full jitter: a uniform wait between 0 and the capped exponential `base_ms × 2^(attempt − 1)`, so that
+ * workers refused together (a busy account, a shard moving) do not come back together.
+ */
+export function fullJitterDelayMs(random: () => number, attempt: number, base_ms: number, max_ms: number): number {
+  return Math.floor(random() * Math.min(max_ms, base_ms * 2 ** (attempt - 1)));
+}
 
 /**
  * The payment workers: after a transaction's creation is journaled (or an account recovers with it
@@ -56,6 +76,8 @@ const ACTOR_TRIES_MAX = 30;
 export function createPayments(options: PaymentsOptions) {
   const workers = new Map<string, Worker>();
   const random = options.random ?? Math.random;
+  const workers_max = options.workers_max ?? WORKERS_MAX_DEFAULT;
+  let left_to_sweep = 0;
   let stopped = false;
   const sleepers = new Set<{ timer: NodeJS.Timeout; resolve: () => void }>();
 
@@ -71,9 +93,8 @@ export function createPayments(options: PaymentsOptions) {
     sleeper.resolve();
   }
 
-  /** Full jitter: a uniform wait between 0 and the capped exponential. */
   function backoff(attempt: number): number {
-    return Math.floor(random() * Math.min(options.backoff_max_ms, options.backoff_base_ms * 2 ** (attempt - 1)));
+    return fullJitterDelayMs(random, attempt, options.backoff_base_ms, options.backoff_max_ms);
   }
 
   async function tell(worker: Worker, command: Command): Promise<'applied' | 'not_open' | 'gave_up'> {
@@ -85,7 +106,7 @@ export function createPayments(options: PaymentsOptions) {
         release(worker);
         return 'gave_up';
       }
-      await sleep(Math.min(5000, 50 * 2 ** tries));
+      await sleep(fullJitterDelayMs(random, tries, ACTOR_RETRY_DELAY_MS_BASE, ACTOR_RETRY_DELAY_MS_MAX));
     }
     return 'gave_up';
   }
@@ -222,6 +243,17 @@ export function createPayments(options: PaymentsOptions) {
     }
   }
 
+  /** One log line when the workers fill up (and one when they have room again), not one per transaction. */
+  function leaveToSweep(transaction: Transaction): void {
+    if (left_to_sweep === 0) {
+      options.log.warn(
+        { workers_max, transaction_id: transaction.id },
+        'payment workers full; open transactions are left to the open-payment sweep',
+      );
+    }
+    left_to_sweep += 1;
+  }
+
   /** Ends a worker and forgets it at once, so that the transaction can get a new worker later. */
   function release(worker: Worker): void {
     worker.finish();
@@ -230,6 +262,14 @@ export function createPayments(options: PaymentsOptions) {
 
   function start(transaction: Transaction, round_start = transaction.attempts): void {
     if (stopped || workers.has(transaction.id)) return;
+    if (workers.size >= workers_max) {
+      leaveToSweep(transaction);
+      return;
+    }
+    if (left_to_sweep > 0) {
+      options.log.info({ left_to_sweep }, 'payment workers below their bound again');
+      left_to_sweep = 0;
+    }
     let finish = () => {};
     const finished = new Promise<void>((resolve) => (finish = resolve));
     const worker: Worker = {

@@ -24,10 +24,25 @@ interface Entry {
   last_used_ms: number;
 }
 
+/** Live actors at most, by default: about 520 MB at the 5.2 KiB per actor bench/RESULTS.md measures. */
+export const ACTORS_LIVE_MAX_DEFAULT = 100_000;
+
+/** The sweeper looks for idle actors this often, at least (half of `idle_ms` otherwise). */
+const IDLE_SWEEP_MS_MIN = 50;
+
+/**
+ * When the registry is full, how many of the least recently used actors it looks at for an idle one
+ * to evict: a bound on the work one spawn can cost. The ones in front were asked least recently, so
+ * they are busy only while a long turn (a recovery, a slow commit) runs.
+ */
+const EVICTION_CANDIDATES_MAX = 64;
+
 export interface RegistryOptions {
   deps: AccountDeps;
   idle_ms: number;
   mailbox_max: number;
+  /** Live actors at most; when full, the least recently used idle one is evicted, or the ask refused `busy`. */
+  actors_live_max?: number;
   /** The most requests one actor turn takes from its mailbox (and commits together). */
   batch_max: number;
   ask_timeout_ms: number;
@@ -41,14 +56,24 @@ export interface RegistryOptions {
  */
 export function createRegistry(options: RegistryOptions) {
   const system = nact.start();
+  // In least recently asked order: `ask` moves its actor to the end, so eviction looks at the front.
   const actors = new Map<string, Entry>();
+  const actors_live_max = options.actors_live_max ?? ACTORS_LIVE_MAX_DEFAULT;
   let spawned = 0;
-  const sweeper = setInterval(() => void passivateIdle(), Math.max(50, Math.floor(options.idle_ms / 2)));
+  let refusingFull = false;
+  const sweeper = setInterval(() => void passivateIdle(), Math.max(IDLE_SWEEP_MS_MIN, Math.floor(options.idle_ms / 2)));
   sweeper.unref();
 
-  function getOrSpawn(user_id: string): Entry {
+  /** The user's actor, moved to the most recently used end; a new one if there is room (or an idle one to evict). */
+  function getOrSpawn(user_id: string): Entry | undefined {
     const existing = actors.get(user_id);
-    if (existing) return existing;
+    if (existing) {
+      actors.delete(user_id);
+      actors.set(user_id, existing);
+      return existing;
+    }
+    if (actors.size >= actors_live_max && !evictIdle()) return undefined;
+    refusingFull = false;
     spawned += 1;
     const entry: Entry = {
       ref: undefined as unknown as nact.Ref<'drain'>,
@@ -93,6 +118,30 @@ export function createRegistry(options: RegistryOptions) {
     });
   }
 
+  /**
+   * Stops the least recently used idle actor (nothing running, nothing waiting) to make room, at once
+   * and without a snapshot: its state is in the journal, and recovery is bounded by the snapshots
+   * taken every `snapshot_every_events`. A snapshot here would add a write per new account at the
+   * moment memory is tightest, and the room would only be free once it committed.
+   */
+  function evictIdle(): boolean {
+    let looked = 0;
+    for (const [user_id, entry] of actors) {
+      if (looked === EVICTION_CANDIDATES_MAX) break;
+      looked += 1;
+      if (entry.busy || entry.mailbox.length > 0) continue;
+      actors.delete(user_id);
+      nact.stop(entry.ref);
+      options.log.debug({ user_id }, 'actor evicted: the registry is full');
+      return true;
+    }
+    // One line when refusals start, not one per refused ask; a spawn clears it.
+    if (!refusingFull)
+      options.log.warn({ actors_live_max }, 'registry full and no idle actor to evict; refusing as busy');
+    refusingFull = true;
+    return false;
+  }
+
   function drop(user_id: string): void {
     const entry = actors.get(user_id);
     if (!entry) return;
@@ -122,7 +171,7 @@ export function createRegistry(options: RegistryOptions) {
         return { kind: 'refused', reason: 'not_owned' };
       }
       const entry = getOrSpawn(user_id);
-      if (entry.mailbox.length >= options.mailbox_max) return { kind: 'refused', reason: 'busy' };
+      if (!entry || entry.mailbox.length >= options.mailbox_max) return { kind: 'refused', reason: 'busy' };
       entry.last_used_ms = Date.now();
       let timer: NodeJS.Timeout | undefined;
       // A timed-out ask is an unknown outcome: the actor may still handle the request.

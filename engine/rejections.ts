@@ -1,19 +1,24 @@
-/** Every way the account refuses a command, in one catalogue; the edge maps them to HTTP in one place. */
-export const REJECTIONS = {
-  insufficient_funds: { status: 422, message: 'The amount is more than the available balance.' },
-  balance_limit_exceeded: { status: 422, message: 'This deposit would take the balance past its limit.' },
-  transaction_exists: { status: 409, message: 'A transaction with this id already exists.' },
-} as const;
+/**
+ * Every way the account refuses a command, named by the constraint it would break. They are values, not
+ * HTTP: the edge gives each its status and message in its one catalogue (http/errors.ts).
+ */
+export const REJECTION_CODES = [
+  /** A withdrawal of more than the available balance. */
+  'insufficient_funds',
+  /** A deposit that would take the balance past the largest amount the account holds exactly. */
+  'balance_limit_exceeded',
+  /** A transaction id the account already has open. */
+  'transaction_exists',
+] as const;
 
-export type RejectionCode = keyof typeof REJECTIONS;
+export type RejectionCode = (typeof REJECTION_CODES)[number];
 
 export interface Rejection {
   kind: 'rejected';
   code: RejectionCode;
-  message: string;
 }
 
-/** A rejection value (not an exception) with its catalogue message. */
+/** A rejection value (not an exception). */
 export function reject(code: RejectionCode): Rejection {
-  return { kind: 'rejected', code, message: REJECTIONS[code].message };
+  return { kind: 'rejected', code };
 }

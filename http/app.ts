@@ -27,9 +27,9 @@ function errorsAndAccessLog(
       if (deadline_ms === undefined) await next();
       else await withinDeadline(ctx, next(), deadline_ms);
       if (ctx.body === undefined || ctx.body === null) {
-        if (ctx.status === 404) throw errors.routeNotFound();
-        if (ctx.status === 405) throw errors.methodNotAllowed(ctx.response.get('Allow'));
-        if (ctx.status === 501) throw errors.methodNotAllowed('GET, POST');
+        if (ctx.status === 404) throw errors.notFound({ what: 'route' });
+        if (ctx.status === 405) throw errors.methodNotAllowed({ allowed: ctx.response.get('Allow') });
+        if (ctx.status === 501) throw errors.methodNotAllowed({ allowed: 'GET, POST' });
       }
     } catch (caught) {
       failure = caught;
@@ -83,17 +83,20 @@ async function withinDeadline(ctx: Context, work: Promise<unknown>, deadline_ms:
   }
 }
 
-/** Maps anything thrown to an ApiError; only ApiErrors and Koa's own client errors expose a message. */
+/**
+ * Maps anything thrown to an ApiError; only ApiErrors and a library's exposed client errors show a
+ * message. None of this stack's libraries raises one today (bodies are read by `body.ts`, whose 413
+ * names the limit): should one appear, it is a 400 `bad_request` with the library's words.
+ */
 export function toApiError(caught: unknown): ApiError {
   if (caught instanceof ApiError) return caught;
   // Postgres or Redis unreachable, refusing, or cut mid-query: the contract's 503, never a 500.
   if (isStorageFault(caught)) return errors.storageUnavailable();
   const status = (caught as { status?: unknown }).status;
-  if (typeof status === 'number' && status === 413) return new ApiError(413, 'payload_too_large', 'Too large.');
   if (typeof status === 'number' && status >= 400 && status < 500 && (caught as { expose?: boolean }).expose) {
-    return new ApiError(status, 'bad_request', (caught as Error).message);
+    return errors.badRequest({ reason: (caught as Error).message });
   }
-  return errors.internal();
+  return errors.internalError();
 }
 
 /**

@@ -4,7 +4,7 @@ import { errors } from './errors.ts';
 /** Reads the request body into a Buffer, refusing it once it passes `limitBytes`. */
 export async function readRawBody(ctx: Context, limitBytes: number): Promise<Buffer> {
   const declared = Number(ctx.get('Content-Length') || '0');
-  if (declared > limitBytes) throw errors.bodyTooLarge(limitBytes);
+  if (declared > limitBytes) throw errors.payloadTooLarge({ limit_bytes: limitBytes });
   const chunks: Buffer[] = [];
   let size = 0;
   // Leaving the loop early must not destroy the request: that resets the connection under a client
@@ -17,7 +17,7 @@ export async function readRawBody(ctx: Context, limitBytes: number): Promise<Buf
   }
   if (size > limitBytes) {
     ctx.req.resume();
-    throw errors.bodyTooLarge(limitBytes);
+    throw errors.payloadTooLarge({ limit_bytes: limitBytes });
   }
   return Buffer.concat(chunks);
 }

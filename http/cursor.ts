@@ -1,4 +1,4 @@
-import { ApiError } from './errors.ts';
+import { errors } from './errors.ts';
 import { storableInstant } from './schemas.ts';
 
 /** An opaque page cursor: the keyset position (created_at, id) of the last row, base64url JSON. */
@@ -20,5 +20,5 @@ export function decodeCursor(cursor: string): { created_at: Date; id: string } {
   } catch {
     // Falls through to the 400 below.
   }
-  throw new ApiError(400, 'invalid_cursor', 'The cursor is not one this API returned.');
+  throw errors.invalidCursor();
 }

@@ -3,7 +3,7 @@ import type { Context, Middleware } from 'koa';
 import { shardOf } from '../engine/shards.ts';
 import type { ShardLeases } from '../engine/shard-leases.ts';
 import type { Logger } from '../logger.ts';
-import { errors, refusalError } from './errors.ts';
+import { errors } from './errors.ts';
 
 /** The request headers an owner needs to answer as if the client had called it. */
 const PASSED_ON = [
@@ -61,9 +61,6 @@ export function createForwarder(options: ForwarderOptions) {
 
   type Relayed = 'answered' | 'unreachable';
 
-  const unavailable = () =>
-    errors.unavailable('shard_unavailable', 'This account is moving between instances; retry shortly.');
-
   async function relay(ctx: Context, owner: { id: string; url: string }): Promise<Relayed> {
     const at_s = Math.floor(Date.now() / 1000);
     const headers: Record<string, string> = {
@@ -91,10 +88,10 @@ export function createForwarder(options: ForwarderOptions) {
       // Refused before anything was sent, or a read (safe to repeat): look for the owner again.
       if (code === 'ECONNREFUSED' || ctx.method === 'GET') return 'unreachable';
       // A write that may have reached the owner: its outcome is unknown to us (the key replays it).
-      throw refusalError('timeout');
+      throw errors.outcomeUnknown();
     }
     const answer = Buffer.from(await response.arrayBuffer());
-    if (response.status === 503 && answer.includes('"shard_unavailable"')) return 'unreachable';
+    if (response.status === 503 && answer.includes(`"${errors.shardUnavailable.code}"`)) return 'unreachable';
     ctx.status = response.status;
     for (const name of PASSED_BACK) {
       const value = response.headers.get(name);
@@ -125,12 +122,10 @@ export function createForwarder(options: ForwarderOptions) {
       for (;;) {
         if (options.leases.owns(shard)) return false;
         // Forwarded here, but the shard moved on: the sender, which waits, looks for the owner again.
-        if (ctx.state.forwardedBy) throw unavailable();
+        if (ctx.state.forwardedBy) throw errors.shardUnavailable();
         const owner = options.leases.ownerOf(shard);
         if (owner && owner.id !== options.instance && (await relay(ctx, owner)) === 'answered') return true;
-        if (Date.now() >= deadline) {
-          throw unavailable();
-        }
+        if (Date.now() >= deadline) throw errors.shardUnavailable();
         await new Promise((resolve) => setTimeout(resolve, 100));
         await options.leases.refresh().catch(() => undefined);
       }

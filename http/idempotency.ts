@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Context } from 'koa';
-import type { IdempotencyStore } from '../persistence/idempotency.ts';
-import { ApiError, errors } from './errors.ts';
+import { IdempotencyLookupsFull, type IdempotencyStore } from '../persistence/idempotency.ts';
+import { errors } from './errors.ts';
 
 /** A response as it goes on the wire, so that a replay can repeat it byte for byte. */
 export interface StoredResponse {
@@ -14,16 +14,10 @@ const KEY_LENGTH_MAX = 255;
 /** The Idempotency-Key header: 400 when it is missing, empty or longer than 255 characters. */
 export function idempotencyKey(ctx: Context): string {
   const raw = ctx.req.headers['idempotency-key'];
-  if (raw === undefined) {
-    throw new ApiError(400, 'idempotency_key_required', 'Send an Idempotency-Key header with every POST.');
-  }
+  if (raw === undefined) throw errors.idempotencyKeyRequired();
   const key = Array.isArray(raw) ? '' : raw.trim();
   if (key.length === 0 || key.length > KEY_LENGTH_MAX || !/^[\x21-\x7e]+$/.test(key)) {
-    throw new ApiError(
-      400,
-      'idempotency_key_invalid',
-      `The Idempotency-Key must be 1 to ${KEY_LENGTH_MAX} printable ASCII characters.`,
-    );
+    throw errors.idempotencyKeyInvalid({ length_max: KEY_LENGTH_MAX });
   }
   return key;
 }
@@ -69,16 +63,20 @@ export interface Attempt {
 export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
   const inFlight = new Map<string, Promise<unknown>>();
 
-  async function replayOrNothing(attempt: Attempt): Promise<StoredResponse | undefined> {
-    const record = await store.find(attempt.caller, attempt.key);
-    if (!record) return undefined;
-    if (record.fingerprint !== attempt.fingerprint) {
-      throw new ApiError(
-        422,
-        'idempotency_key_reused',
-        'This Idempotency-Key was already used with a different request.',
-      );
+  /** The record, if any; 503 when too many lookups already wait for Postgres (nothing was run). */
+  async function find(attempt: Attempt) {
+    try {
+      return await store.find(attempt.caller, attempt.key);
+    } catch (error) {
+      if (error instanceof IdempotencyLookupsFull) throw errors.storageUnavailable();
+      throw error;
     }
+  }
+
+  async function replayOrNothing(attempt: Attempt): Promise<StoredResponse | undefined> {
+    const record = await find(attempt);
+    if (!record) return undefined;
+    if (record.fingerprint !== attempt.fingerprint) throw errors.idempotencyKeyReused();
     return { status: record.status_code, body: record.body };
   }
 
@@ -114,10 +112,7 @@ export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
         const finished = await waitFor(running);
         const stored = finished ? await replayOrNothing(attempt) : undefined;
         if (stored) return { response: stored, replayed: true };
-        throw errors.conflict(
-          'idempotency_key_in_use',
-          'A request with this Idempotency-Key is still being processed; retry shortly.',
-        );
+        throw errors.idempotencyKeyInUse();
       }
       const work = (async () => {
         const stored = await replayOrNothing(attempt);

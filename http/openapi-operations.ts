@@ -1,5 +1,6 @@
 import type { ResponseConfig, RouteConfig } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import { ACTOR_REFUSAL_CODES, rejectionCode, type ErrorCode } from './errors.ts';
 import {
   balance,
   createdUser,
@@ -31,8 +32,6 @@ import {
 /** Who may call an operation, which decides its security requirement. */
 export type Access = 'anyone' | 'caller' | 'admin' | 'bank' | 'metrics';
 
-export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 503;
-
 /** One operation of the API, in the terms `openapi.ts` builds the document from. */
 export interface Operation {
   method: 'get' | 'post';
@@ -46,12 +45,12 @@ export interface Operation {
   request?: RouteConfig['request'];
   /** The answers that are not errors, by status. */
   answers: Record<number, ResponseConfig>;
-  /** Error codes by status, beside those the edge adds by path, method and access (see `openapi.ts`). */
-  errors?: Partial<Record<ErrorStatus, readonly string[]>>;
+  /**
+   * Error codes beside those the edge adds by path, method and access (see `openapi.ts`); their statuses
+   * and meanings come from the catalogue (http/errors.ts).
+   */
+  errors?: readonly ErrorCode[];
 }
-
-/** The 503 codes of an operation that asks an account's actor (http/errors.ts `refusalError`). */
-const ACTOR_REFUSALS = ['account_busy', 'outcome_unknown', 'shard_unavailable', 'storage_unavailable'];
 
 /** A JSON response of one schema. */
 export function json(schema: z.ZodType, description: string): ResponseConfig {
@@ -69,7 +68,7 @@ function transactionOperations(type: 'deposit' | 'withdrawal', body: z.ZodType):
   const Noun = type === 'deposit' ? 'Deposit' : 'Withdrawal';
   const plural = `${type}s`;
   const tag = `${Noun}s`;
-  const refusal = type === 'deposit' ? 'balance_limit_exceeded' : 'insufficient_funds';
+  const refusal = rejectionCode(type === 'deposit' ? 'balance_limit_exceeded' : 'insufficient_funds');
   return [
     {
       method: 'post',
@@ -84,13 +83,7 @@ function transactionOperations(type: 'deposit' | 'withdrawal', body: z.ZodType):
       access: 'caller',
       request: { body: jsonBody(body) },
       answers: { 202: json(transaction, 'Accepted; the bank has not answered yet.') },
-      errors: {
-        400: ['validation_error'],
-        404: ['not_found'],
-        409: ['transaction_exists'],
-        422: [refusal],
-        503: ACTOR_REFUSALS,
-      },
+      errors: ['validation_error', 'not_found', rejectionCode('transaction_exists'), refusal, ...ACTOR_REFUSAL_CODES],
     },
     {
       method: 'get',
@@ -101,7 +94,7 @@ function transactionOperations(type: 'deposit' | 'withdrawal', body: z.ZodType):
       access: 'caller',
       request: { params: transactionIdParams },
       answers: { 200: json(transactionWithEvents, `The ${type} and the events that made it.`) },
-      errors: { 400: ['validation_error'], 404: ['not_found'] },
+      errors: ['validation_error', 'not_found'],
     },
     {
       method: 'get',
@@ -113,7 +106,7 @@ function transactionOperations(type: 'deposit' | 'withdrawal', body: z.ZodType):
       access: 'caller',
       request: { query: typedListQuery },
       answers: { 200: json(transactionPage, `A page of ${plural}.`) },
-      errors: { 400: ['validation_error', 'invalid_cursor'], 404: ['not_found'] },
+      errors: ['validation_error', 'invalid_cursor', 'not_found'],
     },
   ];
 }
@@ -147,7 +140,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       access: 'admin',
       request: { body: jsonBody(createUserBody.meta({ id: 'CreateUserRequest' })) },
       answers: { 201: json(createdUser, 'Created; `api_key` is shown this once.') },
-      errors: { 409: ['email_taken'] },
+      errors: ['email_taken'],
     },
     {
       method: 'get',
@@ -158,7 +151,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       access: 'caller',
       request: { params: userIdParams },
       answers: { 200: json(user, 'The user.') },
-      errors: { 400: ['validation_error'], 404: ['not_found'] },
+      errors: ['validation_error', 'not_found'],
     },
     {
       method: 'get',
@@ -170,7 +163,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       access: 'caller',
       request: { params: userIdParams },
       answers: { 200: json(balance, 'The balances.') },
-      errors: { 400: ['validation_error'], 404: ['not_found'], 503: ACTOR_REFUSALS },
+      errors: ['validation_error', 'not_found', ...ACTOR_REFUSAL_CODES],
     },
     {
       method: 'get',
@@ -182,7 +175,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       access: 'caller',
       request: { params: userIdParams, query: historyQuery },
       answers: { 200: json(transactionPage, 'A page of transactions.') },
-      errors: { 400: ['validation_error', 'invalid_cursor'], 404: ['not_found'] },
+      errors: ['validation_error', 'invalid_cursor', 'not_found'],
     },
     ...transactionOperations('deposit', newTransaction),
     ...transactionOperations('withdrawal', newTransaction),
@@ -203,7 +196,7 @@ export function operations(currencies: readonly string[]): Operation[] {
           content: { 'text/event-stream': { schema: z.string().meta({ description: 'Server-sent events.' }) } },
         },
       },
-      errors: { 400: ['validation_error'], 404: ['not_found'], 503: ['stream_limit_reached', 'shutting_down'] },
+      errors: ['validation_error', 'not_found', 'stream_limit_reached', 'shutting_down'],
     },
     {
       method: 'get',
@@ -245,7 +238,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       access: 'anyone',
       request: { params: z.object({ file: z.string() }) },
       answers: { 200: { description: 'A static file.', content: { 'text/javascript': { schema: z.string() } } } },
-      errors: { 404: ['not_found'] },
+      errors: ['not_found'],
     },
     {
       method: 'get',
@@ -275,7 +268,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       access: 'admin',
       request: { query: deadLetterListQuery },
       answers: { 200: json(deadLetterPage, 'A page of dead letters.') },
-      errors: { 400: ['validation_error', 'invalid_cursor'] },
+      errors: ['validation_error', 'invalid_cursor'],
     },
     {
       method: 'post',
@@ -286,12 +279,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       access: 'admin',
       request: { params: deadLetterParams },
       answers: { 202: json(deadLetterRetry, 'The payment is running again; `retried_at` is set.') },
-      errors: {
-        400: ['validation_error'],
-        404: ['not_found'],
-        409: ['already_retried', 'transaction_not_open'],
-        503: ACTOR_REFUSALS,
-      },
+      errors: ['validation_error', 'not_found', 'already_retried', 'transaction_not_open', ...ACTOR_REFUSAL_CODES],
     },
     {
       method: 'post',
@@ -316,7 +304,7 @@ export function operations(currencies: readonly string[]): Operation[] {
         body: jsonBody(bankCallbackBody.meta({ id: 'BankCallback' })),
       },
       answers: { 200: json(webhookOutcome, 'Received; `status` tells what it changed.') },
-      errors: { 401: ['invalid_signature'], 503: ACTOR_REFUSALS },
+      errors: ['invalid_signature', ...ACTOR_REFUSAL_CODES],
     },
     {
       method: 'get',
@@ -332,7 +320,7 @@ export function operations(currencies: readonly string[]): Operation[] {
           content: { 'text/plain; version=0.0.4': { schema: z.string() } },
         },
       },
-      errors: { 403: ['forbidden'] },
+      errors: ['forbidden'],
     },
     {
       method: 'get',

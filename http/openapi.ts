@@ -1,10 +1,12 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31, type RouteConfig } from '@asteasolutions/zod-to-openapi';
-import { json, operations, type Access, type ErrorStatus, type Operation } from './openapi-operations.ts';
+import { CATALOGUE, type ErrorCode, type ErrorStatus } from './errors.ts';
+import { json, operations, type Access, type Operation } from './openapi-operations.ts';
 import { errorBody, rateLimitBody } from './response-schemas.ts';
 
 // The document is generated from the same zod schemas the routes validate with (http/schemas.ts) and
 // the response shapes beside them (http/response-schemas.ts); this file adds what zod cannot say:
-// who may call, which headers travel, and which errors each status carries.
+// who may call, which headers travel, and which errors each operation answers with (their statuses
+// from the error catalogue, http/errors.ts).
 
 /** What each error status means in this API; the codes an operation may answer with are listed after. */
 const ERROR_MEANINGS: Record<ErrorStatus, string> = {
@@ -12,10 +14,16 @@ const ERROR_MEANINGS: Record<ErrorStatus, string> = {
   401: 'No valid credentials',
   403: 'This API key may not do that',
   404: 'Not found, or not visible to this caller (the two are not told apart, so ids cannot be probed)',
+  405: 'The path does not take this method',
+  408: 'The request did not arrive in time',
   409: 'In conflict with the current state',
   413: 'The body is larger than the configured limit',
   415: 'The body is not application/json',
+  421: 'This server does not answer for that Host',
   422: 'Understood but refused',
+  429: 'Too many requests',
+  431: 'The headers are too large',
+  500: 'Something went wrong on our side',
   503: 'Unavailable for now, or the outcome is not known yet; retry after Retry-After',
 };
 
@@ -106,26 +114,29 @@ function headers(names: readonly HeaderName[]) {
   return Object.fromEntries(names.map((name) => [name, { $ref: `#/components/headers/${name}` }]));
 }
 
-/** The error codes of an operation: its own and those the edge adds on its path and method. */
-function errorCodes(op: Operation): Map<ErrorStatus, string[]> {
-  const codes = new Map<ErrorStatus, string[]>();
-  const add = (status: ErrorStatus, ...more: readonly string[]) =>
-    codes.set(status, [...new Set([...(codes.get(status) ?? []), ...more])]);
+/** The error codes of an operation by status: its own and those the edge adds on its path and method. */
+function errorCodes(op: Operation): Map<ErrorStatus, ErrorCode[]> {
+  const listed: ErrorCode[] = [];
   const api = op.path.startsWith('/api/v1/');
-  if (op.request?.body) {
-    add(400, 'validation_error', 'malformed_json');
-    add(413, 'payload_too_large');
-    add(415, 'unsupported_media_type');
-  }
+  if (op.request?.body)
+    listed.push('validation_error', 'malformed_json', 'payload_too_large', 'unsupported_media_type');
   if (api && op.method === 'post') {
-    add(400, 'idempotency_key_required', 'idempotency_key_invalid');
-    add(409, 'idempotency_key_in_use');
-    add(422, 'idempotency_key_reused');
+    listed.push(
+      'idempotency_key_required',
+      'idempotency_key_invalid',
+      'idempotency_key_in_use',
+      'idempotency_key_reused',
+    );
   }
-  if (op.access === 'caller' || op.access === 'admin' || op.access === 'metrics') add(401, 'unauthenticated');
-  if (op.access === 'admin') add(403, 'forbidden');
-  for (const [status, more] of Object.entries(op.errors ?? {})) add(Number(status) as ErrorStatus, ...more);
-  if (api) add(503, 'rate_limit_unavailable');
+  if (op.access === 'caller' || op.access === 'admin' || op.access === 'metrics') listed.push('unauthenticated');
+  if (op.access === 'admin') listed.push('forbidden');
+  listed.push(...(op.errors ?? []));
+  if (api) listed.push('rate_limit_unavailable');
+  const codes = new Map<ErrorStatus, ErrorCode[]>();
+  for (const code of new Set(listed)) {
+    const status = CATALOGUE.get(code)!.status;
+    codes.set(status, [...(codes.get(status) ?? []), code]);
+  }
   return codes;
 }
 

@@ -17,7 +17,13 @@ import { startReplServer } from './repl-server.ts';
 export interface OperatorToolsDeps {
   config: Pick<
     Config,
-    'DASHBOARD_HOST' | 'DASHBOARD_PORT' | 'DASHBOARD_ALLOWED_HOSTS' | 'REPL_SOCKET' | 'ADMIN_API_KEY' | 'INSTANCE_ID'
+    | 'DASHBOARD_HOST'
+    | 'DASHBOARD_PORT'
+    | 'DASHBOARD_ALLOWED_HOSTS'
+    | 'REPL_SOCKET'
+    | 'ADMIN_API_KEY'
+    | 'INSTANCE_ID'
+    | 'IDEMPOTENCY_TTL_HOURS'
   >;
   /** The public API's address, where the dashboard forwards a dead letter's retry. */
   gateway_url: string;
@@ -74,7 +80,12 @@ export async function startOperatorTools(
     socket_path: config.REPL_SOCKET,
     admin_key: config.ADMIN_API_KEY,
     instance: config.INSTANCE_ID,
-    commands: createReplCommands({ ...deps, instance: config.INSTANCE_ID, shardTable }),
+    commands: createReplCommands({
+      ...deps,
+      instance: config.INSTANCE_ID,
+      idempotency_ttl_hours: config.IDEMPOTENCY_TTL_HOURS,
+      shardTable,
+    }),
     log: deps.log.child({ module: 'repl' }),
   }).catch(async (error: unknown) => {
     await dashboard.close();

@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { errors } from './errors.ts';
+import { errorBody, errors } from './errors.ts';
 import { WINDOW_S, type Count, type RedisDownPolicy } from './rate-limit-store.ts';
 
 /** A limit that counted this request, named as in the `RateLimit-Policy` field. */
@@ -34,21 +34,16 @@ export function reportLimits(ctx: Context, measured: readonly Measured[]): void 
 /** Answers 429 with the contract's body; `retry_ms` is how long until the exhausted limit resets. */
 export function tooManyRequests(ctx: Context, retry_ms: number): void {
   const retry_after = Math.max(seconds(retry_ms), 1);
-  ctx.status = 429;
-  ctx.set('Retry-After', String(retry_after));
-  // Set here rather than thrown as an ApiError: the contract's body has `retry_after` beside the usual fields.
-  ctx.body = {
-    error: 'rate_limit_exceeded',
-    message: 'Too many requests. Please try again later.',
-    retry_after,
-    request_id: ctx.state.requestId,
-  };
+  const error = errors.rateLimitExceeded({ retry_after }).with({ retry_after });
+  ctx.status = error.status;
+  ctx.set(error.headers);
+  ctx.body = errorBody(error, ctx.state.requestId);
 }
 
 /** A request Redis could not count: let it through, marked, or refuse it, as the policy says. */
 export function uncounted(ctx: Context, policy: RedisDownPolicy): void {
   if (policy === 'deny') {
-    throw errors.unavailable('rate_limit_unavailable', 'Rate limits cannot be checked right now; try again shortly.');
+    throw errors.rateLimitUnavailable();
   }
   ctx.set('X-RateLimit-Status', 'unavailable');
 }

@@ -6,6 +6,7 @@ import type { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { createLogger } from '../logger.ts';
 import { createRedis } from '../persistence/redis.ts';
+import { captureLines } from '../test/support/log-capture.ts';
 import { countInOrder, createRateLimitStore, WINDOW_S } from './rate-limit-store.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -139,4 +140,26 @@ test('a key that holds something other than a count fails only its own request',
     peeked.map((count) => count.store),
     ['memory'],
   );
+});
+
+test('past counts_pending_max a request is counted as Redis being down (in memory), not queued', async () => {
+  const log = captureLines();
+  const limits = createRateLimitStore({
+    name: 'bounded',
+    redis,
+    key_prefix: `test:${randomUUID()}`,
+    log: createLogger('warn', log.stream),
+    on_redis_down: 'per_instance',
+    timeout_ms: 1000,
+    counts_pending_max: 2,
+  });
+  const counter = limits.counter('c', 100);
+  // Asked in one moment: two counts wait for Redis, which is all the store allows.
+  const counts = await Promise.all([counter.consume('k'), counter.consume('k'), counter.consume('k')]);
+  assert.deepEqual(
+    counts.map((count) => count.store),
+    ['redis', 'redis', 'memory'],
+  );
+  const [line] = log.lines().filter((entry) => entry.msg === 'rate limits cannot reach redis');
+  assert.match(String(line?.err), /2 rate-limit counts are already waiting for redis/);
 });

@@ -28,6 +28,13 @@ export const REDIS_RETRY_MS = 1000;
 /** At most this many requests' counts go in one script call (a longer script would hold Redis up). */
 const REQUESTS_PER_CALL_MAX = 256;
 
+/**
+ * Requests' counts of one store waiting for Redis (queued for the turn's call, or in a call not yet
+ * answered) at most, by default. Each waits at most `timeout_ms`, so more than this means Redis is
+ * not keeping up: past it, the store counts as Redis being down (`on_redis_down`) for REDIS_RETRY_MS.
+ */
+export const COUNTS_PENDING_MAX_DEFAULT = 4096;
+
 /** What to do when Redis cannot count: count per instance, let the request through, or answer 503. */
 export type RedisDownPolicy = 'per_instance' | 'allow' | 'deny';
 
@@ -64,6 +71,8 @@ export interface RateLimitStoreOptions {
   on_redis_down: RedisDownPolicy;
   /** A Redis call slower than this counts as Redis being down, so a hung Redis cannot stall requests. */
   timeout_ms: number;
+  /** Requests' counts waiting for Redis at most; past it, counted as Redis being down. */
+  counts_pending_max?: number;
 }
 
 type Reading = RateLimiterRes | null;
@@ -140,6 +149,9 @@ interface StoreState {
   readonly redis: Redis;
   readonly on_redis_down: RedisDownPolicy;
   readonly timeout_ms: number;
+  readonly counts_pending_max: number;
+  /** Requests' counts of this store sent to the batcher and not yet settled. */
+  counts_pending: number;
   /** Whether Redis may be asked now (it has not failed in the last REDIS_RETRY_MS). */
   usable(): boolean;
   failed(counter: string, error: unknown): void;
@@ -331,7 +343,7 @@ export async function countInOrder(steps: readonly Step[]): Promise<Count[]> {
     args[0] = String(end - i);
     let reply: number[];
     try {
-      reply = await batcherOf(first.store.redis).count(keys, args, timeout_ms);
+      reply = await countPending(first.store, keys, args, timeout_ms);
     } catch (error) {
       // Each store of the run logs that Redis is down, in step order; the loop then counts without it.
       for (let s = i; s < end; s += 1) {
@@ -362,6 +374,19 @@ export async function countInOrder(steps: readonly Step[]): Promise<Count[]> {
   return counts;
 }
 
+/** Counts in Redis, unless the store already has `counts_pending_max` counts waiting there (then rejects). */
+async function countPending(store: StoreState, keys: string[], args: string[], timeout_ms: number) {
+  if (store.counts_pending >= store.counts_pending_max) {
+    throw new Error(`${store.counts_pending_max} rate-limit counts are already waiting for redis`);
+  }
+  store.counts_pending += 1;
+  try {
+    return await batcherOf(store.redis).count(keys, args, timeout_ms);
+  } finally {
+    store.counts_pending -= 1;
+  }
+}
+
 function stateOf(counter: Counter): CounterState {
   const state = states.get(counter);
   if (!state) throw new Error(`counter ${counter.name} was not made by createRateLimitStore`);
@@ -384,6 +409,8 @@ export function createRateLimitStore(options: RateLimitStoreOptions) {
     redis: options.redis,
     on_redis_down: options.on_redis_down,
     timeout_ms: options.timeout_ms,
+    counts_pending_max: options.counts_pending_max ?? COUNTS_PENDING_MAX_DEFAULT,
+    counts_pending: 0,
     usable: () => Date.now() >= redis_retry_at_ms,
     failed(counter, error) {
       redis_retry_at_ms = Date.now() + REDIS_RETRY_MS;

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { IDEMPOTENCY_TTL_HOURS_DEFAULT } from '../config.ts';
 import { reconcile } from '../engine/reconciliation.ts';
 import type { Payments } from '../engine/payments.ts';
 import type { Registry } from '../engine/registry.ts';
@@ -18,6 +19,8 @@ export interface ReplCommandDeps {
   /** Every shard's lease holder and expiry (Redis), epoch (Postgres) and actors alive. */
   shardTable: ShardLeases['table'];
   ownership: Pick<Ownership, 'owned' | 'shards' | 'epochOf'>;
+  /** IDEMPOTENCY_TTL_HOURS, for the idempotency store the `actor` command reads. */
+  idempotency_ttl_hours?: number;
 }
 
 /** What a command answers: text for the operator, or why it could not. */
@@ -42,7 +45,7 @@ const failed = (error: string): ReplAnswer => ({ ok: false, error });
 /** The admin REPL's commands over this instance's live parts; `quit` and `auth` belong to the connection. */
 export function createReplCommands(deps: ReplCommandDeps) {
   // Idempotency records live in Postgres, not in the actor: the actor command reads them from there.
-  const idempotency = createIdempotencyStore(deps.sql, 24);
+  const idempotency = createIdempotencyStore(deps.sql, deps.idempotency_ttl_hours ?? IDEMPOTENCY_TTL_HOURS_DEFAULT);
   const commands: Record<string, Command> = {
     help: { usage: 'help', summary: 'this list', run: () => Promise.resolve(done(help())) },
     actor: { usage: 'actor <user_id>', summary: "an account actor's live state", run: withUser(actor) },

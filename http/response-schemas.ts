@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { Cause, Event, TransactionStatus, TransactionType } from '../engine/account.ts';
+import { errors } from './errors.ts';
 import { amount, uuid } from './schemas.ts';
 
 // The shapes the API answers with, for the OpenAPI document and for tests that hold real answers
@@ -56,7 +57,7 @@ export const errorBody = z
 /** The 429 body: the error shape with the seconds to wait. */
 export const rateLimitBody = z
   .object({
-    error: z.literal('rate_limit_exceeded'),
+    error: z.literal(errors.rateLimitExceeded.code),
     message: z.string(),
     retry_after: z.number().int().min(1).meta({ description: 'Seconds until the limit resets.' }),
     request_id: z.string(),
@@ -162,7 +163,7 @@ export const healthUnavailable = z
   .object({
     status: z.literal('unavailable'),
     checks: z.record(z.string(), checkResult),
-    error: z.literal('service_unavailable'),
+    error: z.literal(errors.serviceUnavailable.code),
     message: z.string(),
     request_id: z.string(),
   })

@@ -7,7 +7,7 @@ import { requestIdFrom } from './request-id.ts';
  * but not yet wired): 503 `service_starting` in the contract's shape, with Retry-After and a request id.
  */
 export function answerStarting(req: IncomingMessage, res: ServerResponse): void {
-  const answer = errors.starting();
+  const answer = errors.serviceStarting();
   const requestId = requestIdFrom(req.headers['x-request-id']);
   const body = JSON.stringify(errorBody(answer, requestId));
   res

@@ -5,10 +5,9 @@ import { errors } from './errors.ts';
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.infer<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  throw errors.validation(
-    result.error.issues.slice(0, 20).map((issue) => ({
-      field: issue.path.map(String).join('.') || '(body)',
-      message: issue.message,
-    })),
-  );
+  const details = result.error.issues.slice(0, 20).map((issue) => ({
+    field: issue.path.map(String).join('.') || '(body)',
+    message: issue.message,
+  }));
+  throw errors.validationError().with({ details });
 }

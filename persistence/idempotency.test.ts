@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { testDatabaseUrl } from '../test/support/database.ts';
-import { createIdempotencyStore, type IdempotencyRecord } from './idempotency.ts';
+import { createIdempotencyStore, IdempotencyLookupsFull, type IdempotencyRecord } from './idempotency.ts';
 import { createSql, type Sql } from './sql.ts';
 
 let sql: Sql;
@@ -74,4 +74,33 @@ test('a failed query fails every lookup that shared it', async () => {
     results.map((r) => r.status),
     ['rejected', 'rejected'],
   );
+});
+
+test('past lookups_pending_max a lookup fails at once; lookups waiting on a query count too', async () => {
+  const store = createIdempotencyStore(sql, 24, { lookups_pending_max: 2 });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked!: () => void;
+  const held = new Promise<void>((resolve) => (locked = resolve));
+  // Every read of the table waits behind this lock: the lookups' query is sent and stays unanswered.
+  const lock = sql.begin(async (tx) => {
+    await tx`LOCK TABLE idempotency_keys IN ACCESS EXCLUSIVE MODE`;
+    locked();
+    await released;
+  });
+  await held;
+  const waiting = [store.find('a', 'k1'), store.find('b', 'k1')];
+  await assert.rejects(store.find('c', 'k1'), (error: unknown) => {
+    assert.ok(error instanceof IdempotencyLookupsFull);
+    assert.equal(error.code, 'IDEMPOTENCY_LOOKUPS_FULL');
+    return true;
+  });
+  // A turn later the two are in a query, still unanswered: still full.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await assert.rejects(store.find('d', 'k1'), IdempotencyLookupsFull);
+
+  release();
+  await lock;
+  assert.deepEqual(await Promise.all(waiting), [undefined, undefined]);
+  assert.equal(await store.find('e', 'k1'), undefined, 'room again once the query answered');
 });

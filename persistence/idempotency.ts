@@ -12,6 +12,27 @@ export interface IdempotencyRecord {
 /** At most this many lookups share one query. */
 const LOOKUPS_PER_QUERY_MAX = 500;
 
+/**
+ * Lookups waiting for Postgres (queued for the turn's query, or in a query not yet answered) at most,
+ * by default. Every POST waits on one, so more than this means Postgres is not keeping up; past it a
+ * lookup fails at once with `IdempotencyLookupsFull` (the edge answers 503 `storage_unavailable`).
+ */
+export const LOOKUPS_PENDING_MAX_DEFAULT = 4096;
+
+/** A lookup refused because `lookups_pending_max` lookups are already waiting for Postgres. */
+export class IdempotencyLookupsFull extends Error {
+  readonly code = 'IDEMPOTENCY_LOOKUPS_FULL';
+  constructor(lookups_pending_max: number) {
+    super(`${lookups_pending_max} idempotency lookups are already waiting for Postgres`);
+    this.name = 'IdempotencyLookupsFull';
+  }
+}
+
+export interface IdempotencyStoreOptions {
+  /** Lookups waiting for Postgres at most; past it `find` rejects with `IdempotencyLookupsFull`. */
+  lookups_pending_max?: number;
+}
+
 interface Lookup {
   caller: string;
   key: string;
@@ -24,8 +45,9 @@ interface Lookup {
  * sent when the turn ends (setImmediate) as one query, rather than one round trip each; each still
  * gets exactly what its own `WHERE caller = … AND key = … AND expires_at > now()` would have returned.
  */
-function createLookupBatcher(sql: Sql) {
+function createLookupBatcher(sql: Sql, lookups_pending_max: number) {
   let queue: Lookup[] = [];
+  let pending = 0;
 
   async function query(batch: Lookup[]): Promise<void> {
     try {
@@ -39,6 +61,8 @@ function createLookupBatcher(sql: Sql) {
       batch.forEach((lookup, i) => lookup.resolve(found.get(i)));
     } catch (error) {
       for (const lookup of batch) lookup.reject(error);
+    } finally {
+      pending -= batch.length;
     }
   }
 
@@ -50,14 +74,19 @@ function createLookupBatcher(sql: Sql) {
 
   return (caller: string, key: string): Promise<IdempotencyRecord | undefined> =>
     new Promise((resolve, reject) => {
+      if (pending >= lookups_pending_max) {
+        reject(new IdempotencyLookupsFull(lookups_pending_max));
+        return;
+      }
+      pending += 1;
       if (queue.length === 0) setImmediate(flush);
       queue.push({ caller, key, resolve, reject });
     });
 }
 
 /** Idempotency records: the first response to a (caller, key), kept until it expires. */
-export function createIdempotencyStore(sql: Sql, ttlHours: number) {
-  const lookup = createLookupBatcher(sql);
+export function createIdempotencyStore(sql: Sql, ttlHours: number, options: IdempotencyStoreOptions = {}) {
+  const lookup = createLookupBatcher(sql, options.lookups_pending_max ?? LOOKUPS_PENDING_MAX_DEFAULT);
   return {
     ttlHours,
 

@@ -154,3 +154,59 @@ describe('the journal: one append fails alone', () => {
     assert.equal(await committed(good), true);
   });
 });
+
+/** Holds the shard's lease row FOR UPDATE, so that every batch waits on its FOR SHARE until `release`. */
+async function holdLease(): Promise<{ release: () => Promise<void> }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  let locked!: () => void;
+  const held = new Promise<void>((resolve) => (locked = resolve));
+  const transaction = sql.begin(async (tx) => {
+    await tx`SELECT 1 FROM shard_leases WHERE shard = ${SHARD} FOR UPDATE`;
+    locked();
+    await released;
+  });
+  await held;
+  return {
+    release: async () => {
+      release();
+      await transaction;
+    },
+  };
+}
+
+describe('the journal: a bounded queue', () => {
+  test('past queue_appends_max an append is refused busy at once, writes nothing, and the queue drains', async () => {
+    const log = captureLines();
+    const journal = createJournal(sql, {
+      batch_size_max: 1,
+      batch_wait_ms: 0,
+      flushes_in_flight_max: 1,
+      queue_appends_max: 2,
+      idempotency_ttl_hours: 24,
+      log: createLogger('warn', log.stream),
+    });
+    const lease = await holdLease();
+    // One batch in flight (waiting on the lease row), two queued behind it: the queue is full.
+    const [inFlight, queued1, queued2, refused] = [deposit(), deposit(), deposit(), deposit()];
+    const accepted = [inFlight, queued1, queued2].map((append) => journal.append(append));
+    assert.equal(journal.depth(), 2);
+    const started = performance.now();
+    assert.deepEqual(await journal.append(refused), { ok: false, reason: 'busy' });
+    assert.ok(performance.now() - started < 1000, 'refused at once, not after the batches ahead');
+    assert.equal(log.lines().filter((line) => line.msg === 'journal queue full; refusing appends as busy').length, 1);
+
+    await lease.release();
+    assert.deepEqual(await Promise.all(accepted), [{ ok: true }, { ok: true }, { ok: true }]);
+    const later = deposit();
+    assert.deepEqual(await journal.append(later), { ok: true }, 'room again once the queue drained');
+    await journal.close();
+    assert.deepEqual(await Promise.all([inFlight, queued1, queued2, refused, later].map(committed)), [
+      true,
+      true,
+      true,
+      false,
+      true,
+    ]);
+  });
+});

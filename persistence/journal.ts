@@ -44,14 +44,29 @@ export interface Append {
   idempotency: IdempotencyRecord[];
 }
 
+/**
+ * What became of an append. `busy`: the queue was full, so nothing was sent to Postgres and nothing
+ * was written; the actor refuses its commands as busy (503 `account_busy`) and keeps its state.
+ */
 export type AppendOutcome =
   | { ok: true }
-  | { ok: false; reason: 'stale_epoch' | 'idempotency_conflict' | 'failed' | 'uncertain'; error?: unknown };
+  | { ok: false; reason: 'stale_epoch' | 'idempotency_conflict' | 'failed' | 'uncertain' | 'busy'; error?: unknown };
+
+/** Appends waiting for a commit (not counting the batches in flight) before `append` answers `busy`. */
+export const QUEUE_APPENDS_MAX_DEFAULT = 10_000;
+
+/** How often `close` looks whether the last batches have committed. */
+const CLOSE_POLL_MS = 5;
+
+/** A user's events read per query while an account recovers. */
+const READ_PAGE_EVENTS_MAX = 5000;
 
 export interface JournalOptions {
   batch_size_max: number;
   batch_wait_ms: number;
   flushes_in_flight_max: number;
+  /** Appends waiting for a commit, at most; past it an append is refused `busy` at once. */
+  queue_appends_max?: number;
   idempotency_ttl_hours: number;
   log: Logger;
   /** Called after each commit attempt with its size and latency (metrics). */
@@ -67,6 +82,8 @@ class IdempotencyConflict extends Error {}
  */
 export function createJournal(sql: Sql, options: JournalOptions) {
   const queue: { append: Append; resolve: (outcome: AppendOutcome) => void }[] = [];
+  const queue_appends_max = options.queue_appends_max ?? QUEUE_APPENDS_MAX_DEFAULT;
+  let refusedSinceFull = 0;
   let inFlight = 0;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
@@ -112,7 +129,12 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     try {
       return await sql.begin((tx) => writeAppends(tx, appends));
     } catch (error) {
-      if (appends.length === 1) return [failure(error)];
+      // The link failed: the batch's COMMIT may have reached Postgres, so no append of it is retried
+      // (a retry of one that did commit would fail on its sequence number and be reported as failed).
+      if (isStorageFault(error) || appends.length === 1) {
+        const outcome = failure(error);
+        return appends.map(() => outcome);
+      }
       options.log.warn({ err: error, size: appends.length }, 'batch failed; committing its appends one by one');
       return Promise.all(appends.map(commitAlone));
     }
@@ -198,6 +220,13 @@ export function createJournal(sql: Sql, options: JournalOptions) {
         updated_at = excluded.updated_at, completed_at = excluded.completed_at`;
   }
 
+  /** One log line when the queue fills (and one when it has room again), not one per refused append. */
+  function refuseFull(): AppendOutcome {
+    if (refusedSinceFull === 0) options.log.warn({ queue_appends_max }, 'journal queue full; refusing appends as busy');
+    refusedSinceFull += 1;
+    return { ok: false, reason: 'busy' };
+  }
+
   function failure(error: unknown): AppendOutcome {
     if (error instanceof IdempotencyConflict) return { ok: false, reason: 'idempotency_conflict' };
     // The link broke (or timed out) during the transaction: its COMMIT may have reached Postgres.
@@ -219,6 +248,13 @@ export function createJournal(sql: Sql, options: JournalOptions) {
         options.log.error({ err: error, user_id: append.user_id }, 'journal append refused');
         return Promise.resolve({ ok: false, reason: 'failed', error });
       }
+      // Postgres is not keeping up: waiting longer would only add to every request's latency and to
+      // memory. Nothing is sent, so the actor needs no recovery: it just refuses as busy.
+      if (queue.length >= queue_appends_max) return Promise.resolve(refuseFull());
+      if (refusedSinceFull > 0) {
+        options.log.info({ refused: refusedSinceFull }, 'journal queue below its bound again');
+        refusedSinceFull = 0;
+      }
       return new Promise((resolve) => {
         queue.push({ append, resolve });
         kick();
@@ -231,7 +267,7 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     /** Stops taking appends and waits for the queued ones to commit. */
     async close(): Promise<void> {
       closed = true;
-      while (queue.length > 0 || inFlight > 0) await new Promise((resolve) => setTimeout(resolve, 5));
+      while (queue.length > 0 || inFlight > 0) await new Promise((resolve) => setTimeout(resolve, CLOSE_POLL_MS));
     },
   };
 }
@@ -268,7 +304,7 @@ export async function* readJournal(
   sql: Sql,
   user_id: string,
   after_seq: number,
-  page_size = 5000,
+  page_size = READ_PAGE_EVENTS_MAX,
 ): AsyncGenerator<{ seq: number; payload: unknown }> {
   let last = after_seq;
   for (;;) {

@@ -6,10 +6,11 @@ import type { Middleware } from 'koa';
 import { z } from 'zod';
 import { createApp } from '../http/app.ts';
 import { readJsonBody } from '../http/body.ts';
-import { ApiError, errors } from '../http/errors.ts';
+import { errors } from '../http/errors.ts';
 import { parseInput } from '../http/validation.ts';
 import type { Logger } from '../logger.ts';
 import { AMOUNT_MAX, type Bank, type SubmitResult } from './bank.ts';
+import { bankErrors } from './bank-errors.ts';
 
 const BODY_SIZE_MAX_BYTES = 16 * 1024;
 const HELD_REQUESTS_MAX = 1_000;
@@ -66,19 +67,19 @@ function transferRoutes(bank: Bank, holds: ReturnType<typeof createHolds>): Rout
         ctx.body = { bank_reference: result.bank_reference, status: result.status };
         return;
       case 'invalid':
-        throw new ApiError(400, 'invalid_request', result.message);
+        throw bankErrors.invalidRequest({ reason: result.message });
       case 'reference_reused':
-        throw new ApiError(422, 'reference_reused', 'This reference belongs to a transfer with other details.');
+        throw bankErrors.referenceReused();
       case 'unavailable':
-        throw errors.unavailable('bank_unavailable', 'The bank is unavailable; retry with the same reference.');
+        throw bankErrors.bankUnavailable();
       case 'no_answer':
         await holds.hold(ctx.res);
-        throw new ApiError(504, 'bank_timeout', 'The bank did not answer.');
+        throw bankErrors.bankTimeout();
     }
   });
   router.get('/:reference', async (ctx) => {
     const view = await bank.status(ctx.params.reference ?? '');
-    if (!view) throw errors.notFound('transfer');
+    if (!view) throw errors.notFound({ what: 'transfer' });
     ctx.body = view;
   });
   return router;

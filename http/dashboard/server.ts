@@ -111,6 +111,6 @@ async function forwardRetry(
     return { status: response.status, body: await response.text() };
   } catch (error) {
     options.log.warn({ err: error }, 'dashboard could not reach the public API');
-    throw errors.unavailable('gateway_unreachable', 'The public API did not answer; retry shortly.');
+    throw errors.gatewayUnreachable();
   }
 }

@@ -26,8 +26,8 @@ export function accountRoutes(deps: AccountRoutesDeps): Router {
 
   async function visibleUser(caller: Caller, params: unknown): Promise<string> {
     const { user_id } = parseInput(userIdParams, params);
-    if (!mayActFor(caller, user_id)) throw errors.notFound('user');
-    if (caller.kind === 'admin' && !(await deps.users.findById(user_id))) throw errors.notFound('user');
+    if (!mayActFor(caller, user_id)) throw errors.notFound({ what: 'user' });
+    if (caller.kind === 'admin' && !(await deps.users.findById(user_id))) throw errors.notFound({ what: 'user' });
     return user_id;
   }
 

@@ -7,7 +7,7 @@ import type { DeadLetterRow, DeadLetterStore } from '../../persistence/dead-lett
 import type { Sql } from '../../persistence/sql.ts';
 import { requireAdmin } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
-import { ApiError, errors, refusalError } from '../errors.ts';
+import { errors, refusalError } from '../errors.ts';
 import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
 import { deadLetterListQuery, deadLetterParams } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
@@ -65,14 +65,14 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
     const { response, replayed } = await deps.gate.run(attempt, async () => {
       ctx.state.writeSent = true;
       const letter = await deps.deadLetters.find(id);
-      if (!letter) throw errors.notFound('dead letter');
-      if (letter.retried_at) throw new ApiError(409, 'already_retried', 'This dead letter was already retried.');
+      if (!letter) throw errors.notFound({ what: 'dead letter' });
+      if (letter.retried_at) throw errors.alreadyRetried();
       const reply = await deps.accounts.ask(letter.user_id, { kind: 'read' });
       if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
       const transaction = reply.state.open[letter.transaction_id];
-      if (!transaction) throw new ApiError(409, 'transaction_not_open', 'The transaction is already final.');
+      if (!transaction) throw errors.transactionNotOpen();
       const retried = await deps.deadLetters.markRetried(id);
-      if (!retried) throw new ApiError(409, 'already_retried', 'This dead letter was already retried.');
+      if (!retried) throw errors.alreadyRetried();
       deps.payments.start(transaction);
       const body = JSON.stringify({ ...deadLetterJson(retried), status: 'retrying' });
       await deps.gate.record(attempt, { status: 202, body }, letter.user_id);

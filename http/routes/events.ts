@@ -25,16 +25,15 @@ export interface EventRoutesDeps {
 /** Whose changes a caller's stream carries: a user's own; the admin's, one named user's or everyone's. */
 async function streamScope(caller: Caller, user_id: string | undefined, users: UserStore): Promise<string | undefined> {
   if (caller.kind === 'user') {
-    if (user_id !== undefined && user_id !== caller.id) throw errors.notFound('user');
+    if (user_id !== undefined && user_id !== caller.id) throw errors.notFound({ what: 'user' });
     return caller.id;
   }
-  if (user_id !== undefined && !(await users.findById(user_id))) throw errors.notFound('user');
+  if (user_id !== undefined && !(await users.findById(user_id))) throw errors.notFound({ what: 'user' });
   return user_id;
 }
 
 function refusal(reason: Extract<SubscribeResult, { ok: false }>['reason']) {
-  if (reason === 'closed') return errors.unavailable('shutting_down', 'This instance is shutting down; reconnect.', 1);
-  return errors.unavailable('stream_limit_reached', 'Too many event streams are open; close one or retry shortly.', 5);
+  return reason === 'closed' ? errors.shuttingDown() : errors.streamLimitReached();
 }
 
 /** One server-sent event: the transaction in the contract's shape (JSON has no raw newlines, so one data line). */

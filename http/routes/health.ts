@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import type { Redis } from 'ioredis';
 import type { BankClient } from '../../engine/bank-client.ts';
 import type { Sql } from '../../persistence/sql.ts';
+import { errorBody, errors } from '../errors.ts';
 
 /** One dependency's check in `GET /health`. */
 export interface HealthCheck {
@@ -83,16 +84,14 @@ export function healthRoutes(checks: Record<string, HealthCheck>, timeoutMs: num
     );
     const failing = names.filter((name) => results[name] !== 'ok');
     const unavailable = failing.some((name) => checks[name]!.required);
-    ctx.status = unavailable ? 503 : 200;
-    ctx.body = unavailable
-      ? {
-          status: 'unavailable',
-          checks: results,
-          error: 'service_unavailable',
-          message: `Failing: ${failing.join(', ')}.`,
-          request_id: ctx.state.requestId,
-        }
-      : { status: failing.length ? 'degraded' : 'ok', checks: results };
+    if (!unavailable) {
+      ctx.body = { status: failing.length ? 'degraded' : 'ok', checks: results };
+      return;
+    }
+    // The error's shape beside the checks, so that a monitor sees which dependency failed.
+    const error = errors.serviceUnavailable({ failing: failing.join(', ') });
+    ctx.status = error.status;
+    ctx.body = { status: 'unavailable', checks: results, ...errorBody(error, ctx.state.requestId) };
   });
   return router;
 }

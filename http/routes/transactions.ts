@@ -4,14 +4,13 @@ import type { Context } from 'koa';
 import { v7 as uuidv7 } from 'uuid';
 import type { TransactionType } from '../../engine/account.ts';
 import type { Outcome, Rendered } from '../../engine/account-actor.ts';
-import { REJECTIONS } from '../../engine/rejections.ts';
 import type { Registry } from '../../engine/registry.ts';
 import type { ReadModel } from '../../persistence/read-model.ts';
 import type { UserStore } from '../../persistence/users.ts';
 import { mayActFor, requireCaller, type Caller } from '../auth.ts';
 import { readJsonBody } from '../body.ts';
 import { decodeCursor } from '../cursor.ts';
-import { errors, refusalError } from '../errors.ts';
+import { errorBody, errors, refusalError, rejectionError } from '../errors.ts';
 import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
 import { transactionBody, transactionIdParams, typedListQuery } from '../schemas.ts';
 import { eventJson, rowJson, transactionJson } from '../transaction-json.ts';
@@ -33,13 +32,14 @@ const PATHS: Record<TransactionType, string> = { deposit: '/api/v1/deposits', wi
 /** Resolves whose account a request acts on: the caller's own, or (admin) the named user's. */
 async function targetUser(caller: Caller, user_id: string | undefined, users: UserStore): Promise<string> {
   if (caller.kind === 'user') {
-    if (user_id !== undefined && user_id !== caller.id) throw errors.notFound('user');
+    if (user_id !== undefined && user_id !== caller.id) throw errors.notFound({ what: 'user' });
     return caller.id;
   }
   if (user_id === undefined) {
-    throw errors.validation([{ field: 'user_id', message: 'the admin must name the user to act for' }]);
+    const details = [{ field: 'user_id', message: 'the admin must name the user to act for' }];
+    throw errors.validationError().with({ details });
   }
-  if (!(await users.findById(user_id))) throw errors.notFound('user');
+  if (!(await users.findById(user_id))) throw errors.notFound({ what: 'user' });
   return user_id;
 }
 
@@ -54,10 +54,8 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
       if (outcome.kind === 'accepted')
         return { status: 202, body: JSON.stringify(transactionJson(outcome.transaction)) };
       if (outcome.kind === 'rejected') {
-        return {
-          status: REJECTIONS[outcome.code].status,
-          body: JSON.stringify({ error: outcome.code, message: outcome.message, request_id: requestId }),
-        };
+        const error = rejectionError(outcome);
+        return { status: error.status, body: JSON.stringify(errorBody(error, requestId)) };
       }
       throw new Error('a new transaction cannot be a no-op');
     };
@@ -109,7 +107,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     const caller = requireCaller(ctx.state);
     const { id } = parseInput(transactionIdParams, ctx.params);
     const row = await deps.readModel.find(id);
-    if (!row || row.type !== type || !mayActFor(caller, row.user_id)) throw errors.notFound(type);
+    if (!row || row.type !== type || !mayActFor(caller, row.user_id)) throw errors.notFound({ what: type });
     const events = await deps.readModel.events(row);
     ctx.body = { ...rowJson(row), events: events.map(eventJson) };
   }
@@ -118,7 +116,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     const caller = requireCaller(ctx.state);
     const query = parseInput(typedListQuery, ctx.query);
     if (caller.kind === 'user' && query.user_id !== undefined && query.user_id !== caller.id) {
-      throw errors.notFound('user');
+      throw errors.notFound({ what: 'user' });
     }
     const user_id = caller.kind === 'user' ? caller.id : query.user_id;
     await sendPage(ctx, deps.readModel, {

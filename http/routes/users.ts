@@ -5,7 +5,7 @@ import type { IdempotencyStore } from '../../persistence/idempotency.ts';
 import type { UserRow, UserStore } from '../../persistence/users.ts';
 import { mayActFor, newApiKey, requireAdmin, requireCaller } from '../auth.ts';
 import { readJsonBody } from '../body.ts';
-import { ApiError, errors } from '../errors.ts';
+import { errors } from '../errors.ts';
 import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
 import { createUserBody, userIdParams } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
@@ -37,7 +37,7 @@ export function userRoutes(deps: UserRoutesDeps): Router {
       const apiKey = newApiKey();
       return deps.sql.begin(async (tx) => {
         const user = await deps.users.insert({ id: uuidv7(), ...body, api_key_hash: apiKey.hash }, tx);
-        if (!user) throw new ApiError(409, 'email_taken', 'A user with this email already exists.');
+        if (!user) throw errors.emailTaken();
         // The key is shown once: the stored replay carries the user without it.
         const stored = { status: 201, body: JSON.stringify({ ...userJson(user), api_key: null }) };
         await deps.idempotency.insert(
@@ -54,7 +54,7 @@ export function userRoutes(deps: UserRoutesDeps): Router {
     const caller = requireCaller(ctx.state);
     const { user_id } = parseInput(userIdParams, ctx.params);
     const user = mayActFor(caller, user_id) ? await deps.users.findById(user_id) : undefined;
-    if (!user) throw errors.notFound('user');
+    if (!user) throw errors.notFound({ what: 'user' });
     ctx.body = userJson(user);
   });
 

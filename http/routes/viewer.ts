@@ -31,7 +31,7 @@ export function viewerRoutes(): Router {
 
   router.get('/viewer/:file', (ctx) => {
     const asset = ASSETS.get(ctx.params.file ?? '');
-    if (!asset) throw errors.notFound('file');
+    if (!asset) throw errors.notFound({ what: 'file' });
     ctx.type = asset.type;
     ctx.set('Cache-Control', 'no-cache');
     ctx.body = asset.body;

@@ -1,11 +1,12 @@
 import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
+import { BANK_DECLINED } from '../../engine/account.ts';
 import type { Registry } from '../../engine/registry.ts';
 import type { Inbox } from '../../persistence/inbox.ts';
 import type { ReadModel } from '../../persistence/read-model.ts';
 import type { Logger } from '../../logger.ts';
 import { readJsonBody } from '../body.ts';
-import { ApiError, refusalError } from '../errors.ts';
+import { errors, refusalError } from '../errors.ts';
 import { bankCallbackBody, bankCallbackHeaders } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
 import { verifyWebhook } from '../webhook-signature.ts';
@@ -36,8 +37,7 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
       secrets: deps.secrets,
       now_s: Math.floor(Date.now() / 1000),
     });
-    if (!verified.ok)
-      throw new ApiError(401, 'invalid_signature', `The webhook signature was refused (${verified.reason}).`);
+    if (!verified.ok) throw errors.invalidSignature({ reason: verified.reason });
     const callback = parseInput(bankCallbackBody, parsed);
     // The inbox must be able to record the id once the result is applied: check it before applying.
     parseInput(bankCallbackHeaders, { 'webhook-id': verified.id });
@@ -62,7 +62,12 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
         transaction_id: reference,
         outcome: status,
         ...(status === 'failed'
-          ? { failure: { code: failure_code ?? 'bank_declined', message: failure_message ?? 'The bank declined.' } }
+          ? {
+              failure: {
+                code: failure_code ?? BANK_DECLINED.code,
+                message: failure_message ?? BANK_DECLINED.message,
+              },
+            }
           : {}),
         at: new Date().toISOString(),
         cause: 'bank_callback',
