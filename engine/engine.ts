@@ -1,6 +1,9 @@
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { createJournal, readJournal, type Journal } from '../persistence/journal.ts';
+import type { SnapshotStore } from '../persistence/snapshots.ts';
+import type { Sql } from '../persistence/sql.ts';
+import type { AccountDeps } from './account-actor.ts';
 import type { Storage } from '../persistence/storage.ts';
 import type { AccountState, Event } from './account.ts';
 import { createBankClient, type BankClient } from './bank-client.ts';
@@ -9,7 +12,7 @@ import { startOpenPaymentSweep } from './open-payment-sweep.ts';
 import { createPayments, type Payments } from './payments.ts';
 import { createRegistry, type Registry } from './registry.ts';
 import { startShardLeases, type ShardLeases } from './shard-leases.ts';
-import { shardOf } from './shards.ts';
+import { shardOf, type Ownership } from './shards.ts';
 import { createTransactionFeed, type TransactionFeed } from './transaction-feed.ts';
 
 /** The engine's own limits (those an operator tunes are in config.ts). */
@@ -99,6 +102,94 @@ export interface Engine {
   stop(): Promise<void>;
 }
 
+/** The settings the account actors and their journal read. */
+export type AccountSettings = Pick<
+  Config,
+  | 'DATABASE_POOL_MAX'
+  | 'JOURNAL_BATCH_SIZE_MAX'
+  | 'JOURNAL_BATCH_WAIT_MS'
+  | 'JOURNAL_QUEUE_APPENDS_MAX'
+  | 'IDEMPOTENCY_TTL_HOURS'
+  | 'SNAPSHOT_EVERY_EVENTS'
+  | 'ACTOR_IDLE_MS'
+  | 'ACTOR_MAILBOX_MAX'
+  | 'ACTORS_LIVE_MAX'
+  | 'ACTOR_ASK_TIMEOUT_MS'
+>;
+
+export interface AccountsOptions {
+  settings: AccountSettings;
+  sql: Sql;
+  snapshots: SnapshotStore;
+  /** Which shards this instance holds, and under which epochs (the shard leases, or a test's own). */
+  ownership: Ownership;
+  log: Logger;
+  /** How an account's events are read back (default: the journal in Postgres). */
+  readEvents?: AccountDeps['readEvents'];
+  onJournalBatch?: (size: number, latency_ms: number) => void;
+}
+
+/**
+ * The account core: the group-committed journal and the registry of account actors over it. The
+ * engine builds it with its shard leases; the engine's tests build it alone, with an ownership of
+ * their own, through this same function.
+ */
+export function createAccounts(options: AccountsOptions) {
+  const { settings: s, sql, log } = options;
+  const commitListeners: CommitListener[] = [];
+  const recoveredListeners: ((state: AccountState) => void)[] = [];
+  const journal = createJournal(sql, {
+    batch_size_max: s.JOURNAL_BATCH_SIZE_MAX,
+    batch_wait_ms: s.JOURNAL_BATCH_WAIT_MS,
+    queue_appends_max: s.JOURNAL_QUEUE_APPENDS_MAX,
+    // Half the pool commits; the other half serves reads, the idempotency gate and the leases.
+    flushes_in_flight_max: Math.max(1, Math.floor(s.DATABASE_POOL_MAX / 2)),
+    idempotency_ttl_hours: s.IDEMPOTENCY_TTL_HOURS,
+    log: log.child({ module: 'journal' }),
+    onBatch: options.onJournalBatch,
+  });
+  const deps: AccountDeps = {
+    onCommitted: (state, events, before) => {
+      for (const listener of commitListeners) listener(state, events, before);
+    },
+    onRecovered: (state) => {
+      for (const listener of recoveredListeners) listener(state);
+    },
+    journal,
+    snapshots: options.snapshots,
+    readEvents: options.readEvents ?? ((user_id, after_seq) => readJournal(sql, user_id, after_seq)),
+    ownership: options.ownership,
+    snapshot_every_events: s.SNAPSHOT_EVERY_EVENTS,
+    log: log.child({ module: 'account' }),
+  };
+  const accounts = createRegistry({
+    deps,
+    idle_ms: s.ACTOR_IDLE_MS,
+    mailbox_max: s.ACTOR_MAILBOX_MAX,
+    actors_live_max: s.ACTORS_LIVE_MAX,
+    batch_max: ENGINE_LIMITS.actor_batch_max,
+    ask_timeout_ms: s.ACTOR_ASK_TIMEOUT_MS,
+    log: log.child({ module: 'registry' }),
+  });
+  return {
+    journal,
+    accounts,
+    /** What each actor is built with (tests build a behaviour of their own from it). */
+    deps,
+    /** Subscribes to every commit, after it is applied. */
+    onCommitted: (listener: CommitListener) => void commitListeners.push(listener),
+    /** Subscribes to every recovered account (its open transactions go back to workers). */
+    onRecovered: (listener: (state: AccountState) => void) => void recoveredListeners.push(listener),
+    /** Stops the actors, then commits what is queued. */
+    async close() {
+      await accounts.close();
+      await journal.close();
+    },
+  };
+}
+
+export type Accounts = ReturnType<typeof createAccounts>;
+
 /**
  * The engine's one wiring place: the journal, the account actors, the payment workers and the bank
  * client, the shard leases, the live feed and its relay, and the open-payment sweep. Objects are built
@@ -107,18 +198,6 @@ export interface Engine {
  */
 export function createEngine(options: EngineOptions): Engine {
   const { settings: s, storage, log } = options;
-  const commitListeners: CommitListener[] = [];
-  const recoveredListeners: ((state: AccountState) => void)[] = [];
-  const journal = createJournal(storage.sql, {
-    batch_size_max: s.JOURNAL_BATCH_SIZE_MAX,
-    batch_wait_ms: s.JOURNAL_BATCH_WAIT_MS,
-    queue_appends_max: s.JOURNAL_QUEUE_APPENDS_MAX,
-    // Half the pool commits; the other half serves reads, the idempotency gate and the leases.
-    flushes_in_flight_max: Math.max(1, Math.floor(s.DATABASE_POOL_MAX / 2)),
-    idempotency_ttl_hours: s.IDEMPOTENCY_TTL_HOURS,
-    log: log.child({ module: 'journal' }),
-    onBatch: options.observe?.journalBatch,
-  });
   const ownership = startShardLeases({
     redis: storage.redis,
     subscriber: storage.subscriber,
@@ -130,28 +209,15 @@ export function createEngine(options: EngineOptions): Engine {
     lease_ms: s.SHARD_LEASE_MS,
     log: log.child({ module: 'shard-leases' }),
   });
-  const accounts = createRegistry({
-    deps: {
-      onCommitted: (state, events, before) => {
-        for (const listener of commitListeners) listener(state, events, before);
-      },
-      onRecovered: (state) => {
-        for (const listener of recoveredListeners) listener(state);
-      },
-      journal,
-      snapshots: storage.snapshots,
-      readEvents: (user_id, after_seq) => readJournal(storage.sql, user_id, after_seq),
-      ownership,
-      snapshot_every_events: s.SNAPSHOT_EVERY_EVENTS,
-      log: log.child({ module: 'account' }),
-    },
-    idle_ms: s.ACTOR_IDLE_MS,
-    mailbox_max: s.ACTOR_MAILBOX_MAX,
-    actors_live_max: s.ACTORS_LIVE_MAX,
-    batch_max: ENGINE_LIMITS.actor_batch_max,
-    ask_timeout_ms: s.ACTOR_ASK_TIMEOUT_MS,
-    log: log.child({ module: 'registry' }),
+  const core = createAccounts({
+    settings: s,
+    sql: storage.sql,
+    snapshots: storage.snapshots,
+    ownership,
+    log,
+    onJournalBatch: options.observe?.journalBatch,
   });
+  const { accounts, journal } = core;
   const bank = createBankClient({
     base_url: options.bank_url,
     timeout_ms: s.BANK_TIMEOUT_MS,
@@ -202,9 +268,9 @@ export function createEngine(options: EngineOptions): Engine {
   });
 
   // The links back up, now that everything exists.
-  recoveredListeners.push((state) => payments.onRecovered(state));
-  commitListeners.push((state, events) => payments.onCommitted(state, events));
-  commitListeners.push((_state, events, before) => feed.onCommitted(before, events));
+  core.onRecovered((state) => payments.onRecovered(state));
+  core.onCommitted((state, events) => payments.onCommitted(state, events));
+  core.onCommitted((_state, events, before) => feed.onCommitted(before, events));
   feed.shareWith((transactions) => relay.share(transactions));
   ownership.listen({
     actorsPerShard: () => accounts.perShard(),
@@ -223,7 +289,7 @@ export function createEngine(options: EngineOptions): Engine {
     journal,
     feed,
     bank,
-    onCommitted: (listener) => void commitListeners.push(listener),
+    onCommitted: core.onCommitted,
     async start() {
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
@@ -242,8 +308,9 @@ export function createEngine(options: EngineOptions): Engine {
       await sweep.stop();
       payments.stop();
       bank.shutdown();
+      // Actors stop first, then the shards go back (the others take them over at once), then the
+      // journal commits what is queued.
       await accounts.close();
-      // Only now that every actor is stopped: the others take the shards over at once.
       await ownership.stop();
       relay.close();
       await journal.close();

@@ -1,8 +1,8 @@
-import type { AccountDeps } from '../../engine/account-actor.ts';
-import { createRegistry } from '../../engine/registry.ts';
+import { loadConfig } from '../../config.ts';
+import { createAccounts } from '../../engine/engine.ts';
 import type { Ownership } from '../../engine/shards.ts';
 import { createLogger } from '../../logger.ts';
-import { createJournal, readJournal } from '../../persistence/journal.ts';
+import { readJournal } from '../../persistence/journal.ts';
 import { createLeaseStore } from '../../persistence/leases.ts';
 import { createSnapshotStore } from '../../persistence/snapshots.ts';
 import { createSql } from '../../persistence/sql.ts';
@@ -16,17 +16,10 @@ export interface EngineOptions {
   reads?: { user_id: string; after_seq: number }[];
 }
 
-/** The account engine alone (no HTTP) on this process's test database. */
+/** The account core alone (journal and actors; no HTTP, no Redis) on this process's test database. */
 export async function startEngine(options: EngineOptions = {}) {
   const log = createLogger('silent');
   const sql = createSql(await testDatabaseUrl(), { pool_max: 6, application_name: 'engine-test' });
-  const journal = createJournal(sql, {
-    batch_size_max: 256,
-    batch_wait_ms: options.batch_wait_ms ?? 1,
-    flushes_in_flight_max: 2,
-    idempotency_ttl_hours: 24,
-    log,
-  });
   // This process owns every shard (no Redis leases here): a new epoch for each, as a takeover records.
   const epochs = await createLeaseStore(sql).takeOver(`engine-test-${process.pid}`, [0, 1, 2, 3, 4, 5, 6, 7], null);
   const ownership: Ownership = {
@@ -35,34 +28,35 @@ export async function startEngine(options: EngineOptions = {}) {
     lose: (shard) => void epochs.delete(shard),
     owned: () => [...epochs.keys()].sort((a, b) => a - b),
   };
-  const deps: AccountDeps = {
-    journal,
+  // The service's defaults, with the limits a test turns: the same factory the engine uses.
+  const settings = {
+    ...loadConfig({}),
+    DATABASE_POOL_MAX: 4,
+    JOURNAL_BATCH_WAIT_MS: options.batch_wait_ms ?? 1,
+    SNAPSHOT_EVERY_EVENTS: options.snapshot_every_events ?? 1000,
+    ACTOR_IDLE_MS: options.idle_ms ?? 60_000,
+    ACTOR_MAILBOX_MAX: 10_000,
+    ACTOR_ASK_TIMEOUT_MS: 10_000,
+  };
+  const core = createAccounts({
+    settings,
+    sql,
     snapshots: createSnapshotStore(sql),
+    ownership,
+    log,
     readEvents: (user_id, after_seq) => {
       options.reads?.push({ user_id, after_seq });
       return readJournal(sql, user_id, after_seq);
     },
-    ownership,
-    snapshot_every_events: options.snapshot_every_events ?? 1000,
-    log,
-  };
-  const registry = createRegistry({
-    deps,
-    idle_ms: options.idle_ms ?? 60_000,
-    mailbox_max: 10_000,
-    batch_max: 256,
-    ask_timeout_ms: 10_000,
-    log,
   });
   return {
     sql,
-    journal,
+    journal: core.journal,
     ownership,
-    registry,
-    deps,
+    registry: core.accounts,
+    deps: core.deps,
     async close() {
-      await registry.close();
-      await journal.close();
+      await core.close();
       await sql.end();
     },
   };
