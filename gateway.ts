@@ -204,7 +204,8 @@ function startInProcessBank(config: Config, port: number, log: Logger) {
         lost_callback: config.BANK_LOST_CALLBACK_RATE,
       },
     },
-    log.child({ module: 'bank' }),
+    // The root logger: each part of the simulator names its own module (bank, bank-http, bank-callbacks).
+    log,
   );
 }
 

@@ -8,7 +8,7 @@ const amount = z
   .string()
   .regex(/^-?\d{1,19}$/)
   .transform((value) => BigInt(value));
-const cause = z.enum(['api', 'bank_response', 'bank_callback', 'poll', 'retry', 'admin', 'recovery']);
+const cause = z.enum(['api', 'bank_response', 'bank_callback', 'poll', 'retry', 'admin']);
 const failure = z.object({ code: z.string(), message: z.string() });
 const stamp = { at: z.string(), cause, request_id: z.string().nullable() };
 
@@ -46,6 +46,7 @@ const event = z.discriminatedUnion('type', [
     error: z.string(),
     ...stamp,
   }),
+  z.object({ type: z.literal('retry_requested'), transaction_id: z.string(), ...stamp }),
   z.object({
     type: z.literal('transaction_succeeded'),
     transaction_id: z.string(),

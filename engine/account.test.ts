@@ -242,3 +242,40 @@ test('toStored copies nested values with bigints as strings, keeping every key (
   );
   assert.equal(Object.getPrototypeOf((stored as { metadata: object }).metadata), Object.prototype);
 });
+
+test("an admin's retry request is an event of its own: it moves no balance, no status and no incoming total", () => {
+  const withdrawal: Command = {
+    type: 'create',
+    transaction: { id: 'w', type: 'withdrawal', amount: 300n, currency: 'USD', description: null, metadata: null },
+    at: AT,
+    request_id: null,
+  };
+  const funded: AccountState = { ...emptyAccount(USER), balances: { USD: { available: 1000n, held: 0n } } };
+  const before = run(run(funded, deposit('d', 500n)), withdrawal);
+  const later = '2026-01-02T00:00:00.000Z';
+  const retry: Command = { type: 'request_retry', transaction_id: 'w', at: later, cause: 'admin', request_id: 'req-1' };
+  const decision = decide(before, retry);
+  assert.deepEqual(decision, {
+    kind: 'accepted',
+    events: [{ type: 'retry_requested', transaction_id: 'w', at: later, cause: 'admin', request_id: 'req-1' }],
+  });
+  const event = decision.kind === 'accepted' ? decision.events[0]! : assert.fail('not accepted');
+  const after = apply(before, event);
+  assert.equal(after.seq, before.seq + 1);
+  assert.deepEqual(after.balances, before.balances);
+  assert.deepEqual(after.incoming, before.incoming);
+  assert.deepEqual(after.open.w, { ...before.open.w, updated_at: later });
+  // Stored and read back, as a journal row and inside a snapshot.
+  assert.deepEqual(eventFromStored(JSON.parse(JSON.stringify(toStored(event)))), event);
+  assert.deepEqual(stateFromStored(JSON.parse(JSON.stringify(stateToStored(after)))), after);
+  assert.deepEqual(decide(emptyAccount(USER), retry), { kind: 'noop', reason: 'not_open' });
+});
+
+test('no event carries the cause recovery: recovery only applies events, so the journal refuses it', () => {
+  const stamp = { at: AT, request_id: null, transaction_id: 'w' };
+  assert.equal(eventFromStored({ type: 'retry_requested', ...stamp, cause: 'admin' }).type, 'retry_requested');
+  assert.throws(() => eventFromStored({ type: 'retry_requested', ...stamp, cause: 'recovery' }));
+  assert.throws(() =>
+    eventFromStored({ type: 'attempt_failed', ...stamp, attempts: 1, error: 'x', cause: 'recovery' }),
+  );
+});

@@ -6,7 +6,10 @@ import { reject, type Rejection } from './rejections.ts';
 
 export type TransactionType = 'deposit' | 'withdrawal';
 export type TransactionStatus = 'pending' | 'processing' | 'succeeded' | 'failed';
-export type Cause = 'api' | 'bank_response' | 'bank_callback' | 'poll' | 'retry' | 'admin' | 'recovery';
+// Recovery is not a cause: replaying the journal only applies events, and handing a recovered account's
+// open transactions back to payment workers changes nothing until a worker's own event (which names its
+// own cause), so nothing is ever recorded for it.
+export type Cause = 'api' | 'bank_response' | 'bank_callback' | 'poll' | 'retry' | 'admin';
 export type Failure = { code: string; message: string };
 
 /** Why a transaction failed when the bank said no more than that. */
@@ -65,6 +68,7 @@ export type Command =
     }
   | ({ type: 'start_processing'; transaction_id: string; bank_reference: string; attempts: number } & Stamp)
   | ({ type: 'record_attempt'; transaction_id: string; attempts: number; error: string } & Stamp)
+  | ({ type: 'request_retry'; transaction_id: string } & Stamp)
   | ({
       type: 'settle';
       transaction_id: string;
@@ -78,6 +82,8 @@ export type Event =
   | { type: 'transaction_created'; transaction: Transaction }
   | ({ type: 'transaction_processing'; transaction_id: string; bank_reference: string; attempts: number } & Stamp)
   | ({ type: 'attempt_failed'; transaction_id: string; attempts: number; error: string } & Stamp)
+  /** Someone (the admin, retrying a dead letter) asked for the payment to be driven again: no balance or status changes. */
+  | ({ type: 'retry_requested'; transaction_id: string } & Stamp)
   | ({ type: 'transaction_succeeded'; transaction_id: string; attempts?: number } & Stamp)
   | ({ type: 'transaction_failed'; transaction_id: string; failure: Failure; attempts?: number } & Stamp);
 
@@ -119,6 +125,8 @@ export function decide(state: AccountState, command: Command): Decision {
         error: command.error,
         ...stamp,
       });
+    case 'request_retry':
+      return accepted({ type: 'retry_requested', transaction_id: open.id, ...stamp });
     case 'settle': {
       const attempts = command.attempts !== undefined ? { attempts: command.attempts } : {};
       return command.outcome === 'succeeded'
@@ -182,6 +190,8 @@ export function transactionAfter(state: AccountState, event: Event): Transaction
       };
     case 'attempt_failed':
       return { ...open, attempts: event.attempts, updated_at: event.at };
+    case 'retry_requested':
+      return { ...open, updated_at: event.at };
     case 'transaction_succeeded':
       return {
         ...open,

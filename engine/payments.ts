@@ -307,10 +307,15 @@ export function createPayments(options: PaymentsOptions) {
   return {
     start,
 
-    /** Called with every committed event: creations start workers, results end them. */
-    onCommitted(_state: AccountState, events: readonly Event[]): void {
+    /** Called with every committed event: creations and retry requests start workers, results end them. */
+    onCommitted(state: AccountState, events: readonly Event[]): void {
       for (const event of events) {
         if (event.type === 'transaction_created') start(event.transaction);
+        if (event.type === 'retry_requested') {
+          // A new round of attempts: a dead letter's retry gives the payment `attempts_max` more.
+          const transaction = state.open[event.transaction_id];
+          if (transaction) start(transaction);
+        }
         if (event.type === 'transaction_succeeded' || event.type === 'transaction_failed') {
           workers.get(event.transaction_id)?.finish();
         }

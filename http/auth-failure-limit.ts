@@ -11,6 +11,7 @@ export interface AuthFailureLimitOptions {
   key_prefix: string;
   /** 401 answers an address may get per window before it is refused outright. */
   max_per_min: number;
+  /** A logger without `module` (the root): the counters' store adds `module: 'rate-limit'` and its name. */
   log: Logger;
   /** Default `per_instance`: see the top of `rate-limit-store.ts`. */
   on_redis_down?: RedisDownPolicy;

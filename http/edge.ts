@@ -72,7 +72,7 @@ export interface EdgeOptions {
  */
 export function createEdge(options: EdgeOptions): Koa {
   const { settings: s, engine, storage, log } = options;
-  const { accounts, payments, ownership, feed, bank } = engine;
+  const { accounts, ownership, feed, bank } = engine;
   const { sql, redis, users, readModel, idempotency, deadLetters } = storage;
   const gate = createIdempotencyGate(idempotency, s.ACTOR_ASK_TIMEOUT_MS);
   const forwarder = createForwarder({
@@ -95,12 +95,14 @@ export function createEdge(options: EdgeOptions): Koa {
     middleware: [
       securityHeaders({ cors_origins: s.CORS_ORIGINS }),
       forwarder.recognise(),
+      // Both limits get the root logger: their counters' store names its own module (`rate-limit`,
+      // with `limits: 'auth_failures'` or `'api'`), and a second `module` would repeat the key.
       unlessForwarded(
         authFailureLimit({
           redis,
           key_prefix: `${s.REDIS_KEY_PREFIX}auth`,
           max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
-          log: log.child({ module: 'auth-failure-limit' }),
+          log,
         }),
       ),
       authenticate(users, s.ADMIN_API_KEY, { ttl_ms: s.AUTH_CACHE_TTL_MS }),
@@ -111,7 +113,7 @@ export function createEdge(options: EdgeOptions): Koa {
           global_per_min: s.RATE_LIMIT_GLOBAL_PER_MIN,
           balance_per_min: s.RATE_LIMIT_BALANCE_PER_MIN,
           transactions_per_min: s.RATE_LIMIT_TRANSACTIONS_PER_MIN,
-          log: log.child({ module: 'rate-limit' }),
+          log,
         }),
       ),
     ],
@@ -119,7 +121,7 @@ export function createEdge(options: EdgeOptions): Koa {
       healthRoutes(dependencyChecks({ sql, redis, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
       userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes }),
       accountRoutes({ accounts, readModel, users, currencies, toOwner }),
-      adminRoutes({ sql, accounts, payments, deadLetters, gate, toOwner, shardTable: () => ownership.table() }),
+      adminRoutes({ sql, accounts, deadLetters, gate, toOwner, shardTable: () => ownership.table() }),
       webhookRoutes({
         secrets: s.WEBHOOK_SECRETS,
         inbox: storage.inbox,

@@ -19,6 +19,7 @@ export interface RateLimitOptions {
   global_per_min: number;
   balance_per_min: number;
   transactions_per_min: number;
+  /** A logger without `module` (the root): the counters' store adds `module: 'rate-limit'` and its name. */
   log: Logger;
   /** Default `per_instance`: see the top of `rate-limit-store.ts`. */
   on_redis_down?: RedisDownPolicy;

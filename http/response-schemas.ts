@@ -31,12 +31,12 @@ const causes = {
   poll: 'poll',
   retry: 'retry',
   admin: 'admin',
-  recovery: 'recovery',
 } as const satisfies { [K in Cause]: K };
 const eventTypes = {
   transaction_created: 'transaction_created',
   transaction_processing: 'transaction_processing',
   attempt_failed: 'attempt_failed',
+  retry_requested: 'retry_requested',
   transaction_succeeded: 'transaction_succeeded',
   transaction_failed: 'transaction_failed',
 } as const satisfies { [K in Event['type']]: K };

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AMOUNT_MAX } from '../engine/money.ts';
 
 /** Request and response shapes of the API; the OpenAPI document is generated from these. */
 export const uuid = z.uuid({ message: 'must be a UUID' });
@@ -23,14 +24,12 @@ export const createUserBody = z.strictObject({
 
 export const userIdParams = z.strictObject({ user_id: uuid });
 
-const AMOUNT_MAX = 1_000_000_000_000;
-
 /** Amounts on the wire: a JSON integer of minor units, 1 to 1e12. Strings and fractions are refused. */
 export const amount = z
   .number({ message: 'must be a JSON number of minor units (e.g. 1050 for 10.50)' })
   .int('must be a whole number of minor units')
   .positive('must be greater than zero')
-  .max(AMOUNT_MAX, `must be at most ${AMOUNT_MAX}`)
+  .max(Number(AMOUNT_MAX), `must be at most ${AMOUNT_MAX}`)
   .meta({ description: 'Minor units of the currency (1050 is 10.50 USD): a JSON integer from 1 to 10^12.' });
 
 /** Keys that reach an object's prototype when a consumer copies the metadata into a plain object. */
@@ -88,16 +87,24 @@ const queryAmount = z
   .string()
   .regex(/^\d{1,13}$/, 'must be a whole number of minor units')
   .transform((value) => BigInt(value))
-  .refine((value) => value <= BigInt(AMOUNT_MAX), `must be at most ${AMOUNT_MAX}`);
+  .refine((value) => value <= AMOUNT_MAX, `must be at most ${AMOUNT_MAX}`);
+
+/** The most items one page holds. */
+export const PAGE_LIMIT_MAX = 100;
+
+/** The items of a page whose request names no `limit`. */
+export const PAGE_LIMIT_DEFAULT = 20;
+
+const PAGE_LIMIT_RULE = `must be an integer from 1 to ${PAGE_LIMIT_MAX}`;
 
 const pageQuery = {
   limit: z
     .string()
-    .regex(/^\d{1,3}$/, 'must be an integer from 1 to 100')
+    .regex(/^\d{1,3}$/, PAGE_LIMIT_RULE)
     .transform(Number)
-    .refine((value) => value >= 1 && value <= 100, 'must be an integer from 1 to 100')
+    .refine((value) => value >= 1 && value <= PAGE_LIMIT_MAX, PAGE_LIMIT_RULE)
     .optional()
-    .meta({ description: 'Page size, 1 to 100; 20 when absent.' }),
+    .meta({ description: `Page size, 1 to ${PAGE_LIMIT_MAX}; ${PAGE_LIMIT_DEFAULT} when absent.` }),
   cursor: z
     .string()
     .max(200)

@@ -42,6 +42,7 @@ export function rowJson(row: TransactionRow): Record<string, unknown> {
   };
 }
 
+// Events absent here (`attempt_failed`, `retry_requested`) leave the status as it was: null.
 const STATUS_AFTER: Record<string, string> = {
   transaction_created: 'pending',
   transaction_processing: 'processing',

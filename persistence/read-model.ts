@@ -31,7 +31,9 @@ export interface PageQuery {
   type?: 'deposit' | 'withdrawal';
   status?: string;
   currency?: string;
+  /** Created at or after this instant (inclusive). */
   created_from?: Date;
+  /** Created at or before this instant (inclusive). */
   created_to?: Date;
   min_amount?: bigint;
   max_amount?: bigint;
@@ -80,7 +82,7 @@ export function createReadModel(sql: Sql) {
         query.status !== undefined && sql`status = ${query.status}`,
         query.currency !== undefined && sql`currency = ${query.currency}`,
         query.created_from !== undefined && sql`created_at >= ${query.created_from}`,
-        query.created_to !== undefined && sql`created_at < ${query.created_to}`,
+        query.created_to !== undefined && sql`created_at <= ${query.created_to}`,
         query.min_amount !== undefined && sql`amount >= ${query.min_amount}`,
         query.max_amount !== undefined && sql`amount <= ${query.max_amount}`,
         query.after !== undefined && sql`(created_at, id) < (${query.after.created_at}, ${query.after.id})`,

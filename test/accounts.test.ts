@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Gateway } from '../gateway.ts';
+import { PAGE_LIMIT_DEFAULT } from '../http/schemas.ts';
 import { ADMIN_KEY, client, createUser, fund, settle, startTestGateway } from './support/gateway.ts';
 
 let gateway: Gateway;
@@ -324,6 +325,30 @@ describe('reading', () => {
     );
     const withdrawals = await request('GET', '/api/v1/withdrawals?limit=100', { key: user.api_key });
     assert.equal(withdrawals.json.data.length, 5);
+    const unlimited = await request('GET', `/api/v1/users/${user.id}/transactions`, { key: user.api_key });
+    assert.deepEqual([unlimited.json.data.length, unlimited.json.has_more], [PAGE_LIMIT_DEFAULT, true]);
+  });
+
+  test('created_from and created_to are inclusive: a transaction created at either bound is listed', async () => {
+    const user = await createUser(request);
+    const ids: string[] = [];
+    const created: string[] = [];
+    for (const amount of [100, 200, 300]) {
+      const answer = await post('/api/v1/deposits', user.api_key, { amount, currency: 'USD' });
+      ids.push(answer.json.id);
+      created.push(answer.json.created_at);
+      // Distinct milliseconds, so that each bound names exactly one transaction.
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const [first, middle, last] = created.map((at) => encodeURIComponent(at));
+    const listed = async (path: string, query: string) =>
+      (await request('GET', `${path}?${query}`, { key: user.api_key })).json.data.map((t: { id: string }) => t.id);
+    for (const path of [`/api/v1/users/${user.id}/transactions`, '/api/v1/deposits']) {
+      assert.deepEqual(await listed(path, `created_to=${first}`), [ids[0]], `${path} created_to`);
+      assert.deepEqual(await listed(path, `created_from=${last}`), [ids[2]], `${path} created_from`);
+      assert.deepEqual(await listed(path, `created_from=${middle}&created_to=${middle}`), [ids[1]], path);
+      assert.deepEqual(await listed(path, `created_from=${first}&created_to=${last}`), [...ids].reverse(), path);
+    }
   });
 
   test('bad queries → 400 in the contract shape', async () => {

@@ -149,6 +149,47 @@ describe('each bank scenario, end to end', () => {
     assert.equal(second.retried_at, null);
   });
 
+  test('a dead-lettered deposit retried by the admin: the retry is in its audit trail, cause admin', async () => {
+    const user = await createUser(request);
+    const deposit = await create(user, 'deposits', 503_03);
+    const letter = await eventually(async () => {
+      const page = await request('GET', '/api/v1/admin/dead-letters?limit=100', { key: ADMIN_KEY });
+      return page.json.data.find((d: { transaction_id: string }) => d.transaction_id === deposit.id);
+    });
+    const idempotencyKey = crypto.randomUUID();
+    const retried = await request('POST', `/api/v1/admin/dead-letters/${letter.id}/retry`, {
+      key: ADMIN_KEY,
+      idempotencyKey,
+    });
+    assert.equal(retried.status, 202, retried.text);
+    const replay = await request('POST', `/api/v1/admin/dead-letters/${letter.id}/retry`, {
+      key: ADMIN_KEY,
+      idempotencyKey,
+    });
+    assert.deepEqual([replay.status, replay.text], [202, retried.text]);
+    assert.equal(replay.headers.get('idempotent-replayed'), 'true');
+    // The retry's event opens a new round of attempts: the worker it started fails them again.
+    const shown = await eventually(async () => {
+      const answer = await request('GET', `/api/v1/deposits/${deposit.id}`, { key: user.api_key });
+      const at = types(answer.json.events).indexOf('retry_requested');
+      return at >= 0 && types(answer.json.events).slice(at).includes('attempt_failed') ? answer.json : undefined;
+    });
+    const admin = shown.events.filter((event: { cause: string }) => event.cause === 'admin');
+    assert.equal(admin.length, 1, JSON.stringify(shown.events));
+    assert.deepEqual(admin[0], {
+      seq: admin[0].seq,
+      type: 'retry_requested',
+      status: null,
+      at: admin[0].at,
+      cause: 'admin',
+      request_id: retried.headers.get('x-request-id'),
+    });
+    // No balance and no status moved: the deposit is still pending and credits nothing.
+    assert.equal(shown.status, 'pending');
+    assert.equal(shown.attempts >= letter.attempts, true);
+    assert.deepEqual(await balance(user), { available: 0, held: 0 });
+  });
+
   test('no callback ever: the worker polls the bank past the deadline and settles', async () => {
     const user = await createUser(request);
     const deposit = await create(user, 'deposits', 999_99);

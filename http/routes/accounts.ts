@@ -8,7 +8,7 @@ import type { UserStore } from '../../persistence/users.ts';
 import { mayActFor, requireCaller, type Caller } from '../auth.ts';
 import { decodeCursor } from '../cursor.ts';
 import { errors, refusalError } from '../errors.ts';
-import { historyQuery, userIdParams } from '../schemas.ts';
+import { historyQuery, PAGE_LIMIT_DEFAULT, userIdParams } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
 import { sendPage } from './pages.ts';
 
@@ -52,7 +52,7 @@ export function accountRoutes(deps: AccountRoutesDeps): Router {
     await sendPage(ctx, deps.readModel, {
       ...query,
       user_id,
-      limit: query.limit ?? 20,
+      limit: query.limit ?? PAGE_LIMIT_DEFAULT,
       ...(query.cursor !== undefined ? { after: decodeCursor(query.cursor) } : {}),
     });
   });

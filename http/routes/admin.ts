@@ -1,21 +1,21 @@
 import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { ActorReply, Outcome, Rendered } from '../../engine/account-actor.ts';
 import { reconcile } from '../../engine/reconciliation.ts';
 import type { Registry } from '../../engine/registry.ts';
-import type { Payments } from '../../engine/payments.ts';
 import type { DeadLetterRow, DeadLetterStore } from '../../persistence/dead-letters.ts';
 import type { Sql } from '../../persistence/sql.ts';
 import { requireAdmin } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
-import { errors, refusalError } from '../errors.ts';
-import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
-import { deadLetterListQuery, deadLetterParams } from '../schemas.ts';
+import { errorBody, errors, refusalError } from '../errors.ts';
+import { fingerprint, idempotencyKey, sendStored, type Attempt, type IdempotencyGate } from '../idempotency.ts';
+import { deadLetterListQuery, deadLetterParams, PAGE_LIMIT_DEFAULT } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
 
 export interface AdminRoutesDeps {
   sql: Sql;
   accounts: Registry;
-  payments: Payments;
   deadLetters: DeadLetterStore;
   gate: IdempotencyGate;
   toOwner: ToOwner;
@@ -43,7 +43,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
   router.get('/dead-letters', async (ctx) => {
     requireAdmin(ctx.state);
     const query = parseInput(deadLetterListQuery, ctx.query);
-    const limit = query.limit ?? 20;
+    const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
     const rows = await deps.deadLetters.page(limit + 1, query.cursor ? decodeCursor(query.cursor) : undefined);
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
@@ -62,6 +62,8 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
     // The account's owner retries it (its payment workers run there).
     const found = await deps.deadLetters.find(id);
     if (found && (await deps.toOwner(ctx, found.user_id))) return;
+    // Set when the actor found the key taken by a request of its batch: a replay too.
+    let replayedAfterConflict = false;
     const { response, replayed } = await deps.gate.run(attempt, async () => {
       ctx.state.writeSent = true;
       const letter = await deps.deadLetters.find(id);
@@ -69,17 +71,48 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
       if (letter.retried_at) throw errors.alreadyRetried();
       const reply = await deps.accounts.ask(letter.user_id, { kind: 'read' });
       if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
-      const transaction = reply.state.open[letter.transaction_id];
-      if (!transaction) throw errors.transactionNotOpen();
+      if (!reply.state.open[letter.transaction_id]) throw errors.transactionNotOpen();
       const retried = await deps.deadLetters.markRetried(id);
       if (!retried) throw errors.alreadyRetried();
-      deps.payments.start(transaction);
-      const body = JSON.stringify({ ...deadLetterJson(retried), status: 'retrying' });
-      await deps.gate.record(attempt, { status: 202, body }, letter.user_id);
-      return { status: 202, body };
+      const told = await requestRetry(ctx, retried, attempt);
+      if (told.kind === 'done' && told.response) return told.response;
+      if (told.kind === 'refused' && told.reason === 'idempotency_conflict') {
+        const stored = await deps.gate.lookup(attempt);
+        replayedAfterConflict = stored !== undefined;
+        if (stored) return stored;
+      }
+      // The letter stays retried: the transaction is open and no longer dead-lettered, so the
+      // open-payment sweep hands it to a worker even though the retry's event was not journaled.
+      throw refusalError(told.kind === 'refused' ? told.reason : 'failed');
     });
-    sendStored(ctx, response, replayed);
+    sendStored(ctx, response, replayed || replayedAfterConflict);
   });
+
+  /**
+   * Journals the admin's retry in the transaction's audit trail (cause `admin`, this request's id),
+   * with the request's idempotency record in the same commit; that commit hands the transaction to a
+   * payment worker.
+   */
+  function requestRetry(ctx: Context, letter: DeadLetterRow, attempt: Attempt): Promise<ActorReply> {
+    const render = (outcome: Outcome): Rendered => {
+      if (outcome.kind === 'accepted') {
+        return { status: 202, body: JSON.stringify({ ...deadLetterJson(letter), status: 'retrying' }) };
+      }
+      // Settled (a late callback) between the read above and this command.
+      return { status: 409, body: JSON.stringify(errorBody(errors.transactionNotOpen(), ctx.state.requestId)) };
+    };
+    return deps.accounts.ask(letter.user_id, {
+      kind: 'command',
+      command: {
+        type: 'request_retry',
+        transaction_id: letter.transaction_id,
+        at: new Date().toISOString(),
+        cause: 'admin',
+        request_id: ctx.state.requestId,
+      },
+      idempotency: { ...attempt, render },
+    });
+  }
 
   router.get('/shards', async (ctx) => {
     requireAdmin(ctx.state);

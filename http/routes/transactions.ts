@@ -12,7 +12,7 @@ import { readJsonBody } from '../body.ts';
 import { decodeCursor } from '../cursor.ts';
 import { errorBody, errors, refusalError, rejectionError } from '../errors.ts';
 import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
-import { transactionBody, transactionIdParams, typedListQuery } from '../schemas.ts';
+import { PAGE_LIMIT_DEFAULT, transactionBody, transactionIdParams, typedListQuery } from '../schemas.ts';
 import { eventJson, rowJson, transactionJson } from '../transaction-json.ts';
 import { parseInput } from '../validation.ts';
 import { sendPage } from './pages.ts';
@@ -123,7 +123,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
       ...query,
       ...(user_id !== undefined ? { user_id } : {}),
       type,
-      limit: query.limit ?? 20,
+      limit: query.limit ?? PAGE_LIMIT_DEFAULT,
       ...(query.cursor !== undefined ? { after: decodeCursor(query.cursor) } : {}),
     });
   }
