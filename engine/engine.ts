@@ -34,7 +34,6 @@ export const ENGINE_LIMITS = {
 export type EngineSettings = Pick<
   Config,
   | 'INSTANCE_ID'
-  | 'REDIS_KEY_PREFIX'
   | 'SHARDS'
   | 'SHARD_LEASE_MS'
   | 'DATABASE_POOL_MAX'
@@ -120,11 +119,9 @@ export function createEngine(options: EngineOptions): Engine {
     onBatch: options.observe?.journalBatch,
   });
   const ownership = startShardLeases({
-    redis: storage.redis,
-    subscriber: storage.subscriber,
+    locks: storage.shardLocks,
     instances: storage.instances,
     leases: storage.leases,
-    key_prefix: s.REDIS_KEY_PREFIX,
     instance: { id: s.INSTANCE_ID, url: options.instance_url },
     shards: s.SHARDS,
     lease_ms: s.SHARD_LEASE_MS,
@@ -182,9 +179,7 @@ export function createEngine(options: EngineOptions): Engine {
     log: log.child({ module: 'transaction-feed' }),
   });
   const relay = relayFeed(feed, {
-    redis: storage.redis,
-    subscriber: storage.subscriber,
-    channel: `${s.REDIS_KEY_PREFIX}feed`,
+    channel: storage.feedChannel,
     instance: s.INSTANCE_ID,
     flush_ms: ENGINE_LIMITS.feed_relay_flush_ms,
     batch_max: ENGINE_LIMITS.feed_relay_batch_max,

@@ -2,12 +2,14 @@ import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.ts';
 import { createDeadLetterStore, type DeadLetterStore } from './dead-letters.ts';
+import { createFeedChannel, type FeedChannel } from './feed-channel.ts';
 import { createIdempotencyStore, type IdempotencyStore } from './idempotency.ts';
 import { createInbox, type Inbox } from './inbox.ts';
 import { createInstanceRegistry, type InstanceRegistry } from './instances.ts';
 import { createLeaseStore, sessionName, type LeaseStore } from './leases.ts';
 import { createReadModel, type ReadModel } from './read-model.ts';
 import { createRedis } from './redis.ts';
+import { createShardLocks, type ShardLocks } from './shard-locks.ts';
 import { createSnapshotStore, type SnapshotStore } from './snapshots.ts';
 import { createSql, type Sql } from './sql.ts';
 import { createUserStore, type UserStore } from './users.ts';
@@ -41,6 +43,8 @@ export interface Storage {
   inbox: Inbox;
   deadLetters: DeadLetterStore;
   instances: InstanceRegistry;
+  shardLocks: ShardLocks;
+  feedChannel: FeedChannel;
   /** Ends the pool (waiting up to 5 s for queries in flight) and the Redis connections. */
   close(): Promise<void>;
 }
@@ -78,7 +82,9 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     snapshots: createSnapshotStore(sql),
     inbox: createInbox(sql),
     deadLetters: createDeadLetterStore(sql),
-    instances: createInstanceRegistry(redis, options.redis_key_prefix),
+    instances: createInstanceRegistry(redis, subscriber, options.redis_key_prefix),
+    shardLocks: createShardLocks(redis, options.redis_key_prefix),
+    feedChannel: createFeedChannel(redis, subscriber, options.redis_key_prefix),
     async close() {
       subscriber.disconnect();
       await sql.end({ timeout: 5 });
