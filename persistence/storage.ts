@@ -8,6 +8,7 @@ import { createInbox, type Inbox } from './inbox.ts';
 import { createInstanceRegistry, type InstanceRegistry } from './instances.ts';
 import { createLeaseStore, sessionName, type LeaseStore } from './leases.ts';
 import { createReadModel, type ReadModel } from './read-model.ts';
+import { createReconciliationReader, type ReconciliationReader } from './reconciliation-reader.ts';
 import { createRedis } from './redis.ts';
 import { createShardLocks, type ShardLocks } from './shard-locks.ts';
 import { createSnapshotStore, type SnapshotStore } from './snapshots.ts';
@@ -44,6 +45,7 @@ export interface Storage {
   deadLetters: DeadLetterStore;
   instances: InstanceRegistry;
   shardLocks: ShardLocks;
+  reconciliation: ReconciliationReader;
   feedChannel: FeedChannel;
   /** Ends the pool (waiting up to 5 s for queries in flight) and the Redis connections. */
   close(): Promise<void>;
@@ -83,6 +85,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     inbox: createInbox(sql),
     deadLetters: createDeadLetterStore(sql),
     instances: createInstanceRegistry(redis, subscriber, options.redis_key_prefix),
+    reconciliation: createReconciliationReader(sql),
     shardLocks: createShardLocks(redis, options.redis_key_prefix),
     feedChannel: createFeedChannel(redis, subscriber, options.redis_key_prefix),
     async close() {

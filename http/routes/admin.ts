@@ -4,6 +4,7 @@ import { reconcile } from '../../engine/reconciliation.ts';
 import type { Registry } from '../../engine/registry.ts';
 import type { Payments } from '../../engine/payments.ts';
 import type { DeadLetterRow, DeadLetterStore } from '../../persistence/dead-letters.ts';
+import { createReconciliationReader } from '../../persistence/reconciliation-reader.ts';
 import type { Sql } from '../../persistence/sql.ts';
 import { requireAdmin } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
@@ -89,7 +90,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
   // This instance's live actors are compared too, where they stand at the snapshot's sequence.
   router.get('/reconciliation', async (ctx) => {
     requireAdmin(ctx.state);
-    const report = await reconcile(deps.sql, {
+    const report = await reconcile(createReconciliationReader(deps.sql), {
       liveState: async (user_id) => {
         if (!deps.accounts.isAlive(user_id)) return undefined;
         const reply = await deps.accounts.ask(user_id, { kind: 'read' });
