@@ -117,7 +117,7 @@ export function createEdge(options: EdgeOptions): Koa {
     ],
     routers: [
       healthRoutes(dependencyChecks({ sql, redis, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
-      userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes }),
+      userRoutes({ users, gate, bodySizeMaxBytes }),
       accountRoutes({ accounts, readModel, users, currencies, toOwner }),
       adminRoutes({ sql, accounts, payments, deadLetters, gate, toOwner, shardTable: () => ownership.table() }),
       webhookRoutes({

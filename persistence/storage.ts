@@ -73,12 +73,13 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     new Promise((resolve) => (timer = setTimeout(resolve, REDIS_READY_WAIT_MS))),
   ]);
   clearTimeout(timer);
+  const idempotency = createIdempotencyStore(sql, options.idempotency_ttl_hours);
   return {
     sql,
     redis,
     subscriber,
-    users: createUserStore(sql),
-    idempotency: createIdempotencyStore(sql, options.idempotency_ttl_hours),
+    users: createUserStore(sql, idempotency),
+    idempotency,
     readModel: createReadModel(sql),
     leases: createLeaseStore(sql),
     snapshots: createSnapshotStore(sql),
