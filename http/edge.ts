@@ -73,7 +73,7 @@ export interface EdgeOptions {
 export function createEdge(options: EdgeOptions): Koa {
   const { settings: s, engine, storage, log } = options;
   const { accounts, payments, ownership, feed, bank } = engine;
-  const { sql, redis, users, readModel, idempotency, deadLetters } = storage;
+  const { sql, users, readModel, idempotency, deadLetters } = storage;
   const gate = createIdempotencyGate(idempotency, s.ACTOR_ASK_TIMEOUT_MS);
   const forwarder = createForwarder({
     leases: ownership,
@@ -97,7 +97,7 @@ export function createEdge(options: EdgeOptions): Koa {
       forwarder.recognise(),
       unlessForwarded(
         authFailureLimit({
-          redis,
+          counters: storage.rateLimitCounters,
           key_prefix: `${s.REDIS_KEY_PREFIX}auth`,
           max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
           log: log.child({ module: 'auth-failure-limit' }),
@@ -106,7 +106,7 @@ export function createEdge(options: EdgeOptions): Koa {
       authenticate(users, s.ADMIN_API_KEY, { ttl_ms: s.AUTH_CACHE_TTL_MS }),
       unlessForwarded(
         rateLimits({
-          redis,
+          counters: storage.rateLimitCounters,
           key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
           global_per_min: s.RATE_LIMIT_GLOBAL_PER_MIN,
           balance_per_min: s.RATE_LIMIT_BALANCE_PER_MIN,
@@ -116,7 +116,7 @@ export function createEdge(options: EdgeOptions): Koa {
       ),
     ],
     routers: [
-      healthRoutes(dependencyChecks({ sql, redis, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
+      healthRoutes(dependencyChecks({ pings: storage.pings, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
       userRoutes({ users, gate, bodySizeMaxBytes }),
       accountRoutes({ accounts, readModel, users, currencies, toOwner }),
       adminRoutes({ sql, accounts, payments, deadLetters, gate, toOwner, shardTable: () => ownership.table() }),

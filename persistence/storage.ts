@@ -9,6 +9,7 @@ import { createInstanceRegistry, type InstanceRegistry } from './instances.ts';
 import { createLeaseStore, sessionName, type LeaseStore } from './leases.ts';
 import { createReadModel, type ReadModel } from './read-model.ts';
 import { createReconciliationReader, type ReconciliationReader } from './reconciliation-reader.ts';
+import { rateLimitCounters, type RateLimitCounters } from './rate-limit-counters.ts';
 import { createRedis } from './redis.ts';
 import { createShardLocks, type ShardLocks } from './shard-locks.ts';
 import { createSnapshotStore, type SnapshotStore } from './snapshots.ts';
@@ -30,6 +31,12 @@ export interface StorageOptions {
   log: Logger;
 }
 
+/** One trivial round trip per dependency, for `GET /health`: each resolves when it answers. */
+export interface StoragePings {
+  postgres(): Promise<void>;
+  redis(): Promise<void>;
+}
+
 /** Every Postgres and Redis store the gateway uses, on one pool and two Redis connections. */
 export interface Storage {
   sql: Sql;
@@ -45,6 +52,8 @@ export interface Storage {
   deadLetters: DeadLetterStore;
   instances: InstanceRegistry;
   shardLocks: ShardLocks;
+  pings: StoragePings;
+  rateLimitCounters: RateLimitCounters;
   reconciliation: ReconciliationReader;
   feedChannel: FeedChannel;
   /** Ends the pool (waiting up to 5 s for queries in flight) and the Redis connections. */
@@ -87,6 +96,15 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     deadLetters: createDeadLetterStore(sql),
     instances: createInstanceRegistry(redis, subscriber, options.redis_key_prefix),
     reconciliation: createReconciliationReader(sql),
+    rateLimitCounters: rateLimitCounters(redis),
+    pings: {
+      postgres: async () => {
+        await sql`SELECT 1`;
+      },
+      redis: async () => {
+        await redis.ping();
+      },
+    },
     shardLocks: createShardLocks(redis, options.redis_key_prefix),
     feedChannel: createFeedChannel(redis, subscriber, options.redis_key_prefix),
     async close() {
