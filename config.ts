@@ -119,9 +119,6 @@ const schema = z.object({
   PAYMENT_WORKERS_MAX: integer(WORKERS_MAX_DEFAULT, 1, 1_000_000),
 });
 
-/** How long idempotency records are kept when IDEMPOTENCY_TTL_HOURS is not set (from the schema itself). */
-export const IDEMPOTENCY_TTL_HOURS_DEFAULT: number = schema.shape.IDEMPOTENCY_TTL_HOURS.parse(undefined);
-
 export type Config = Readonly<Omit<z.infer<typeof schema>, 'REPL_SOCKET'> & { REPL_SOCKET: string }>;
 
 // A UNIX socket's path must fit in sun_path: 108 bytes on Linux, 104 on macOS, with the final NUL.

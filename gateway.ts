@@ -12,10 +12,10 @@ import type { ShardLeases } from './engine/shard-leases.ts';
 import { answerClientErrors } from './http/client-errors.ts';
 import { createActivity } from './http/dashboard/activity.ts';
 import { createEdge } from './http/edge.ts';
-import { startOperatorTools } from './http/operator-tools.ts';
 import { answerStarting } from './http/starting.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
+import { startOperatorTools } from './operator/tools.ts';
 import { startIdempotencyReaper } from './persistence/idempotency.ts';
 import type { Sql } from './persistence/sql.ts';
 import { openStorage } from './persistence/storage.ts';
@@ -132,7 +132,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const { accounts, payments, ownership, bank, journal } = engine;
   const tools = await startOperatorTools({
     config,
-    sql: storage.sql,
+    reconciliation: storage.reconciliation,
+    idempotency: storage.idempotency,
     metrics,
     activity,
     accounts,

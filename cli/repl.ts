@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { defaultReplSocket } from '../config.ts';
 
 // The admin REPL: `npm run repl [-- <socket path>]`. Attaches to a running instance's local socket
-// (http/repl-server.ts), asks for the admin key (ADMIN_API_KEY, or typed without echo), then sends
+// (operator/repl-server.ts), asks for the admin key (ADMIN_API_KEY, or typed without echo), then sends
 // each line typed and prints the answer.
 
 type Answer = { ok: true; output: string } | { ok: false; error: string };

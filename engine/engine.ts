@@ -37,7 +37,6 @@ export const ENGINE_LIMITS = {
 export type EngineSettings = Pick<
   Config,
   | 'INSTANCE_ID'
-  | 'REDIS_KEY_PREFIX'
   | 'SHARDS'
   | 'SHARD_LEASE_MS'
   | 'DATABASE_POOL_MAX'
@@ -199,11 +198,9 @@ export type Accounts = ReturnType<typeof createAccounts>;
 export function createEngine(options: EngineOptions): Engine {
   const { settings: s, storage, log } = options;
   const ownership = startShardLeases({
-    redis: storage.redis,
-    subscriber: storage.subscriber,
+    locks: storage.shardLocks,
     instances: storage.instances,
     leases: storage.leases,
-    key_prefix: s.REDIS_KEY_PREFIX,
     instance: { id: s.INSTANCE_ID, url: options.instance_url },
     shards: s.SHARDS,
     lease_ms: s.SHARD_LEASE_MS,
@@ -248,9 +245,7 @@ export function createEngine(options: EngineOptions): Engine {
     log: log.child({ module: 'transaction-feed' }),
   });
   const relay = relayFeed(feed, {
-    redis: storage.redis,
-    subscriber: storage.subscriber,
-    channel: `${s.REDIS_KEY_PREFIX}feed`,
+    channel: storage.feedChannel,
     instance: s.INSTANCE_ID,
     flush_ms: ENGINE_LIMITS.feed_relay_flush_ms,
     batch_max: ENGINE_LIMITS.feed_relay_batch_max,

@@ -1,14 +1,12 @@
-import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.ts';
+import type { FeedChannel } from '../persistence/feed-channel.ts';
 import type { Transaction } from './account.ts';
 import { toStored, transactionFromStored } from './account-codec.ts';
 import type { TransactionFeed } from './transaction-feed.ts';
 
 export interface FeedRelayOptions {
-  redis: Redis;
-  /** A connection in subscriber mode (it may carry other channels too). */
-  subscriber: Redis;
-  channel: string;
+  /** The channel between the instances (persistence/feed-channel.ts). */
+  channel: FeedChannel;
   instance: string;
   /** Changes are gathered this long and sent as one message. */
   flush_ms: number;
@@ -19,9 +17,10 @@ export interface FeedRelayOptions {
 
 /**
  * The live feed across instances: an account commits on the instance that owns its shard, while its
- * viewer may be streaming from any instance. Each instance publishes its committed changes on a Redis
- * channel (gathered for `flush_ms`) and hands the others' to its own feed. Best effort, as the feed is:
- * with Redis down, a stream sees only this instance's commits, and a page reload reads the truth.
+ * viewer may be streaming from any instance. Each instance publishes its committed changes on the feed
+ * channel (Redis: persistence/feed-channel.ts), gathered for `flush_ms`, and hands the others' to its
+ * own feed. Best effort, as the feed is: with Redis down, a stream sees only this instance's commits,
+ * and a page reload reads the truth.
  */
 export function relayFeed(feed: TransactionFeed, options: FeedRelayOptions) {
   let pending: Transaction[] = [];
@@ -32,29 +31,28 @@ export function relayFeed(feed: TransactionFeed, options: FeedRelayOptions) {
     clearTimeout(timer);
     timer = undefined;
     if (pending.length === 0) return;
-    const message = JSON.stringify({ from: options.instance, transactions: toStored(pending) });
+    const batch = { from: options.instance, transactions: toStored(pending) as unknown[] };
     pending = [];
-    options.redis.publish(options.channel, message).catch((error: unknown) => {
+    options.channel.publish(batch).catch((error: unknown) => {
       options.log.warn({ err: error }, 'could not relay feed changes to the other instances');
     });
   }
 
-  options.subscriber.on('message', (channel: string, message: string) => {
-    if (channel !== options.channel || closed) return;
-    try {
-      const parsed = JSON.parse(message) as { from: string; transactions: unknown[] };
-      if (parsed.from === options.instance) return;
-      feed.receive(parsed.transactions.map(transactionFromStored));
-    } catch (error) {
-      options.log.warn({ err: error }, 'a relayed feed message was unreadable');
-    }
-  });
-  const subscribe = () =>
-    void options.subscriber.subscribe(options.channel).catch((error: unknown) => {
-      options.log.warn({ err: error }, 'could not subscribe to the feed channel');
-    });
-  if (options.subscriber.status === 'ready') subscribe();
-  else options.subscriber.once('ready', subscribe);
+  options.channel.onMessage(
+    (batch) => {
+      if (closed) return;
+      try {
+        if (batch.from === options.instance) return;
+        feed.receive(batch.transactions.map(transactionFromStored));
+      } catch (error) {
+        options.log.warn({ err: error }, 'a relayed feed message was unreadable');
+      }
+    },
+    (error, during) => {
+      if (during === 'subscribe') options.log.warn({ err: error }, 'could not subscribe to the feed channel');
+      else if (!closed) options.log.warn({ err: error }, 'a relayed feed message was unreadable');
+    },
+  );
 
   return {
     /** Queues committed changes for the other instances. */

@@ -1,4 +1,8 @@
-import type { Sql } from '../persistence/sql.ts';
+import type {
+  ReadModelTotalRow,
+  ReconciliationReader,
+  ReconciliationSnapshot,
+} from '../persistence/reconciliation-reader.ts';
 import { apply, emptyAccount, transactionAfter, type AccountState, type Event } from './account.ts';
 import { eventFromStored } from './account-codec.ts';
 
@@ -23,14 +27,9 @@ type Totals = Map<string, bigint>;
  * Recomputes every account from the journal and compares it with the transactions read model
  * (balances and per-status totals) and with the live actors' state, when given.
  */
-export async function reconcile(sql: Sql, options: ReconcileOptions = {}): Promise<ReconciliationReport> {
-  // One snapshot for both reads: under live traffic the journal would otherwise be read later, and so
-  // be ahead of, the read model. The transaction may wait on live actors between pages: no idle limit.
-  const report = await sql.begin('isolation level repeatable read read only', async (tx) => {
-    await tx`SELECT set_config('idle_in_transaction_session_timeout', '0', true)`;
-    return reconcileSnapshot(tx as unknown as Sql, options);
-  });
-  return report;
+export function reconcile(reader: ReconciliationReader, options: ReconcileOptions = {}): Promise<ReconciliationReport> {
+  // Both reads in one snapshot, so that live traffic cannot make them disagree.
+  return reader.inSnapshot((snapshot) => reconcileSnapshot(snapshot, options));
 }
 
 interface ReconcileOptions {
@@ -38,8 +37,11 @@ interface ReconcileOptions {
   page_size?: number;
 }
 
-async function reconcileSnapshot(sql: Sql, options: ReconcileOptions): Promise<ReconciliationReport> {
-  const readModel = await readModelTotals(sql);
+async function reconcileSnapshot(
+  snapshot: ReconciliationSnapshot,
+  options: ReconcileOptions,
+): Promise<ReconciliationReport> {
+  const readModel = readModelTotals(await snapshot.readModelTotals());
   const report: ReconciliationReport = { users: 0, events: 0, discrepancies: [] };
   const seenUsers = new Set<string>();
 
@@ -60,9 +62,7 @@ async function reconcileSnapshot(sql: Sql, options: ReconcileOptions): Promise<R
   let broken = false;
   let totals: Totals = new Map();
   let transactions = new Map<string, { key: string; amount: bigint }>();
-  const cursor = sql<{ user_id: string; seq: bigint; payload: unknown }[]>`
-    SELECT user_id, seq, payload FROM journal ORDER BY user_id, seq`.cursor(options.page_size ?? 2000);
-  for await (const rows of cursor) {
+  for await (const rows of snapshot.journal(options.page_size ?? 2000)) {
     for (const row of rows) {
       if (state?.user_id !== row.user_id) {
         if (state && !broken) await finish(state, totals);
@@ -125,12 +125,7 @@ function addBalances(totals: Totals, state: AccountState): void {
 }
 
 /** Per user: sums and counts by currency, type and status, and the balances the contract derives from them. */
-async function readModelTotals(sql: Sql): Promise<Map<string, Totals>> {
-  const rows = await sql<
-    { user_id: string; currency: string; type: string; status: string; n: bigint; total: bigint }[]
-  >`
-    SELECT user_id, currency, type, status, count(*)::bigint AS n, sum(amount)::bigint AS total
-    FROM transactions GROUP BY user_id, currency, type, status`;
+function readModelTotals(rows: readonly ReadModelTotalRow[]): Map<string, Totals> {
   const byUser = new Map<string, Totals>();
   for (const row of rows) {
     const totals = byUser.get(row.user_id) ?? new Map<string, bigint>();

@@ -1,18 +1,15 @@
 import { createHash } from 'node:crypto';
-import type { Redis } from 'ioredis';
-import Redlock, { type Lock } from 'redlock';
 import type { Logger } from '../logger.ts';
 import type { InstanceRecord, InstanceRegistry } from '../persistence/instances.ts';
 import type { LeaseStore } from '../persistence/leases.ts';
+import type { ShardLock, ShardLocks } from '../persistence/shard-locks.ts';
 import type { Ownership } from './shards.ts';
 
 export interface ShardLeaseOptions {
-  redis: Redis;
-  /** A second connection, for the cluster channel (a subscribed connection runs no other command). */
-  subscriber: Redis;
+  /** The shards' locks in Redis (persistence/shard-locks.ts). */
+  locks: ShardLocks;
   instances: InstanceRegistry;
   leases: LeaseStore;
-  key_prefix: string;
   instance: { id: string; url: string };
   shards: number;
   /** A lease's life in Redis; renewed every third of it. */
@@ -60,18 +57,14 @@ export interface ShardLeases extends Ownership {
 /**
  * Shard ownership across instances. Every tick (a third of the lease) an instance renews its own
  * registration and leases, reads who is alive, and computes by rendezvous hashing which shards are
- * its share: it gives back the ones no longer its share and takes the ones that are (a Redis lock
- * with redlock, then a new fencing epoch in Postgres). A lease that cannot be renewed, or whose local
+ * its share: it gives back the ones no longer its share and takes the ones that are (a lock in Redis,
+ * then a new fencing epoch in Postgres). A lease that cannot be renewed, or whose local
  * expiry passed (a paused process), is dropped before any other instance can take it; the epoch
  * check in the journal refuses whatever a paused owner still tries to append.
  */
 export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
-  const { instances, leases, instance, shards, lease_ms, log } = options;
-  const redlock = new Redlock([options.redis], { retryCount: 0, driftFactor: 0.01 });
-  // `expires_at` is ours, not the lock's: redlock zeroes a lock's expiration as soon as an extension
-  // starts, but the lease in Redis stays valid until then, so requests meanwhile must not be refused.
-  const held = new Map<number, { lock: Lock; epoch: bigint; expires_at: number }>();
-  const lockKey = (shard: number) => `${options.key_prefix}shard-lease:${shard}`;
+  const { locks: shardLocks, instances, leases, instance, shards, lease_ms, log } = options;
+  const held = new Map<number, { lock: ShardLock; epoch: bigint }>();
   const started_at = new Date().toISOString();
   let routing: ({ id: string; url: string } | undefined)[] = [];
   let stopped = false;
@@ -94,7 +87,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
     for (const shard of gone) held.delete(shard);
     listener.lost(gone);
     log[level]({ shards: gone, reason }, 'shards lost');
-    void Promise.allSettled(locks.map((lock) => lock.release()));
+    void Promise.all(locks.map((lock) => shardLocks.release(lock)));
     void instances.unclaim(gone, instance.id).catch(() => undefined);
   }
 
@@ -103,22 +96,16 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
    * rebalancing, so that a slow takeover (waiting on Postgres) never delays a renewal.
    */
   async function renew(): Promise<void> {
-    const expired = [...held].filter(([, lease]) => lease.expires_at <= Date.now()).map(([shard]) => shard);
+    const expired = [...held].filter(([, lease]) => lease.lock.expires_at <= Date.now()).map(([shard]) => shard);
     lose(expired, 'lease expired before renewal (was this process paused?)');
     try {
       await instances.heartbeat(record(), lease_ms);
       const results = await Promise.all(
         [...held].map(async ([shard, lease]) => {
-          try {
-            const renewed = await lease.lock.extend(lease_ms);
-            if (held.get(shard) === lease) {
-              lease.lock = renewed;
-              lease.expires_at = renewed.expiration;
-            }
-            return { shard, ok: true };
-          } catch {
-            return { shard, ok: false };
-          }
+          const renewed = await shardLocks.extend(lease.lock, lease_ms);
+          if (!renewed) return { shard, ok: false };
+          if (held.get(shard) === lease) lease.lock = renewed;
+          return { shard, ok: true };
         }),
       );
       lose(
@@ -142,14 +129,12 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
   }
 
   async function acquire(wanted: number[], live: Set<string>): Promise<number[]> {
-    const locks = new Map<number, Lock>();
+    const locks = new Map<number, ShardLock>();
     await Promise.all(
       wanted.map(async (shard) => {
-        try {
-          locks.set(shard, await redlock.acquire([lockKey(shard)], lease_ms));
-        } catch {
-          // Still held by its previous owner: it gives it back when it sees us, or it expires.
-        }
+        const lock = await shardLocks.acquire(shard, lease_ms);
+        // None: still held by its previous owner, who gives it back when it sees us, or it expires.
+        if (lock) locks.set(shard, lock);
       }),
     );
     if (locks.size === 0) return [];
@@ -158,15 +143,15 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
       epochs = await takeOver([...locks.keys()], live);
     } catch (error) {
       log.warn({ err: error }, 'could not record the new epochs; giving the leases back');
-      await Promise.allSettled([...locks.values()].map((lock) => lock.release()));
+      await Promise.all([...locks.values()].map((lock) => shardLocks.release(lock)));
       return [];
     }
     const taken: number[] = [];
     for (const [shard, lock] of locks) {
       const epoch = epochs.get(shard);
       // The epoch write may have outlasted the lock (a stall): then the lease was never safely ours.
-      if (epoch === undefined || lock.expiration <= Date.now()) continue;
-      held.set(shard, { lock, epoch, expires_at: lock.expiration });
+      if (epoch === undefined || lock.expires_at <= Date.now()) continue;
+      held.set(shard, { lock, epoch });
       taken.push(shard);
     }
     await instances.claim(taken, instance.id, lease_ms);
@@ -260,15 +245,12 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
   }
 
   // Another instance joined, left or moved shards: rebalance now rather than at the next tick.
-  options.subscriber.on('message', (channel: string, from: string) => {
-    if (channel === instances.channel && from !== instance.id) void run();
-  });
-  const subscribe = () =>
-    void options.subscriber.subscribe(instances.channel).catch((error: unknown) => {
-      log.warn({ err: error }, 'could not subscribe to the cluster channel; rebalancing on the timer only');
-    });
-  if (options.subscriber.status === 'ready') subscribe();
-  else options.subscriber.once('ready', subscribe);
+  instances.onAnnounced(
+    (from) => {
+      if (from !== instance.id) void run();
+    },
+    (error) => log.warn({ err: error }, 'could not subscribe to the cluster channel; rebalancing on the timer only'),
+  );
 
   let ready: Promise<void> | undefined;
 
@@ -289,11 +271,11 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
     },
     epochOf(shard) {
       const lease = held.get(shard);
-      return lease && lease.expires_at > Date.now() ? lease.epoch : undefined;
+      return lease && lease.lock.expires_at > Date.now() ? lease.epoch : undefined;
     },
     owns(shard) {
       const lease = held.get(shard);
-      return lease !== undefined && lease.expires_at > Date.now();
+      return lease !== undefined && lease.lock.expires_at > Date.now();
     },
     lose: (shard) => lose([shard], 'an append was refused: another instance holds a newer epoch'),
     owned: () => [...held.keys()].sort((a, b) => a - b),
@@ -327,7 +309,7 @@ export function startShardLeases(options: ShardLeaseOptions): ShardLeases {
       const locks = [...held.values()].map((lease) => lease.lock);
       held.clear();
       if (all.length > 0) listener.lost(all);
-      await Promise.allSettled(locks.map((lock) => lock.release()));
+      await Promise.all(locks.map((lock) => shardLocks.release(lock)));
       await Promise.allSettled([instances.unclaim(all, instance.id), instances.leave(instance.id)]);
       await instances.announce(instance.id).catch(() => undefined);
     },

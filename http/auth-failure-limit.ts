@@ -1,12 +1,13 @@
 import type { Middleware } from 'koa';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.ts';
+import type { RateLimitCounters } from '../persistence/rate-limit-counters.ts';
 import { toApiError } from './app.ts';
 import { reportLimits, tooManyRequests, uncounted } from './rate-limit-response.ts';
 import { createRateLimitStore, REDIS_TIMEOUT_MS_DEFAULT, type RedisDownPolicy } from './rate-limit-store.ts';
 
 export interface AuthFailureLimitOptions {
-  redis: Redis;
+  /** Counting in Redis (persistence/rate-limit-counters.ts). */
+  counters: RateLimitCounters;
   /** Prefix of the counter keys; instances that share it share the counts. */
   key_prefix: string;
   /** 401 answers an address may get per window before it is refused outright. */
@@ -51,7 +52,7 @@ export function authFailureLimit(options: AuthFailureLimitOptions): Middleware {
   const on_redis_down = options.on_redis_down ?? 'per_instance';
   const store = createRateLimitStore({
     name: 'auth_failures',
-    redis: options.redis,
+    counters: options.counters,
     key_prefix: options.key_prefix,
     log: options.log,
     on_redis_down,

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import Router from '@koa/router';
 import { createLogger } from '../logger.ts';
 import { createSql, type Sql } from '../persistence/sql.ts';
+import { createIdempotencyStore } from '../persistence/idempotency.ts';
 import { createUserStore, type UserStore } from '../persistence/users.ts';
 import { testDatabaseUrl } from '../test/support/database.ts';
 import { createApp } from './app.ts';
@@ -22,7 +23,7 @@ after(() => sql.end());
 
 /** The real users table, with a count of the key lookups that reached Postgres. */
 function countingUsers(): { users: UserStore; lookups: () => number } {
-  const real = createUserStore(sql);
+  const real = createUserStore(sql, createIdempotencyStore(sql, 24));
   let lookups = 0;
   const users: UserStore = {
     ...real,

@@ -73,7 +73,7 @@ export interface EdgeOptions {
 export function createEdge(options: EdgeOptions): Koa {
   const { settings: s, engine, storage, log } = options;
   const { accounts, ownership, feed, bank } = engine;
-  const { sql, redis, users, readModel, idempotency, deadLetters } = storage;
+  const { users, readModel, idempotency, deadLetters } = storage;
   const gate = createIdempotencyGate(idempotency, s.ACTOR_ASK_TIMEOUT_MS);
   const forwarder = createForwarder({
     leases: ownership,
@@ -99,7 +99,7 @@ export function createEdge(options: EdgeOptions): Koa {
       // with `limits: 'auth_failures'` or `'api'`), and a second `module` would repeat the key.
       unlessForwarded(
         authFailureLimit({
-          redis,
+          counters: storage.rateLimitCounters,
           key_prefix: `${s.REDIS_KEY_PREFIX}auth`,
           max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
           log,
@@ -108,7 +108,7 @@ export function createEdge(options: EdgeOptions): Koa {
       authenticate(users, s.ADMIN_API_KEY, { ttl_ms: s.AUTH_CACHE_TTL_MS }),
       unlessForwarded(
         rateLimits({
-          redis,
+          counters: storage.rateLimitCounters,
           key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
           global_per_min: s.RATE_LIMIT_GLOBAL_PER_MIN,
           balance_per_min: s.RATE_LIMIT_BALANCE_PER_MIN,
@@ -118,10 +118,17 @@ export function createEdge(options: EdgeOptions): Koa {
       ),
     ],
     routers: [
-      healthRoutes(dependencyChecks({ sql, redis, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
-      userRoutes({ sql, users, idempotency, gate, bodySizeMaxBytes }),
+      healthRoutes(dependencyChecks({ pings: storage.pings, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
+      userRoutes({ users, gate, bodySizeMaxBytes }),
       accountRoutes({ accounts, readModel, users, currencies, toOwner }),
-      adminRoutes({ sql, accounts, deadLetters, gate, toOwner, shardTable: () => ownership.table() }),
+      adminRoutes({
+        reconciliation: storage.reconciliation,
+        accounts,
+        deadLetters,
+        gate,
+        toOwner,
+        shardTable: () => ownership.table(),
+      }),
       webhookRoutes({
         secrets: s.WEBHOOK_SECRETS,
         inbox: storage.inbox,

@@ -10,7 +10,7 @@ const ROOT = join(import.meta.dirname, '..');
 const CATALOGUE_FILE = 'http/errors.ts';
 const BANK_CATALOGUE_FILE = 'simulator/bank-errors.ts';
 // The admin REPL answers over its own line protocol on a local socket (`{ ok, error }`), not HTTP.
-const NOT_HTTP = new Set(['http/repl-server.ts', 'http/repl-commands.ts']);
+const NOT_HTTP = new Set(['operator/repl-server.ts', 'operator/repl-commands.ts']);
 
 /** Every TypeScript source of the service, tests and tools left out. */
 function sources(dir = ROOT): string[] {

@@ -1,6 +1,7 @@
 import type { Context } from 'koa';
 import { errorBody, errors } from './errors.ts';
-import { WINDOW_S, type Count, type RedisDownPolicy } from './rate-limit-store.ts';
+import { WINDOW_S } from '../persistence/rate-limit-counters.ts';
+import type { Count, RedisDownPolicy } from './rate-limit-store.ts';
 
 /** A limit that counted this request, named as in the `RateLimit-Policy` field. */
 export type Measured = Extract<Count, { store: 'redis' | 'memory' }> & { policy: string };

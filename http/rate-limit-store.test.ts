@@ -5,9 +5,10 @@ import { after, before, test } from 'node:test';
 import type { Redis } from 'ioredis';
 import { RateLimiterRedis } from 'rate-limiter-flexible';
 import { createLogger } from '../logger.ts';
+import { rateLimitCounters, WINDOW_S } from '../persistence/rate-limit-counters.ts';
 import { createRedis } from '../persistence/redis.ts';
 import { captureLines } from '../test/support/log-capture.ts';
-import { countInOrder, createRateLimitStore, WINDOW_S } from './rate-limit-store.ts';
+import { countInOrder, createRateLimitStore } from './rate-limit-store.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 
@@ -28,7 +29,7 @@ after(() => redis.disconnect());
 function store(key_prefix = `test:${randomUUID()}`) {
   return createRateLimitStore({
     name: 'test',
-    redis,
+    counters: rateLimitCounters(redis),
     key_prefix,
     log: createLogger('silent'),
     on_redis_down: 'per_instance',
@@ -146,7 +147,7 @@ test('past counts_pending_max a request is counted as Redis being down (in memor
   const log = captureLines();
   const limits = createRateLimitStore({
     name: 'bounded',
-    redis,
+    counters: rateLimitCounters(redis),
     key_prefix: `test:${randomUUID()}`,
     log: createLogger('warn', log.stream),
     on_redis_down: 'per_instance',

@@ -6,27 +6,21 @@
 // instances (N instances allow up to N × the limit). Responses say so with `X-RateLimit-Status: degraded`.
 // The memory holds one entry per key seen in the last window, each dropped when its window ends.
 //
-// Counting in Redis: every request's limits are counted by one Lua script (`countInOrder`: its limits in
-// order, stopping at the first one it is over), and the scripts of all requests that ask in the same
-// turn of the event loop go to Redis as ONE call (one write, one reply, one Lua run). The keys and the
-// arithmetic are rate-limiter-flexible's (`<prefix>:<name>:<key>`, SET NX EX + INCRBY + PTTL), so
-// instances of the previous version sharing the Redis count in the same buckets. One call touches keys
-// of many users, so it needs a single Redis (or a cluster with every limiter key in one hash slot).
-import type { Redis } from 'ioredis';
+// Counting in Redis, one script call per turn of the event loop, is persistence/rate-limit-counters.ts.
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import type { Logger } from '../logger.ts';
-
-/** rate-limiter-flexible counts in fixed windows: the first hit starts a 60 s window, then the key expires. */
-export const WINDOW_S = 60;
+import {
+  WINDOW_S,
+  type CountReading,
+  type CountStep,
+  type RateLimitCounters,
+} from '../persistence/rate-limit-counters.ts';
 
 /** A Redis call slower than this counts as Redis being down; a local Redis answers in well under 1 ms. */
 export const REDIS_TIMEOUT_MS_DEFAULT = 250;
 
 /** How long counters skip Redis after it failed, before they try it again. */
 export const REDIS_RETRY_MS = 1000;
-
-/** At most this many requests' counts go in one script call (a longer script would hold Redis up). */
-const REQUESTS_PER_CALL_MAX = 256;
 
 /**
  * Requests' counts of one store waiting for Redis (queued for the turn's call, or in a call not yet
@@ -65,7 +59,8 @@ export interface Step {
 export interface RateLimitStoreOptions {
   /** Which limits these are, in the store's log lines. */
   name: string;
-  redis: Redis;
+  /** Counting in Redis (persistence/rate-limit-counters.ts); stores on one Redis share one. */
+  counters: RateLimitCounters;
   key_prefix: string;
   log: Logger;
   on_redis_down: RedisDownPolicy;
@@ -77,67 +72,6 @@ export interface RateLimitStoreOptions {
 
 type Reading = RateLimiterRes | null;
 
-// KEYS: every step's key, in order. ARGV: the window in seconds, the number of requests, then per request
-// its number of steps and per step its kind ('c' consume, 'p' peek) and limit. A request's steps stop at
-// the first one over its limit. Reply per request: the number of steps done, then per step done the count
-// (-1 for a peeked key that does not exist) and its PTTL; -1 steps done when a key held something other
-// than a count (that request fails alone). The consume step is rate-limiter-flexible's script.
-const COUNT_SCRIPT = `
-local window = ARGV[1]
-local requests = tonumber(ARGV[2])
-local a = 3
-local k = 1
-local out = {}
-for r = 1, requests do
-  local steps = tonumber(ARGV[a])
-  a = a + 1
-  local head = #out + 1
-  out[head] = 0
-  local over = false
-  for s = 1, steps do
-    local kind = ARGV[a]
-    local limit = tonumber(ARGV[a + 1])
-    local key = KEYS[k]
-    a = a + 2
-    k = k + 1
-    if not over then
-      local count
-      local ttl
-      if kind == 'p' then
-        local value = redis.pcall('get', key)
-        if value == false then
-          count = -1
-        else
-          count = tonumber(value)
-        end
-        ttl = redis.call('pttl', key)
-        over = count == nil or count >= limit
-      else
-        redis.call('set', key, 0, 'EX', window, 'NX')
-        count = redis.pcall('incrby', key, 1)
-        ttl = redis.call('pttl', key)
-        if ttl == -1 then
-          redis.call('expire', key, window)
-          ttl = 1000 * tonumber(window)
-        end
-        over = type(count) ~= 'number' or count > limit
-      end
-      if type(count) == 'number' then
-        out[#out + 1] = count
-        out[#out + 1] = ttl
-        out[head] = out[head] + 1
-      else
-        for j = #out, head + 1, -1 do
-          out[j] = nil
-        end
-        out[head] = -1
-      end
-    end
-  end
-end
-return out
-`;
-
 /** Counter internals shared between a store and the batched Redis calls. */
 interface CounterState extends Counter {
   readonly redisKey: (key: string) => string;
@@ -146,7 +80,7 @@ interface CounterState extends Counter {
 }
 
 interface StoreState {
-  readonly redis: Redis;
+  readonly counters: RateLimitCounters;
   readonly on_redis_down: RedisDownPolicy;
   readonly timeout_ms: number;
   readonly counts_pending_max: number;
@@ -168,126 +102,6 @@ async function read(operation: () => Promise<Reading>): Promise<Reading> {
     if (caught instanceof RateLimiterRes) return caught;
     throw caught;
   }
-}
-
-/** One request's steps waiting for the next call, and what to do with the reply (settled once). */
-class Queued {
-  settled = false;
-  constructor(
-    readonly keys: string[],
-    /** The request's ARGV: its number of steps, then each step's kind and limit. */
-    readonly args: string[],
-    readonly timeout_ms: number,
-    readonly deadline_ms: number,
-    private readonly onReply: (reply: number[]) => void,
-    private readonly onError: (error: Error) => void,
-  ) {}
-
-  resolve(reply: number[]): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.onReply(reply);
-  }
-
-  reject(error: Error): void {
-    if (this.settled) return;
-    this.settled = true;
-    this.onError(error);
-  }
-}
-
-type CountingRedis = Redis & { pgwCountInOrder(...args: (string | number)[]): Promise<number[]> };
-
-/**
- * Gathers the requests that ask Redis during one turn of the event loop and sends them as one script
- * call when the turn ends (setImmediate: after every socket that was readable has been read). One timer
- * per call bounds the wait; a request whose deadline passes is failed alone, a late reply ignored.
- */
-function createBatcher(redis: Redis) {
-  if (typeof (redis as unknown as Partial<CountingRedis>).pgwCountInOrder !== 'function') {
-    redis.defineCommand('pgwCountInOrder', { lua: COUNT_SCRIPT });
-  }
-  const counting = redis as unknown as CountingRedis;
-  let queue: Queued[] = [];
-
-  function send(batch: Queued[]): void {
-    if (redis.status !== 'ready') {
-      const error = new Error('Redis connection is not ready');
-      for (const queued of batch) queued.reject(error);
-      return;
-    }
-    const keys: string[] = [];
-    const args: string[] = [String(WINDOW_S), String(batch.length)];
-    let first_deadline_ms = Infinity;
-    for (const queued of batch) {
-      for (const key of queued.keys) keys.push(key);
-      for (const arg of queued.args) args.push(arg);
-      first_deadline_ms = Math.min(first_deadline_ms, queued.deadline_ms);
-    }
-    let timer: NodeJS.Timeout | undefined;
-    function expire(): void {
-      const now = Date.now();
-      let next = Infinity;
-      for (const queued of batch) {
-        if (queued.settled) continue;
-        if (queued.deadline_ms <= now) queued.reject(new Error(`redis did not answer within ${queued.timeout_ms} ms`));
-        else next = Math.min(next, queued.deadline_ms);
-      }
-      timer = next === Infinity ? undefined : setTimeout(expire, next - now);
-    }
-    timer = setTimeout(expire, Math.max(0, first_deadline_ms - Date.now()));
-    counting.pgwCountInOrder(keys.length, ...keys, ...args).then(
-      (reply) => {
-        clearTimeout(timer);
-        let at = 0;
-        for (const queued of batch) {
-          const done = Number(reply[at] ?? 0);
-          if (done < 0) {
-            queued.reject(new Error('a rate limit key in redis does not hold a count'));
-            at += 1;
-          } else {
-            queued.resolve(reply.slice(at, at + 1 + 2 * done));
-            at += 1 + 2 * done;
-          }
-        }
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        const failure = error instanceof Error ? error : new Error(String(error));
-        for (const queued of batch) queued.reject(failure);
-      },
-    );
-  }
-
-  function flush(): void {
-    const all = queue;
-    queue = [];
-    for (let i = 0; i < all.length; i += REQUESTS_PER_CALL_MAX) send(all.slice(i, i + REQUESTS_PER_CALL_MAX));
-  }
-
-  return {
-    /**
-     * Counts one request's steps (all on this Redis): `keys` and `args` as the script takes them for one
-     * request. Resolves with [steps done, count, pttl, count, pttl…].
-     */
-    count(keys: string[], args: string[], timeout_ms: number): Promise<number[]> {
-      return new Promise((resolve, reject) => {
-        if (queue.length === 0) setImmediate(flush);
-        queue.push(new Queued(keys, args, timeout_ms, Date.now() + timeout_ms, resolve, reject));
-      });
-    },
-  };
-}
-
-const batchers = new WeakMap<Redis, ReturnType<typeof createBatcher>>();
-
-function batcherOf(redis: Redis): ReturnType<typeof createBatcher> {
-  let batcher = batchers.get(redis);
-  if (!batcher) {
-    batcher = createBatcher(redis);
-    batchers.set(redis, batcher);
-  }
-  return batcher;
 }
 
 function isOver(step: Step, count: Count): boolean {
@@ -328,22 +142,19 @@ export async function countInOrder(steps: readonly Step[]): Promise<Count[]> {
       i += 1;
       continue;
     }
-    // The longest run of steps from here that can all be counted in this Redis, as the script takes them.
-    const keys: string[] = [];
-    const args: string[] = [''];
+    // The longest run of steps from here that can all be counted in this Redis, in one script run.
+    const run: CountStep[] = [];
     let timeout_ms = Infinity;
     let end = i;
     for (; end < steps.length; end += 1) {
       const state = stateOf(steps[end]!.counter);
-      if (state.store.redis !== first.store.redis || !state.store.usable()) break;
-      keys.push(state.redisKey(steps[end]!.key));
-      args.push(steps[end]!.op === 'consume' ? 'c' : 'p', String(state.limit));
+      if (state.store.counters !== first.store.counters || !state.store.usable()) break;
+      run.push({ key: state.redisKey(steps[end]!.key), op: steps[end]!.op, limit: state.limit });
       timeout_ms = Math.min(timeout_ms, state.store.timeout_ms);
     }
-    args[0] = String(end - i);
-    let reply: number[];
+    let readings: CountReading[];
     try {
-      reply = await countPending(first.store, keys, args, timeout_ms);
+      readings = await countPending(first.store, run, timeout_ms);
     } catch (error) {
       // Each store of the run logs that Redis is down, in step order; the loop then counts without it.
       for (let s = i; s < end; s += 1) {
@@ -358,16 +169,15 @@ export async function countInOrder(steps: readonly Step[]): Promise<Count[]> {
       if (store !== answered) store.answered();
       answered = store;
     }
-    const done = reply[0] ?? 0;
-    for (let s = 0; s < done; s += 1) {
+    const done = readings.length;
+    readings.forEach(({ count, ttl_ms }, s) => {
       const limit = stateOf(steps[i + s]!.counter).limit;
-      const value = Number(reply[1 + 2 * s]);
       counts.push(
-        value < 0
+        count < 0
           ? { store: 'redis', limit, consumed: 0, reset_ms: WINDOW_S * 1000 }
-          : { store: 'redis', limit, consumed: value, reset_ms: Math.max(Number(reply[2 + 2 * s]), 0) },
+          : { store: 'redis', limit, consumed: count, reset_ms: Math.max(ttl_ms, 0) },
       );
-    }
+    });
     if (done < end - i || isOver(steps[i + done - 1]!, counts[counts.length - 1]!)) return counts;
     i = end;
   }
@@ -375,13 +185,13 @@ export async function countInOrder(steps: readonly Step[]): Promise<Count[]> {
 }
 
 /** Counts in Redis, unless the store already has `counts_pending_max` counts waiting there (then rejects). */
-async function countPending(store: StoreState, keys: string[], args: string[], timeout_ms: number) {
+async function countPending(store: StoreState, run: CountStep[], timeout_ms: number) {
   if (store.counts_pending >= store.counts_pending_max) {
     throw new Error(`${store.counts_pending_max} rate-limit counts are already waiting for redis`);
   }
   store.counts_pending += 1;
   try {
-    return await batcherOf(store.redis).count(keys, args, timeout_ms);
+    return await store.counters.count(run, timeout_ms);
   } finally {
     store.counts_pending -= 1;
   }
@@ -406,7 +216,7 @@ export function createRateLimitStore(options: RateLimitStoreOptions) {
   // After a failure Redis is left alone for REDIS_RETRY_MS, so that a hung Redis costs one request the
   // timeout once a second rather than every request the timeout.
   const store: StoreState = {
-    redis: options.redis,
+    counters: options.counters,
     on_redis_down: options.on_redis_down,
     timeout_ms: options.timeout_ms,
     counts_pending_max: options.counts_pending_max ?? COUNTS_PENDING_MAX_DEFAULT,

@@ -6,6 +6,7 @@ import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { afterEach, describe, test } from 'node:test';
 import Router from '@koa/router';
 import { createLogger } from '../logger.ts';
+import { rateLimitCounters } from '../persistence/rate-limit-counters.ts';
 import { createRedis } from '../persistence/redis.ts';
 import type { UserStore } from '../persistence/users.ts';
 import { createApp } from './app.ts';
@@ -97,7 +98,12 @@ async function startInstance(setup: Setup): Promise<Instance> {
       logs.push(JSON.parse(line));
     },
   });
-  const shared = { redis, key_prefix: setup.key_prefix, log, on_redis_down: setup.on_redis_down };
+  const shared = {
+    counters: rateLimitCounters(redis),
+    key_prefix: setup.key_prefix,
+    log,
+    on_redis_down: setup.on_redis_down,
+  };
   const app = createApp({
     log,
     middleware: [

@@ -1,6 +1,6 @@
 import type { Context, Middleware } from 'koa';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.ts';
+import type { RateLimitCounters } from '../persistence/rate-limit-counters.ts';
 import type { Caller } from './auth.ts';
 import { reportLimits, tooManyRequests, uncounted, type Measured } from './rate-limit-response.ts';
 import {
@@ -13,7 +13,8 @@ import {
 } from './rate-limit-store.ts';
 
 export interface RateLimitOptions {
-  redis: Redis;
+  /** Counting in Redis (persistence/rate-limit-counters.ts). */
+  counters: RateLimitCounters;
   /** Prefix of every counter key; instances that share it share the limits. */
   key_prefix: string;
   global_per_min: number;
@@ -73,7 +74,7 @@ export function rateLimits(options: RateLimitOptions): Middleware {
   const on_redis_down = options.on_redis_down ?? 'per_instance';
   const store = createRateLimitStore({
     name: 'api',
-    redis: options.redis,
+    counters: options.counters,
     key_prefix: options.key_prefix,
     log: options.log,
     on_redis_down,

@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { listenTo } from './redis.ts';
 
 /** What an instance tells the others about itself, refreshed with every lease renewal. */
 export interface InstanceRecord {
@@ -15,15 +16,13 @@ export interface InstanceRecord {
  * paused instance drops out on its own), and a set naming them so they can be listed without SCAN.
  * Changes are announced on a channel so the others rebalance at once instead of at their next tick.
  */
-export function createInstanceRegistry(redis: Redis, prefix: string) {
+export function createInstanceRegistry(redis: Redis, subscriber: Redis, prefix: string) {
   const members = `${prefix}instances`;
   const keyOf = (id: string) => `${prefix}instance:${id}`;
   const ownerKey = (shard: number) => `${prefix}shard-owner:${shard}`;
   const channel = `${prefix}cluster`;
 
   return {
-    channel,
-
     async heartbeat(record: InstanceRecord, ttl_ms: number): Promise<void> {
       await redis.multi().set(keyOf(record.id), JSON.stringify(record), 'PX', ttl_ms).sadd(members, record.id).exec();
     },
@@ -45,6 +44,11 @@ export function createInstanceRegistry(redis: Redis, prefix: string) {
     /** Tells the others that membership or ownership changed. */
     async announce(id: string): Promise<void> {
       await redis.publish(channel, id);
+    },
+
+    /** Calls `listener` with the announcing instance's id whenever any instance (this one too) announces. */
+    onAnnounced(listener: (from: string) => void, onSubscribeError: (error: unknown) => void): void {
+      listenTo(subscriber, channel, listener, onSubscribeError);
     },
 
     /** Records who holds a shard's lease, for routing; expires with the lease unless renewed. */

@@ -2,12 +2,16 @@ import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.ts';
 import { createDeadLetterStore, type DeadLetterStore } from './dead-letters.ts';
+import { createFeedChannel, type FeedChannel } from './feed-channel.ts';
 import { createIdempotencyStore, type IdempotencyStore } from './idempotency.ts';
 import { createInbox, type Inbox } from './inbox.ts';
 import { createInstanceRegistry, type InstanceRegistry } from './instances.ts';
 import { createLeaseStore, sessionName, type LeaseStore } from './leases.ts';
 import { createReadModel, type ReadModel } from './read-model.ts';
+import { createReconciliationReader, type ReconciliationReader } from './reconciliation-reader.ts';
+import { rateLimitCounters, type RateLimitCounters } from './rate-limit-counters.ts';
 import { createRedis } from './redis.ts';
+import { createShardLocks, type ShardLocks } from './shard-locks.ts';
 import { createSnapshotStore, type SnapshotStore } from './snapshots.ts';
 import { createSql, type Sql } from './sql.ts';
 import { createUserStore, type UserStore } from './users.ts';
@@ -27,6 +31,12 @@ export interface StorageOptions {
   log: Logger;
 }
 
+/** One trivial round trip per dependency, for `GET /health`: each resolves when it answers. */
+export interface StoragePings {
+  postgres(): Promise<void>;
+  redis(): Promise<void>;
+}
+
 /** Every Postgres and Redis store the gateway uses, on one pool and two Redis connections. */
 export interface Storage {
   sql: Sql;
@@ -41,6 +51,11 @@ export interface Storage {
   inbox: Inbox;
   deadLetters: DeadLetterStore;
   instances: InstanceRegistry;
+  shardLocks: ShardLocks;
+  pings: StoragePings;
+  rateLimitCounters: RateLimitCounters;
+  reconciliation: ReconciliationReader;
+  feedChannel: FeedChannel;
   /** Ends the pool (waiting up to 5 s for queries in flight) and the Redis connections. */
   close(): Promise<void>;
 }
@@ -67,18 +82,31 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     new Promise((resolve) => (timer = setTimeout(resolve, REDIS_READY_WAIT_MS))),
   ]);
   clearTimeout(timer);
+  const idempotency = createIdempotencyStore(sql, options.idempotency_ttl_hours);
   return {
     sql,
     redis,
     subscriber,
-    users: createUserStore(sql),
-    idempotency: createIdempotencyStore(sql, options.idempotency_ttl_hours),
+    users: createUserStore(sql, idempotency),
+    idempotency,
     readModel: createReadModel(sql),
     leases: createLeaseStore(sql),
     snapshots: createSnapshotStore(sql),
     inbox: createInbox(sql),
     deadLetters: createDeadLetterStore(sql),
-    instances: createInstanceRegistry(redis, options.redis_key_prefix),
+    instances: createInstanceRegistry(redis, subscriber, options.redis_key_prefix),
+    reconciliation: createReconciliationReader(sql),
+    rateLimitCounters: rateLimitCounters(redis),
+    pings: {
+      postgres: async () => {
+        await sql`SELECT 1`;
+      },
+      redis: async () => {
+        await redis.ping();
+      },
+    },
+    shardLocks: createShardLocks(redis, options.redis_key_prefix),
+    feedChannel: createFeedChannel(redis, subscriber, options.redis_key_prefix),
     async close() {
       subscriber.disconnect();
       await sql.end({ timeout: 5 });

@@ -1,3 +1,4 @@
+import type { IdempotencyRecord, IdempotencyStore } from './idempotency.ts';
 import type { Queryable, Sql } from './sql.ts';
 
 export interface UserRow {
@@ -8,20 +9,42 @@ export interface UserRow {
   revoked_at: Date | null;
 }
 
-/** The users table: accounts and the digests of their API keys. */
-export function createUserStore(sql: Sql) {
+export interface NewUser {
+  id: string;
+  name: string;
+  email: string;
+  api_key_hash: Buffer;
+}
+
+/**
+ * The users table: accounts and the digests of their API keys. A user's creation records its
+ * idempotency answer in the same transaction, through `idempotency`.
+ */
+export function createUserStore(sql: Sql, idempotency: Pick<IdempotencyStore, 'insert'>) {
+  async function insert(user: NewUser, tx: Queryable = sql): Promise<UserRow | undefined> {
+    const rows = await tx<UserRow[]>`
+      INSERT INTO users (id, name, email, api_key_hash)
+      VALUES (${user.id}, ${user.name}, ${user.email}, ${user.api_key_hash})
+      ON CONFLICT DO NOTHING
+      RETURNING id, name, email, created_at, revoked_at`;
+    return rows[0];
+  }
+
   return {
     /** Inserts a user; returns undefined when the email is already taken. */
-    async insert(
-      user: { id: string; name: string; email: string; api_key_hash: Buffer },
-      tx: Queryable = sql,
-    ): Promise<UserRow | undefined> {
-      const rows = await tx<UserRow[]>`
-        INSERT INTO users (id, name, email, api_key_hash)
-        VALUES (${user.id}, ${user.name}, ${user.email}, ${user.api_key_hash})
-        ON CONFLICT DO NOTHING
-        RETURNING id, name, email, created_at, revoked_at`;
-      return rows[0];
+    insert,
+
+    /**
+     * Inserts a user and, in the same transaction, the idempotency record `answer` makes for it, so
+     * that a retry finds the answer exactly when the user exists. Undefined (nothing written) when
+     * the email is already taken.
+     */
+    async insertAnswered(user: NewUser, answer: (created: UserRow) => IdempotencyRecord): Promise<UserRow | undefined> {
+      return sql.begin(async (tx) => {
+        const created = await insert(user, tx);
+        if (created) await idempotency.insert(answer(created), tx);
+        return created;
+      });
     },
 
     async findById(id: string): Promise<UserRow | undefined> {

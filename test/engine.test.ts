@@ -6,6 +6,7 @@ import type { AccountState, Command } from '../engine/account.ts';
 import { accountBehaviour, type ActorReply } from '../engine/account-actor.ts';
 import { reconcile } from '../engine/reconciliation.ts';
 import { shardOf } from '../engine/shards.ts';
+import { createReconciliationReader } from '../persistence/reconciliation-reader.ts';
 import { Model, stepArbitrary } from '../engine/account.test.ts';
 import { startEngine } from './support/engine.ts';
 
@@ -172,14 +173,14 @@ describe('reconciliation', () => {
       outcome: { transaction: { id: string } };
     };
     const live = async (id: string) => (engine.registry.isAlive(id) ? stateOf(id) : undefined);
-    const clean = await reconcile(engine.sql, { liveState: live });
+    const clean = await reconcile(createReconciliationReader(engine.sql), { liveState: live });
     assert.deepEqual(
       clean.discrepancies.filter((d) => d.user_id === user_id),
       [],
     );
 
     await engine.sql`UPDATE transactions SET amount = 1300 WHERE id = ${withdrawal.outcome.transaction.id}`;
-    const dirty = await reconcile(engine.sql, { liveState: live });
+    const dirty = await reconcile(createReconciliationReader(engine.sql), { liveState: live });
     const mine = dirty.discrepancies.filter((d) => d.user_id === user_id);
     assert.ok(mine.some((d) => d.check === 'read_model balance held' && d.journal === '1200' && d.other === '1300'));
     assert.ok(mine.some((d) => d.check === 'read_model balance available' && d.journal === '3800'));
@@ -191,7 +192,9 @@ describe('reconciliation', () => {
     await run(user_id, create('deposit', 700n));
     const state = await stateOf(user_id);
     const mine = async (live: (id: string) => Promise<AccountState | undefined>) =>
-      (await reconcile(engine.sql, { liveState: live })).discrepancies.filter((d) => d.user_id === user_id);
+      (await reconcile(createReconciliationReader(engine.sql), { liveState: live })).discrepancies.filter(
+        (d) => d.user_id === user_id,
+      );
     const wrong = { ...state, balances: { USD: { available: 1n, held: 0n } } };
     assert.deepEqual(
       (await mine((id) => Promise.resolve(id === user_id ? wrong : undefined))).map((d) => d.check),

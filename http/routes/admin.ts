@@ -5,7 +5,7 @@ import type { ActorReply, Outcome, Rendered } from '../../engine/account-actor.t
 import { reconcile } from '../../engine/reconciliation.ts';
 import type { Registry } from '../../engine/registry.ts';
 import type { DeadLetterRow, DeadLetterStore } from '../../persistence/dead-letters.ts';
-import type { Sql } from '../../persistence/sql.ts';
+import type { ReconciliationReader } from '../../persistence/reconciliation-reader.ts';
 import { requireAdmin } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { errorBody, errors, refusalError } from '../errors.ts';
@@ -14,7 +14,8 @@ import { deadLetterListQuery, deadLetterParams, PAGE_LIMIT_DEFAULT } from '../sc
 import { parseInput } from '../validation.ts';
 
 export interface AdminRoutesDeps {
-  sql: Sql;
+  /** Reads the journal and the read model in one snapshot, for reconciliation. */
+  reconciliation: ReconciliationReader;
   accounts: Registry;
   deadLetters: DeadLetterStore;
   gate: IdempotencyGate;
@@ -122,7 +123,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
   // This instance's live actors are compared too, where they stand at the snapshot's sequence.
   router.get('/reconciliation', async (ctx) => {
     requireAdmin(ctx.state);
-    const report = await reconcile(deps.sql, {
+    const report = await reconcile(deps.reconciliation, {
       liveState: async (user_id) => {
         if (!deps.accounts.isAlive(user_id)) return undefined;
         const reply = await deps.accounts.ask(user_id, { kind: 'read' });

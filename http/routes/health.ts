@@ -1,7 +1,6 @@
 import Router from '@koa/router';
-import type { Redis } from 'ioredis';
 import type { BankClient } from '../../engine/bank-client.ts';
-import type { Sql } from '../../persistence/sql.ts';
+import type { StoragePings } from '../../persistence/storage.ts';
 import { errorBody, errors } from '../errors.ts';
 
 /** One dependency's check in `GET /health`. */
@@ -40,21 +39,17 @@ function withTimeout(run: () => Promise<void>, timeoutMs: number): Promise<void>
  * closed (`circuit_open` otherwise: payments are being held back).
  */
 export function dependencyChecks(
-  deps: { sql: Sql; redis: Redis; bank: Pick<BankClient, 'reachable' | 'state'> },
+  deps: { pings: StoragePings; bank: Pick<BankClient, 'reachable' | 'state'> },
   timeout_ms: number,
 ): Record<string, HealthCheck> {
   return {
     postgres: {
       required: true,
-      run: async () => {
-        await deps.sql`SELECT 1`;
-      },
+      run: () => deps.pings.postgres(),
     },
     redis: {
       required: true,
-      run: async () => {
-        await deps.redis.ping();
-      },
+      run: () => deps.pings.redis(),
     },
     bank: {
       required: false,

@@ -1,7 +1,5 @@
 import Router from '@koa/router';
 import { v7 as uuidv7 } from 'uuid';
-import type { Sql } from '../../persistence/sql.ts';
-import type { IdempotencyStore } from '../../persistence/idempotency.ts';
 import type { UserRow, UserStore } from '../../persistence/users.ts';
 import { mayActFor, newApiKey, requireAdmin, requireCaller } from '../auth.ts';
 import { readJsonBody } from '../body.ts';
@@ -11,9 +9,7 @@ import { createUserBody, userIdParams } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
 
 export interface UserRoutesDeps {
-  sql: Sql;
   users: UserStore;
-  idempotency: IdempotencyStore;
   gate: IdempotencyGate;
   bodySizeMaxBytes: number;
 }
@@ -35,17 +31,15 @@ export function userRoutes(deps: UserRoutesDeps): Router {
     const { response, replayed } = await deps.gate.run(attempt, async () => {
       ctx.state.writeSent = true;
       const apiKey = newApiKey();
-      return deps.sql.begin(async (tx) => {
-        const user = await deps.users.insert({ id: uuidv7(), ...body, api_key_hash: apiKey.hash }, tx);
-        if (!user) throw errors.emailTaken();
-        // The key is shown once: the stored replay carries the user without it.
-        const stored = { status: 201, body: JSON.stringify({ ...userJson(user), api_key: null }) };
-        await deps.idempotency.insert(
-          { ...attempt, user_id: user.id, status_code: stored.status, body: stored.body },
-          tx,
-        );
-        return { status: 201, body: JSON.stringify({ ...userJson(user), api_key: apiKey.key }) };
-      });
+      // The key is shown once: the stored replay carries the user without it.
+      const user = await deps.users.insertAnswered({ id: uuidv7(), ...body, api_key_hash: apiKey.hash }, (created) => ({
+        ...attempt,
+        user_id: created.id,
+        status_code: 201,
+        body: JSON.stringify({ ...userJson(created), api_key: null }),
+      }));
+      if (!user) throw errors.emailTaken();
+      return { status: 201, body: JSON.stringify({ ...userJson(user), api_key: apiKey.key }) };
     });
     sendStored(ctx, response, replayed);
   });

@@ -1,26 +1,26 @@
 import { z } from 'zod';
-import { IDEMPOTENCY_TTL_HOURS_DEFAULT } from '../config.ts';
 import { reconcile } from '../engine/reconciliation.ts';
 import type { Payments } from '../engine/payments.ts';
 import type { Registry } from '../engine/registry.ts';
 import type { ShardLeases } from '../engine/shard-leases.ts';
 import { shardOf, type Ownership } from '../engine/shards.ts';
 import type { DeadLetterStore } from '../persistence/dead-letters.ts';
-import { createIdempotencyStore } from '../persistence/idempotency.ts';
-import type { Sql } from '../persistence/sql.ts';
+import type { IdempotencyStore } from '../persistence/idempotency.ts';
+import type { ReconciliationReader } from '../persistence/reconciliation-reader.ts';
 
 /** What the REPL's commands read. */
 export interface ReplCommandDeps {
   instance: string;
-  sql: Sql;
+  /** The journal and the read model in one snapshot, for `reconcile`. */
+  reconciliation: ReconciliationReader;
+  /** Idempotency records live in Postgres, not in the actor: the `actor` command reads them there. */
+  idempotency: Pick<IdempotencyStore, 'recentForUser'>;
   accounts: Pick<Registry, 'ask' | 'isAlive' | 'alive' | 'mailboxDepth'>;
   payments: Pick<Payments, 'inFlight'>;
   deadLetters: Pick<DeadLetterStore, 'page'>;
   /** Every shard's lease holder and expiry (Redis), epoch (Postgres) and actors alive. */
   shardTable: ShardLeases['table'];
   ownership: Pick<Ownership, 'owned' | 'shards' | 'epochOf'>;
-  /** IDEMPOTENCY_TTL_HOURS, for the idempotency store the `actor` command reads. */
-  idempotency_ttl_hours?: number;
 }
 
 /** What a command answers: text for the operator, or why it could not. */
@@ -44,8 +44,6 @@ const failed = (error: string): ReplAnswer => ({ ok: false, error });
 
 /** The admin REPL's commands over this instance's live parts; `quit` and `auth` belong to the connection. */
 export function createReplCommands(deps: ReplCommandDeps) {
-  // Idempotency records live in Postgres, not in the actor: the actor command reads them from there.
-  const idempotency = createIdempotencyStore(deps.sql, deps.idempotency_ttl_hours ?? IDEMPOTENCY_TTL_HOURS_DEFAULT);
   const commands: Record<string, Command> = {
     help: { usage: 'help', summary: 'this list', run: () => Promise.resolve(done(help())) },
     actor: { usage: 'actor <user_id>', summary: "an account actor's live state", run: withUser(actor) },
@@ -87,7 +85,7 @@ export function createReplCommands(deps: ReplCommandDeps) {
       return failed(`the actor did not answer: ${reply.kind === 'refused' ? reply.reason : 'no state'}`);
     const { state } = reply;
     const open = Object.values(state.open);
-    const records = await idempotency.recentForUser(user_id, IDEMPOTENCY_SHOWN_MAX);
+    const records = await deps.idempotency.recentForUser(user_id, IDEMPOTENCY_SHOWN_MAX);
     return done(
       json({
         user_id,
@@ -173,7 +171,7 @@ export function createReplCommands(deps: ReplCommandDeps) {
   }
 
   async function reconcileUser(user_id: string): Promise<ReplAnswer> {
-    const report = await reconcile(deps.sql, {
+    const report = await reconcile(deps.reconciliation, {
       liveState: async (id) => {
         if (!deps.accounts.isAlive(id)) return undefined;
         const reply = await deps.accounts.ask(id, { kind: 'read' });

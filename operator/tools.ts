@@ -6,10 +6,11 @@ import type { ShardLeases } from '../engine/shard-leases.ts';
 import type { Logger } from '../logger.ts';
 import type { Metrics } from '../metrics.ts';
 import type { DeadLetterStore } from '../persistence/dead-letters.ts';
+import type { IdempotencyStore } from '../persistence/idempotency.ts';
 import type { Journal } from '../persistence/journal.ts';
-import type { Sql } from '../persistence/sql.ts';
-import type { Activity } from './dashboard/activity.ts';
-import { startDashboard } from './dashboard/server.ts';
+import type { ReconciliationReader } from '../persistence/reconciliation-reader.ts';
+import type { Activity } from '../http/dashboard/activity.ts';
+import { startDashboard } from '../http/dashboard/server.ts';
 import { createReplCommands } from './repl-commands.ts';
 import { startReplServer } from './repl-server.ts';
 
@@ -17,18 +18,13 @@ import { startReplServer } from './repl-server.ts';
 export interface OperatorToolsDeps {
   config: Pick<
     Config,
-    | 'DASHBOARD_HOST'
-    | 'DASHBOARD_PORT'
-    | 'DASHBOARD_ALLOWED_HOSTS'
-    | 'REPL_SOCKET'
-    | 'ADMIN_API_KEY'
-    | 'INSTANCE_ID'
-    | 'IDEMPOTENCY_TTL_HOURS'
+    'DASHBOARD_HOST' | 'DASHBOARD_PORT' | 'DASHBOARD_ALLOWED_HOSTS' | 'REPL_SOCKET' | 'ADMIN_API_KEY' | 'INSTANCE_ID'
   >;
   /** The public API's address, where the dashboard forwards a dead letter's retry. */
   gateway_url: string;
   forward_timeout_ms: number;
-  sql: Sql;
+  reconciliation: ReconciliationReader;
+  idempotency: Pick<IdempotencyStore, 'recentForUser'>;
   metrics: Metrics;
   activity: Activity;
   accounts: Registry;
@@ -83,7 +79,6 @@ export async function startOperatorTools(
     commands: createReplCommands({
       ...deps,
       instance: config.INSTANCE_ID,
-      idempotency_ttl_hours: config.IDEMPOTENCY_TTL_HOURS,
       shardTable,
     }),
     log: deps.log.child({ module: 'repl' }),

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import { chmod, lstat, rm } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import type { Logger } from '../logger.ts';
-import { hashApiKey } from './auth.ts';
+import { hashApiKey } from '../http/auth.ts';
 import type { ReplAnswer, ReplCommands } from './repl-commands.ts';
 
 export interface ReplServerOptions {
