@@ -6,6 +6,7 @@ import { after, test } from 'node:test';
 import { verifyWebhook } from '../http/webhook-signature.ts';
 import { createLogger } from '../logger.ts';
 import { createBank, type BankCallback } from './bank.ts';
+import { eventually } from '../test/support/time.ts';
 import { createCallbackSender } from './callback-sender.ts';
 import { createScenarios } from './scenarios.ts';
 
@@ -68,11 +69,7 @@ function verified(request: Received, secrets = [secret]) {
 }
 
 async function waitFor(predicate: () => boolean, timeout_ms = 2000): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+  await eventually(() => (predicate() ? true : undefined), timeout_ms);
 }
 
 test('a callback is posted as JSON, signed with the secret, and verifies', async () => {

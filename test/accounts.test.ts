@@ -2,12 +2,19 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Gateway } from '../gateway.ts';
 import { ADMIN_KEY, client, createUser, fund, settle, startTestGateway } from './support/gateway.ts';
+import { scaled } from './support/time.ts';
 
 let gateway: Gateway;
 let request: ReturnType<typeof client>;
 
 before(async () => {
-  gateway = await startTestGateway();
+  // A thousand connections opened at once by this same process: on a loaded machine some requests' headers
+  // are read only seconds after their connection was accepted, past the default headers timeout (whose
+  // 408 then reaches the client as a reset, its request still unread).
+  gateway = await startTestGateway({
+    HTTP_HEADERS_TIMEOUT_MS: String(scaled(10_000)),
+    HTTP_REQUEST_TIMEOUT_MS: String(scaled(30_000)),
+  });
   request = client(gateway.url);
 });
 after(() => gateway.close());
