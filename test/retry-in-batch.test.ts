@@ -19,7 +19,11 @@ let request: ReturnType<typeof client>;
 let sql: Sql;
 
 before(async () => {
-  gateway = await startTestGateway({ ACTOR_ASK_TIMEOUT_MS: String(ASK_TIMEOUT_MS) });
+  // The ask must time out within the request's deadline (the client gets 503 outcome_unknown).
+  gateway = await startTestGateway({
+    ACTOR_ASK_TIMEOUT_MS: String(ASK_TIMEOUT_MS),
+    REQUEST_DEADLINE_MS: String(2 * ASK_TIMEOUT_MS),
+  });
   request = client(gateway.url);
   sql = createSql(await testDatabaseUrl(), { pool_max: 2, application_name: 'retry-in-batch-test' });
 });
