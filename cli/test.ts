@@ -65,7 +65,7 @@ function alive(pid: number): boolean {
  * clean-up). Process ids only say something about a server on this machine, so elsewhere only this
  * run's copies go.
  */
-async function dropProcessDatabases(url: string): Promise<void> {
+async function dropProcessDatabases(url: string): Promise<string[]> {
   const target = new URL(url);
   const local = ['127.0.0.1', 'localhost', '::1', '[::1]'].includes(target.hostname);
   const template = target.pathname.slice(1);
@@ -73,13 +73,17 @@ async function dropProcessDatabases(url: string): Promise<void> {
   const admin = postgres({ ...adminOptions(target), max: 1, onnotice: () => {} });
   try {
     const copies = await admin<{ datname: string }[]>`SELECT datname FROM pg_database`;
+    const dropped: string[] = [];
     for (const { datname } of copies) {
       const match = copy.exec(datname);
       if (!match) continue;
       const ours = match[1] === runId;
       const orphaned = local && !alive(Number(match[2] ?? match[3]));
-      if (ours || orphaned) await admin.unsafe(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+      if (!ours && !orphaned) continue;
+      await admin.unsafe(`DROP DATABASE IF EXISTS "${datname}" WITH (FORCE)`);
+      dropped.push(datname);
     }
+    return dropped;
   } finally {
     await admin.end();
   }
@@ -139,7 +143,8 @@ const child = spawn(
 // Ctrl-C reaches the test runner too (one process group): wait for it to end, then clean up.
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => child.kill(signal));
 const [code] = (await once(child, 'exit')) as [number | null];
-await dropProcessDatabases(databaseUrl);
+const dropped = await dropProcessDatabases(databaseUrl);
 // What a test left under this run's prefix (test/support/redis.ts), e.g. from a gateway it SIGKILLed.
-await dropKeys(`pgw-test-${runId}-`, redisUrl);
+const keys = await dropKeys(`pgw-test-${runId}-`, redisUrl);
+console.log(`run ${runId}: dropped ${dropped.length} test databases and ${keys} Redis keys left behind`);
 process.exit(code ?? 1);
