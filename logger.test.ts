@@ -23,6 +23,7 @@ test('every line carries the time it was written, as an ISO 8601 string', async 
   const started = Date.now();
   log.info('one');
   log.info('two');
+  // Time passing between two lines is what the check below is about.
   await new Promise((resolve) => setTimeout(resolve, 5));
   log.info('three');
   const times = lines().map((line) => String(line.time));

@@ -432,6 +432,7 @@ describe('when Redis is down', () => {
       assert.ok(Date.now() - started < timeout_ms / 2, `answered after ${Date.now() - started} ms`);
       assert.equal(second.headers['x-ratelimit-status'], 'degraded');
       redis.resume();
+      // The store keeps counting in memory for REDIS_RETRY_MS after a failure: that pause is the behaviour.
       await new Promise((resolve) => setTimeout(resolve, REDIS_RETRY_MS + 100));
       const back = await call(gateway, balanceOf(alice), { key: alice.key });
       assert.equal(back.status, 200);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { testDatabaseUrl } from '../test/support/database.ts';
+import { scaled } from '../test/support/time.ts';
 import postgres from 'postgres';
 import { createSql } from './sql.ts';
 
@@ -20,7 +21,7 @@ test('a query on a connection whose backend was ended fails as CONNECTION_CLOSED
     await admin`SELECT pg_terminate_backend(${pid})`;
     // Every query on the dead connection settles, as an error, within a bound: none waits forever, and
     // none throws outside its promise (which would end this process and fail the file).
-    const settled_ms_max = 5000;
+    const settled_ms_max = scaled(5000);
     for (let i = 0; i < 4; i++) {
       const outcome = await Promise.race([
         reserved`SELECT 1`.then(

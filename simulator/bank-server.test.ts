@@ -143,6 +143,8 @@ test('closing releases the requests it holds', async () => {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body({ amount: 408_01 })),
   });
+  // The request being held is not visible from outside the server (this scenario records nothing):
+  // a moment for it to arrive.
   await new Promise((resolve) => setTimeout(resolve, 50));
   const started = Date.now();
   await own.close();

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { createBank, type BankCallback, type TransferRequest } from './bank.ts';
+import { elapse, eventually, scaled } from '../test/support/time.ts';
 import { createScenarios, type Rates } from './scenarios.ts';
 
 const NEVER: Partial<Rates> = { timeout: 0, unavailable: 0, invalid: 0, duplicate_callback: 0, lost_callback: 0 };
@@ -32,13 +33,10 @@ function transfer(amount: bigint, overrides: Partial<TransferRequest> = {}): Tra
 }
 
 async function settled(bank: ReturnType<typeof testBank>['bank'], reference: string) {
-  const deadline = Date.now() + 2000;
-  for (;;) {
+  return eventually(async () => {
     const view = await bank.status(reference);
-    if (view && view.status !== 'processing') return view;
-    if (Date.now() > deadline) throw new Error(`transfer ${reference} did not settle`);
-    await new Promise((resolve) => setTimeout(resolve, 2));
-  }
+    return view && view.status !== 'processing' ? view : undefined;
+  }, 2000);
 }
 
 test('a transfer is accepted, settles after its delay and is called back once', async () => {
@@ -74,7 +72,8 @@ test('the same reference, even submitted concurrently, makes one transfer and on
   await settled(bank, request.reference);
   const again = await bank.submit(request);
   assert.ok(again.kind === 'accepted' && references.has(again.bank_reference) && again.status === 'succeeded');
-  await new Promise((resolve) => setTimeout(resolve, 10));
+  // A second callback would come after the first; nothing signals that none will, so give it a while.
+  await elapse(scaled(10));
   assert.equal(delivered.length, 1);
   bank.stop();
 });
@@ -220,6 +219,7 @@ test('a stopped bank settles nothing more and answers unavailable', async () => 
   await bank.submit(transfer(1n));
   bank.stop();
   assert.equal((await bank.submit(transfer(2n))).kind, 'unavailable');
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  // Past the transfer's delay of 5 ms: a callback would have come by now.
+  await elapse(scaled(20));
   assert.equal(delivered.length, 0);
 });

@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { eventually, startTestBank } from './support/bank.ts';
+import { startTestBank } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
 import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
 import { freePort, kill9, spawnGateway } from './support/process.ts';
+import { dropKeys, testKeyPrefix } from './support/redis.ts';
+import { elapse, eventually, scaled } from './support/time.ts';
 
 async function deposit(request: ReturnType<typeof client>, key: string, amount: number): Promise<string> {
   const answer = await request('POST', '/api/v1/deposits', {
@@ -19,7 +21,9 @@ test('the bank down for a while: the breaker opens, nothing fails because of it,
   const bankPort = await freePort();
   const gateway = await startTestGateway({
     BANK_URL: `http://127.0.0.1:${bankPort}`,
-    BANK_TIMEOUT_MS: '200',
+    // The bank is down as refused connections, which fail at once; the timeout only has to let the
+    // bank, once up, answer on a loaded machine without tripping the breaker again.
+    BANK_TIMEOUT_MS: String(scaled(1000)),
     BANK_BACKOFF_BASE_MS: '20',
     BANK_BACKOFF_MAX_MS: '100',
     BANK_BREAKER_RESET_MS: '200',
@@ -32,7 +36,8 @@ test('the bank down for a while: the breaker opens, nothing fails because of it,
     const user = await createUser(request);
     const ids = await Promise.all(Array.from({ length: 12 }, (_, i) => deposit(request, user.api_key, 100 + i)));
     await eventually(() => (gateway.bank.state() === 'open' ? true : undefined));
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // The outage lasting a while is the behaviour under test: retries meanwhile must fail nothing.
+    await elapse(500);
     const whileDown = await gateway.sql`SELECT status FROM transactions WHERE id IN ${gateway.sql(ids)}`;
     assert.ok(whileDown.every((row) => row.status === 'pending'));
 
@@ -63,7 +68,7 @@ test('kill -9 with payments in flight: after a restart every one settles exactly
   const env = {
     PORT: String(port),
     DATABASE_URL: await testDatabaseUrl(),
-    REDIS_KEY_PREFIX: `kill-${process.pid}:`,
+    REDIS_KEY_PREFIX: testKeyPrefix('kill'),
     BANK_URL: `http://127.0.0.1:${bankPort}`,
     BANK_TIMEOUT_MS: '500',
     BANK_BACKOFF_BASE_MS: '20',
@@ -75,7 +80,8 @@ test('kill -9 with payments in flight: after a restart every one settles exactly
     const user = await createUser(request, 'Inflight');
     const ids = await Promise.all(Array.from({ length: 20 }, (_, i) => deposit(request, user.api_key, 1000 + i)));
     await kill9(gateway.child);
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    // Down for a while on purpose: the bank's callbacks for the payments in flight find no gateway.
+    await elapse(700);
     gateway = await spawnGateway(env);
     const after = client(gateway.url);
     await eventually(async () => {
@@ -102,5 +108,6 @@ test('kill -9 with payments in flight: after a restart every one settles exactly
   } finally {
     await kill9(gateway.child);
     await bank.close();
+    await dropKeys(env.REDIS_KEY_PREFIX);
   }
 });

@@ -3,9 +3,11 @@ import { test } from 'node:test';
 import { testDatabaseUrl } from './support/database.ts';
 import { ADMIN_KEY, client, createUser } from './support/gateway.ts';
 import { kill9, spawnGateway } from './support/process.ts';
+import { dropKeys, testKeyPrefix } from './support/redis.ts';
+import { eventually } from './support/time.ts';
 
 test('SIGKILL in the middle of a burst of deposits: every 202 survives with its body, nothing else exists', async () => {
-  const env = { DATABASE_URL: await testDatabaseUrl(), REDIS_KEY_PREFIX: `crash-${process.pid}:` };
+  const env = { DATABASE_URL: await testDatabaseUrl(), REDIS_KEY_PREFIX: testKeyPrefix('crash') };
   const first = await spawnGateway(env);
   const before = client(first.url);
   const user = await createUser(before, 'Crash');
@@ -31,10 +33,10 @@ test('SIGKILL in the middle of a burst of deposits: every 202 survives with its 
   };
   const workers = Array.from({ length: 16 }, worker);
   // Kill once the burst is well under way (bounded: a slow machine answers fewer in a given time).
-  const started = Date.now();
-  while (sent.filter((attempt) => attempt.status === 202).length < 40 && Date.now() - started < 15_000) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
+  await eventually(
+    () => (sent.filter((attempt) => attempt.status === 202).length >= 40 ? true : undefined),
+    15_000,
+  ).catch(() => undefined);
   await kill9(first.child);
   stop = true;
   await Promise.all(workers);
@@ -79,6 +81,7 @@ test('SIGKILL in the middle of a burst of deposits: every 202 survives with its 
     );
   } finally {
     await kill9(second.child);
+    await dropKeys(env.REDIS_KEY_PREFIX);
   }
 });
 

@@ -7,8 +7,9 @@ import { accountBehaviour, type ActorReply } from '../engine/account-actor.ts';
 import { reconcile } from '../engine/reconciliation.ts';
 import { shardOf } from '../engine/shards.ts';
 import { createReconciliationReader } from '../persistence/reconciliation-reader.ts';
-import { Model, stepArbitrary } from '../engine/account.test.ts';
+import { Model, stepArbitrary } from './support/account-model.ts';
 import { startEngine } from './support/engine.ts';
+import { eventually } from './support/time.ts';
 
 type Engine = Awaited<ReturnType<typeof startEngine>>;
 let engine: Engine;
@@ -128,11 +129,14 @@ describe('the account actor on the real journal', () => {
     for (const id of ids.slice(0, 5)) await run(user_id, settle(id, 'succeeded'));
     const before = await stateOf(user_id);
     assert.equal(before.seq, 12);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    const periodic = await engine.sql`SELECT max(seq)::int AS seq FROM snapshots WHERE user_id = ${user_id}`;
+    // Snapshots are saved after the reply (fire and forget): wait for the one past the 10th event.
     // Every 5 events, one save at a time: the latest periodic snapshot is at 10, or just past it when
     // the one at 5 was still being written when the 10th event committed.
-    assert.ok(periodic[0]?.seq >= 10 && periodic[0]?.seq <= 12, `periodic snapshot at ${periodic[0]?.seq}`);
+    const periodic = await eventually(async () => {
+      const [row] = await engine.sql`SELECT max(seq)::int AS seq FROM snapshots WHERE user_id = ${user_id}`;
+      return row?.seq >= 10 ? (row!.seq as number) : undefined;
+    });
+    assert.ok(periodic >= 10 && periodic <= 12, `periodic snapshot at ${periodic}`);
 
     const idle = await startEngine({ idle_ms: 1 });
     try {
@@ -140,12 +144,14 @@ describe('the account actor on the real journal', () => {
       await idle.registry.ask(user_id, { kind: 'read' });
       await idle.registry.passivateIdle();
       engine = await startEngine({ snapshot_every_events: 5, reads });
-      await new Promise((resolve) => setTimeout(resolve, 5));
     } finally {
       await idle.close();
     }
-    const onPassivation = await engine.sql`SELECT max(seq)::int AS seq FROM snapshots WHERE user_id = ${user_id}`;
-    assert.equal(onPassivation[0]?.seq, 12);
+    const onPassivation = await eventually(async () => {
+      const [row] = await engine.sql`SELECT max(seq)::int AS seq FROM snapshots WHERE user_id = ${user_id}`;
+      return row?.seq === 12 ? 12 : undefined;
+    });
+    assert.equal(onPassivation, 12);
     reads.length = 0;
     assert.deepEqual(await stateOf(user_id), before);
     assert.deepEqual(reads, [{ user_id, after_seq: 12 }]);

@@ -11,6 +11,7 @@ import { createLogger } from '../logger.ts';
 import type { UserStore } from '../persistence/users.ts';
 import { eventually, FAST_BANK } from './support/bank.ts';
 import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
+import { scaled } from './support/time.ts';
 
 const SHUTDOWN_TIMEOUT_MS = 20_000;
 
@@ -24,7 +25,7 @@ function sseReader(body: ReadableStream<Uint8Array>) {
   return {
     /** The next frame, or 'end' when the stream ends; fails after `timeout_ms`. */
     async next(timeout_ms = 5000): Promise<Frame | 'end'> {
-      const deadline = Date.now() + timeout_ms;
+      const deadline = Date.now() + scaled(timeout_ms);
       for (;;) {
         const end = buffer.indexOf('\n\n');
         if (end !== -1) {
@@ -40,7 +41,10 @@ function sseReader(body: ReadableStream<Uint8Array>) {
         }
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error(`no event within ${timeout_ms} ms`)), deadline - Date.now());
+          timer = setTimeout(
+            () => reject(new Error(`no event within ${scaled(timeout_ms)} ms`)),
+            deadline - Date.now(),
+          );
         });
         const read = await Promise.race([reader.read(), timeout]).finally(() => clearTimeout(timer));
         if (read.done) return 'end';
@@ -214,7 +218,7 @@ describe('the event stream route, on its own', () => {
     await once(server, 'listening');
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     const open = (caller: string = crypto.randomUUID()) =>
-      fetch(`${url}/api/v1/events`, { headers: { 'x-caller': caller }, signal: AbortSignal.timeout(5000) });
+      fetch(`${url}/api/v1/events`, { headers: { 'x-caller': caller }, signal: AbortSignal.timeout(scaled(5000)) });
     const close = () => {
       feed.close();
       server.closeAllConnections();

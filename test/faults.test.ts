@@ -5,19 +5,21 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { after, before, test } from 'node:test';
-import { eventually } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
 import { ADMIN_KEY, OBEDIENT_BANK, client, createUser, type Answer } from './support/gateway.ts';
 import { kill9, spawnGateway } from './support/process.ts';
+import { dropKeys, testKeyPrefix } from './support/redis.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
+import { eventually, scaled } from './support/time.ts';
 
 // The machine is shared: every bound below is a generous multiple of what an idle machine needs.
-const TIME_SCALE = Number(process.env.TEST_TIME_SCALE ?? 1);
 const DEADLINE_MS = 1500;
 const ASK_TIMEOUT_MS = 1000;
 /** A request's answer may come this much later than its deadline on a busy machine (event loop, GC). */
-const ANSWER_SLACK_MS = 2500 * TIME_SCALE;
-const RECOVERY_MS = 30_000 * TIME_SCALE;
+const ANSWER_SLACK_MS = scaled(2500);
+/** On a quiet machine; `eventually` scales it. */
+const RECOVERY_MS = 30_000;
+const KEY_PREFIX = testKeyPrefix('faults');
 
 let postgresProxy: TcpProxy;
 let redisProxy: TcpProxy;
@@ -34,12 +36,12 @@ before(async () => {
   gateway = await spawnGateway({
     DATABASE_URL: database.toString(),
     REDIS_URL: redis.toString(),
-    REDIS_KEY_PREFIX: `pgw-test-faults-${process.pid}-${crypto.randomUUID()}:`,
+    REDIS_KEY_PREFIX: KEY_PREFIX,
     REQUEST_DEADLINE_MS: String(DEADLINE_MS),
     ACTOR_ASK_TIMEOUT_MS: String(ASK_TIMEOUT_MS),
     // Every request asks Postgres for its key, so that an outage shows on every route.
     AUTH_CACHE_TTL_MS: '0',
-    SHARD_LEASE_MS: String(5000 * TIME_SCALE),
+    SHARD_LEASE_MS: String(scaled(5000)),
     SHARDS: '8',
     BANK_MIN_DELAY_MS: '20',
     BANK_MAX_DELAY_MS: '100',
@@ -54,6 +56,7 @@ after(async () => {
   if (gateway) await kill9(gateway.child);
   await postgresProxy?.close();
   await redisProxy?.close();
+  await dropKeys(KEY_PREFIX);
 });
 
 function assertAlive(): void {

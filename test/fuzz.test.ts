@@ -11,6 +11,8 @@ import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gatew
 
 /** Requests in flight at once. */
 const BATCH = 20;
+/** Tries per request: one more when a reused connection was reset (see `send`). */
+const SEND_ATTEMPTS_MAX = 2;
 const BODY_SIZE_MAX_BYTES = 64 * 1024;
 const CURRENCIES = ['USD', 'EUR', 'GBP'];
 const STATUSES = ['pending', 'processing', 'succeeded', 'failed'];
@@ -40,7 +42,6 @@ let alice: Caller;
 /** Another user, whose id alice may not act for. */
 let bob: Caller;
 let baseline: Awaited<ReturnType<typeof written>>;
-let sent = 0;
 
 // The fuzzed users have no transactions, so no payment worker writes anything in the background.
 before(async () => {
@@ -77,21 +78,30 @@ function chunks(text: string): ReadableStream<Uint8Array> {
 async function send(c: Case): Promise<{ status: number; headers: Headers; text: string }> {
   // Without a Content-Type of its own, a body goes as bytes: a string would get text/plain from fetch.
   const typed = 'content-type' in c.headers;
-  const body =
-    c.body === undefined ? undefined : c.chunked ? chunks(c.body) : typed ? c.body : new TextEncoder().encode(c.body);
-  const response = await fetch(gateway.url + c.path, {
-    method: c.method,
-    headers: c.headers,
-    body,
-    ...(c.chunked ? { duplex: 'half' as const } : {}),
-  });
-  return { status: response.status, headers: response.headers, text: await response.text() };
+  for (let attempt = 1; ; attempt += 1) {
+    const body =
+      c.body === undefined ? undefined : c.chunked ? chunks(c.body) : typed ? c.body : new TextEncoder().encode(c.body);
+    try {
+      const response = await fetch(gateway.url + c.path, {
+        method: c.method,
+        headers: c.headers,
+        body,
+        ...(c.chunked ? { duplex: 'half' as const } : {}),
+      });
+      return { status: response.status, headers: response.headers, text: await response.text() };
+    } catch (error) {
+      // A kept-alive connection the server closed as idle just as fetch reused it resets (a loaded
+      // machine fires fetch's idle timer late); a browser retries that once on a new connection, and so
+      // does this client. A reset that happens again is the server's, and fails the case.
+      const code = (error as { cause?: { code?: string } }).cause?.code;
+      if (attempt >= SEND_ATTEMPTS_MAX || (code !== 'ECONNRESET' && code !== 'UND_ERR_SOCKET')) throw error;
+    }
+  }
 }
 
 /** Sends one case and checks its answer. */
 async function check(c: Case): Promise<void> {
   const answer = await send(c);
-  sent += 1;
   const seen = `${c.method} ${c.path.slice(0, 300)} ${c.body?.slice(0, 200) ?? ''} → ${answer.status} ${answer.text.slice(0, 300)}`;
   assert.ok(c.statuses.includes(answer.status), `expected ${c.statuses.join(' or ')}: ${seen}`);
   let json: { error?: unknown; message?: unknown; request_id?: unknown };
@@ -118,16 +128,20 @@ function readable(c: Case): Case {
 /**
  * Sends `runs` batches of BATCH cases in parallel; after each batch, nothing may have been written.
  * No shrinking: a write stays in the database, so every later run would fail too and shrinking would
- * blame innocent cases. The failing batch is reported as it was.
+ * blame innocent cases. The failing batch is reported as it was. Each test checks that it sent all
+ * `runs × BATCH` it names, so that none depends on another having run.
  */
 async function fuzz(cases: fc.Arbitrary<Case>, runs: number): Promise<void> {
+  let sent = 0;
   await fc.assert(
     fc.asyncProperty(fc.array(cases.map(readable), { minLength: BATCH, maxLength: BATCH }), async (batch) => {
       await Promise.all(batch.map(check));
+      sent += batch.length;
       assert.deepEqual(await written(), baseline);
     }),
     { numRuns: runs, endOnFailure: true, ...(SEED !== undefined ? { seed: SEED } : {}) },
   );
+  assert.equal(sent, runs * BATCH);
 }
 
 // Values of the wrong JSON type for a field that wants a number, a string, or an object.
@@ -743,8 +757,8 @@ describe('ids in paths', () => {
 });
 
 describe('in total', () => {
-  test('at least 5,000 bad requests were sent, and none wrote anything', async () => {
-    assert.ok(sent >= 5000, `only ${sent}`);
+  // Runs whatever else ran: every fuzzing test checks its own count, and this one what all of them left.
+  test('nothing the fuzzed callers could write was written', async () => {
     assert.deepEqual(await written(), baseline);
   });
 });

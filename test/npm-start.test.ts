@@ -7,15 +7,15 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { createRedis } from '../persistence/redis.ts';
-import { eventually } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
 import { ADMIN_KEY } from './support/gateway.ts';
 import { freePort } from './support/process.ts';
+import { eventually, scaled } from './support/time.ts';
 
 // The machine is shared: every limit below is a generous multiple of what an idle machine needs.
-const TIME_SCALE = Number(process.env.TEST_TIME_SCALE ?? 1);
-const START_MS_MAX = 30_000 * TIME_SCALE;
-const STOP_MS_MAX = 20_000 * TIME_SCALE;
+// On a quiet machine; `eventually` scales them, and so does every other wait below.
+const START_MS_MAX = 30_000;
+const STOP_MS_MAX = 20_000;
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 /** Whether a process runs (an exited one its parent has not reaped yet does not). */
@@ -88,9 +88,9 @@ test('SIGTERM to the `npm start` process stops the gateway: nothing is left runn
     npm.kill('SIGTERM');
     const stopped = await Promise.race([
       exited.then(() => true),
-      new Promise<false>((resolve) => setTimeout(resolve, STOP_MS_MAX, false).unref()),
+      new Promise<false>((resolve) => setTimeout(resolve, scaled(STOP_MS_MAX), false).unref()),
     ]);
-    assert.ok(stopped, `npm did not exit within ${STOP_MS_MAX} ms of SIGTERM:\n${output}`);
+    assert.ok(stopped, `npm did not exit within ${scaled(STOP_MS_MAX)} ms of SIGTERM:\n${output}`);
     assert.equal(await connectOutcome(port), 'ECONNREFUSED', 'something still listens on the port');
     assert.equal(running(gatewayPid), false, `the gateway (pid ${gatewayPid}) outlived npm`);
     assert.match(output, /"shutting down"/);

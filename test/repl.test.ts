@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Gateway } from '../gateway.ts';
 import { ADMIN_KEY, client, createUser, fund, startTestGateway } from './support/gateway.ts';
+import { eventually } from './support/time.ts';
 
 const folder = mkdtempSync(join(tmpdir(), 'pgw-repl-'));
 const socket = join(folder, 'repl.sock');
@@ -39,19 +40,14 @@ function startRepl(): {
     type: (line) => child.stdin.write(`${line}\n`),
     /** Waits for `pattern` in what was printed since the last match, and returns that stretch. */
     async expect(pattern) {
-      const deadline = Date.now() + 15_000;
-      for (;;) {
-        const unread = output.slice(read);
-        const match = pattern.exec(unread);
-        if (match) {
-          read += match.index + match[0].length;
-          return unread.slice(0, match.index + match[0].length);
-        }
-        if (Date.now() > deadline || child.exitCode !== null) {
-          assert.fail(`expected ${pattern} in:\n${unread}`);
-        }
-        await new Promise((resolve) => setTimeout(resolve, 20));
-      }
+      const unread = () => output.slice(read);
+      const stretch = await eventually(() => {
+        const match = pattern.exec(unread());
+        if (!match && child.exitCode !== null) assert.fail(`the REPL exited; expected ${pattern} in:\n${unread()}`);
+        return match ? unread().slice(0, match.index + match[0].length) : undefined;
+      }, 15_000).catch((error: unknown) => assert.fail(`expected ${pattern} in:\n${unread()}\n(${String(error)})`));
+      read += stretch.length;
+      return stretch;
     },
   };
 }
@@ -96,25 +92,22 @@ test('npm run repl: the admin key first, then an actor, the shards, payments, de
   // to come, renewed every third of the lease) and the actors it reports alive (the user's, at least;
   // its count reaches Redis with the next renewal, hence a few tries).
   const ownRow = /\(this instance\)\s+64\s+0-63\s+(\d+)\.\.(\d+)\s+(\S+)\s+(\S+)\n/;
-  let row: RegExpExecArray | null = null;
-  for (let attempt = 0; attempt < 20; attempt += 1) {
+  await eventually(async () => {
     const asked_at = Date.now();
     repl.type('shards');
     const shards = await repl.expect(/pgw> $/);
     assert.match(shards, /owns 64 of 64 shards/);
     assert.match(shards, /owner\s+count\s+shards\s+epochs\s+lease expires\s+actors\n/);
-    row = ownRow.exec(shards);
+    const row = ownRow.exec(shards);
     assert.ok(row, `a row for this instance in:\n${shards}`);
     const [, epochMin, epochMax, expires, actors] = row;
     assert.ok(BigInt(epochMin!) >= 1n && BigInt(epochMin!) <= BigInt(epochMax!));
     assert.match(expires!, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     assert.ok(Date.parse(expires!) > asked_at, `the lease expiry ${expires} is to come`);
     assert.match(actors!, /^\d+$/);
-    if (Number(actors) >= 1) break;
-    row = null;
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  assert.ok(row, 'the actors alive on this instance are counted');
+    // The actors alive on this instance are counted.
+    return Number(actors) >= 1 ? true : undefined;
+  }, 5000);
 
   repl.type('actors');
   assert.match(await repl.expect(/pgw> $/), /\d+ actors alive, 0 requests in their mailboxes/);

@@ -3,22 +3,27 @@ import { after, before, test } from 'node:test';
 import type { Gateway } from '../gateway.ts';
 import { shardOf } from '../engine/shards.ts';
 import { createSql, type Sql } from '../persistence/sql.ts';
-import { eventually, signedCallback } from './support/bank.ts';
+import { signedCallback } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
 import { appendWaiting, holdShard } from './support/shard-lock.ts';
 import { client, createUser, startTestGateway } from './support/gateway.ts';
+import { eventually, scaled } from './support/time.ts';
 
 // The machine is shared: every limit below is a generous multiple of what an idle machine needs.
-const TIME_SCALE = Number(process.env.TEST_TIME_SCALE ?? 1);
-const ASK_TIMEOUT_MS = 2000 * TIME_SCALE;
-const WAIT_MS = 10_000 * TIME_SCALE;
+const ASK_TIMEOUT_MS = scaled(2000);
+/** On a quiet machine; `eventually` scales it. */
+const WAIT_MS = 10_000;
 
 let gateway: Gateway;
 let request: ReturnType<typeof client>;
 let sql: Sql;
 
 before(async () => {
-  gateway = await startTestGateway({ ACTOR_ASK_TIMEOUT_MS: String(ASK_TIMEOUT_MS) });
+  // The ask must time out within the request's deadline (the client gets 503 outcome_unknown).
+  gateway = await startTestGateway({
+    ACTOR_ASK_TIMEOUT_MS: String(ASK_TIMEOUT_MS),
+    REQUEST_DEADLINE_MS: String(2 * ASK_TIMEOUT_MS),
+  });
   request = client(gateway.url);
   sql = createSql(await testDatabaseUrl(), { pool_max: 2, application_name: 'retry-in-batch-test' });
 });

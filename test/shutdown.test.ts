@@ -3,21 +3,27 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { shardOf } from '../engine/shards.ts';
 import { createSql } from '../persistence/sql.ts';
-import { eventually } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
 import { appendWaiting, holdShard } from './support/shard-lock.ts';
 import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
 import { freePort } from './support/process.ts';
+import { dropKeys, testKeyPrefix } from './support/redis.ts';
+import { elapse, eventually, scaled } from './support/time.ts';
 
 test('SIGTERM stops accepting, lets the request in flight finish, and exits 0', async () => {
   const port = await freePort();
+  const prefix = testKeyPrefix('sigterm');
   const child = spawn('node', ['--import', 'tsx', 'main.ts'], {
     env: {
       ...process.env,
       DATABASE_URL: await testDatabaseUrl(),
+      REDIS_KEY_PREFIX: prefix,
+      REPL_SOCKET: join(tmpdir(), `pgw-test-${crypto.randomUUID()}.sock`),
       PORT: String(port),
       HOST: '127.0.0.1',
       ADMIN_API_KEY: ADMIN_KEY,
@@ -45,9 +51,11 @@ test('SIGTERM stops accepting, lets the request in flight finish, and exits 0', 
   });
   const answered = once(slow, 'response');
   slow.write(body.slice(0, 10));
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  await once(slow, 'socket');
+  // The gateway reading the headers is not visible from here: a moment, so that the request is in flight.
+  await elapse(scaled(100));
   child.kill('SIGTERM');
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  while (!output.includes('shutting down')) await once(child.stdout, 'data');
   slow.end(body.slice(10));
   const [response] = (await answered) as [import('node:http').IncomingMessage];
   assert.equal(response.statusCode, 201);
@@ -57,15 +65,16 @@ test('SIGTERM stops accepting, lets the request in flight finish, and exits 0', 
   assert.equal(code, 0);
   assert.match(output, /shutting down/);
   await assert.rejects(fetch(`http://127.0.0.1:${port}/health`));
+  await dropKeys(prefix);
 });
 
 // The machine is shared: every limit below is a generous multiple of what an idle machine needs.
-const TIME_SCALE = Number(process.env.TEST_TIME_SCALE ?? 1);
-const WAIT_MS = 10_000 * TIME_SCALE;
+/** On a quiet machine; `eventually` scales it. */
+const WAIT_MS = 10_000;
 // close() must end long before the timeout that would cut its connections: it may not simply wait it out.
 const SHUTDOWN_TIMEOUT_MS = 120_000;
-const CLOSE_MS_MAX = Math.min(10_000 * TIME_SCALE, SHUTDOWN_TIMEOUT_MS / 2);
-const ASK_TIMEOUT_MS = Math.min(30_000 * TIME_SCALE, 60_000);
+const CLOSE_MS_MAX = Math.min(scaled(10_000), SHUTDOWN_TIMEOUT_MS / 2);
+const ASK_TIMEOUT_MS = Math.min(scaled(30_000), 60_000);
 const LOOP_REQUESTS_MAX = 50_000;
 
 interface Reply {

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { Gateway } from '../gateway.ts';
 import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
+import { scaled } from './support/time.ts';
 
 // The transaction viewer in headless Chromium (Debian's package), against a gateway whose in-process
 // bank answers in 300–600 ms, so that a deposit is visibly open for a moment before it succeeds.
@@ -21,7 +22,7 @@ const CHROMIUM_ARGS = [
 ];
 const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
 const SKIP_REASON = `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`;
-const WAIT_MS = 10_000;
+const WAIT_MS = scaled(10_000);
 
 // Runs in the page (as source: this project's TypeScript has no DOM types, and functions passed to
 // the page below reach the DOM through `globalThis`). Records every status a

@@ -57,16 +57,5 @@ export function signedCallback(
   };
 }
 
-/** Polls `check` until it returns a value, or fails after `timeout_ms`. */
-export async function eventually<T>(
-  check: () => T | undefined | Promise<T | undefined>,
-  timeout_ms = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeout_ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`not so within ${timeout_ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+// Kept here too for the files that import it from here; the one implementation is in time.ts.
+export { eventually } from './time.ts';

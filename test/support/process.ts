@@ -4,6 +4,7 @@ import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ADMIN_KEY } from './gateway.ts';
+import { scaled } from './time.ts';
 
 /** A gateway in a child process (so it can be killed), answering on `port`. */
 export async function spawnGateway(
@@ -22,8 +23,9 @@ export async function spawnGateway(
       RATE_LIMIT_TRANSACTIONS_PER_MIN: '10000000',
       DASHBOARD_PORT: '0',
       REPL_SOCKET: join(tmpdir(), `pgw-test-${port}.sock`),
-      // Gateways on one database form one cluster (shard leases), and a dead one's leases end soon.
-      REDIS_KEY_PREFIX: `pgw-test-${new URL(env.DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://x/none').pathname.slice(1)}:`,
+      // Gateways on one database form one cluster (shard leases), and a dead one's leases end soon. Under
+      // this run's prefix, which the test command clears when the run ends.
+      REDIS_KEY_PREFIX: `pgw-test-${process.env.TEST_RUN_ID ?? 'solo'}-${new URL(env.DATABASE_URL ?? process.env.DATABASE_URL ?? 'postgres://x/none').pathname.slice(1)}:`,
       SHARD_LEASE_MS: '1500',
       ...env,
     },
@@ -32,14 +34,18 @@ export async function spawnGateway(
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const deadline = Date.now() + 30_000;
-  while (!output.includes('gateway listening')) {
-    if (child.exitCode !== null || Date.now() > deadline) {
-      // Never leave a half-started gateway behind: it would keep serving after the test.
-      await kill9(child);
-      throw new Error(`gateway did not start:\n${output}`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+  const started = await Promise.race([
+    (async () => {
+      while (!output.includes('gateway listening')) await once(child.stdout, 'data');
+      return true;
+    })(),
+    once(child, 'exit').then(() => false),
+    new Promise<false>((resolve) => setTimeout(resolve, scaled(30_000), false).unref()),
+  ]);
+  if (!started) {
+    // Never leave a half-started gateway behind: it would keep serving after the test.
+    await kill9(child);
+    throw new Error(`gateway did not start:\n${output}`);
   }
   return { child, url: `http://127.0.0.1:${port}`, output: () => output };
 }

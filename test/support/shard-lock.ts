@@ -1,5 +1,5 @@
 import type { Sql } from '../../persistence/sql.ts';
-import { eventually } from './bank.ts';
+import { eventually } from './time.ts';
 
 /** Holds the shard's lease row, as a takeover does: the account's journal appends wait for it. */
 export async function holdShard(sql: Sql, shard: number): Promise<() => Promise<void>> {
@@ -20,7 +20,7 @@ export async function holdShard(sql: Sql, shard: number): Promise<() => Promise<
 }
 
 /** Resolves once a gateway session's journal append waits for a lease row's lock. */
-export function appendWaiting(sql: Sql, wait_ms = 10_000 * Number(process.env.TEST_TIME_SCALE ?? 1)): Promise<true> {
+export function appendWaiting(sql: Sql, wait_ms = 10_000): Promise<true> {
   return eventually(async () => {
     const [row] = await sql<{ n: number }[]>`
       SELECT count(*)::int AS n FROM pg_stat_activity

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { test } from 'node:test';
-import { eventually } from '../test/support/bank.ts';
-import { client, createUser, startTestGateway } from '../test/support/gateway.ts';
-import { captureLines } from '../test/support/log-capture.ts';
+import { client, createUser, startTestGateway } from './support/gateway.ts';
+import { captureLines } from './support/log-capture.ts';
+import { elapse, eventually, scaled } from './support/time.ts';
 
 test('a client that hangs up in the middle of its body is logged as 499 at info, not as a server error', async () => {
   const log = captureLines();
@@ -24,7 +24,8 @@ test('a client that hangs up in the middle of its body is logged as 499 at info,
         '{"amount": 1',
       ].join('\r\n'),
     );
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The gateway reading the headers is not visible from here: a moment, so that it hangs up mid-body.
+    await elapse(scaled(100));
     socket.destroy();
     const line = await eventually(() => log.lines().find((entry) => entry.path === '/api/v1/deposits'));
     assert.equal(line.status, 499);

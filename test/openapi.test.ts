@@ -5,9 +5,9 @@ import Koa from 'koa';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import type { z } from 'zod';
 import type { Gateway } from '../gateway.ts';
-import { ADMIN_KEY, client, startTestGateway } from '../test/support/gateway.ts';
-import { buildOpenApiDocument } from './openapi.ts';
-import * as shapes from './response-schemas.ts';
+import { ADMIN_KEY, client, startTestGateway } from './support/gateway.ts';
+import { buildOpenApiDocument } from '../http/openapi.ts';
+import * as shapes from '../http/response-schemas.ts';
 
 // Routes the contract announces that no router serves yet; the document describes them already.
 const ANNOUNCED = new Set(['get /metrics']);

@@ -2,8 +2,9 @@ import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
-import type { Gateway } from '../../gateway.ts';
-import { ADMIN_KEY, client, createUser, fund, startTestGateway } from '../../test/support/gateway.ts';
+import type { Gateway } from '../gateway.ts';
+import { ADMIN_KEY, client, createUser, fund, startTestGateway } from './support/gateway.ts';
+import { settles } from './support/time.ts';
 
 let gateway: Gateway;
 let api: ReturnType<typeof client>;
@@ -101,14 +102,11 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
 
   test("GET /api/state counts the actors alive on each owner's shards", async () => {
     // An instance reports its actors per shard to Redis with each lease renewal: poll until it has.
-    const deadline = Date.now() + 5000;
-    for (;;) {
+    await settles(async () => {
       const state = await dashboard('GET', '/api/state', { key: ADMIN_KEY });
       const [owner] = state.json.shards.owners;
-      if (owner.actors_alive >= 1) break;
-      assert.ok(Date.now() < deadline, `actors_alive stayed ${owner.actors_alive}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+      assert.ok(owner.actors_alive >= 1, `actors_alive stayed ${owner.actors_alive}`);
+    }, 5000);
   });
 
   test('GET /api/state and GET /metrics need the admin key: none or another → 401', async () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Gateway } from '../gateway.ts';
-import { client, createUser, startTestGateway } from '../test/support/gateway.ts';
+import { client, createUser, startTestGateway } from './support/gateway.ts';
 
 // The owner trusts a forwarded request (it skips the limits, which the receiving instance applied)
 // only when its X-Gateway-Forwarded header is signed with the cluster's key. A client cannot forge one.

@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
-import type { Gateway } from './gateway.ts';
-import { ADMIN_KEY, client, createUser, fund, startTestGateway } from './test/support/gateway.ts';
+import type { Gateway } from '../gateway.ts';
+import { ADMIN_KEY, client, createUser, fund, startTestGateway } from './support/gateway.ts';
+import { settles } from './support/time.ts';
 
 // promtool (Prometheus's own checker) comes from Debian's prometheus package; CI extracts just that binary.
 const promtool = spawnSync('promtool', ['--version']).status === 0;
@@ -51,18 +52,6 @@ async function scrape(): Promise<{ text: string; all: Sample[] }> {
   return { text: answer.text, all: samples(answer.text) };
 }
 
-async function eventually(check: () => Promise<void>, timeout_ms = 5000): Promise<void> {
-  const deadline = Date.now() + timeout_ms;
-  for (;;) {
-    try {
-      return await check();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-}
-
 describe('GET /metrics on the public port', () => {
   test('is for the admin key only: 401 without a key, 403 with a user key, in the contract shape', async () => {
     const anonymous = await request('GET', '/metrics');
@@ -88,7 +77,7 @@ describe('GET /metrics on the public port', () => {
     await request('GET', `/api/v1/deposits/${deposit.json.id}`);
     await request('GET', '/no/such/route');
 
-    await eventually(async () => {
+    await settles(async () => {
       const { all } = await scrape();
       assert.ok((valueOf(all, 'gateway_bank_calls_total', { operation: 'submit', outcome: 'accepted' }) ?? 0) >= 2);
     });
