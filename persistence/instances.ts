@@ -16,6 +16,9 @@ export interface InstanceRecord {
  * paused instance drops out on its own), and a set naming them so they can be listed without SCAN.
  * Changes are announced on a channel so the others rebalance at once instead of at their next tick.
  */
+/** The member set outlives an instance's own key by this factor, so a live member is never dropped. */
+const MEMBERS_TTL_HEARTBEATS = 2;
+
 export function createInstanceRegistry(redis: Redis, subscriber: Redis, prefix: string) {
   const members = `${prefix}instances`;
   const keyOf = (id: string) => `${prefix}instance:${id}`;
@@ -23,8 +26,17 @@ export function createInstanceRegistry(redis: Redis, subscriber: Redis, prefix: 
   const channel = `${prefix}cluster`;
 
   return {
+    /**
+     * Registers an instance for `ttl_ms`. The member set expires too (twice as late), so that when every
+     * instance of a cluster has died, nothing of it stays in Redis; any live instance keeps it.
+     */
     async heartbeat(record: InstanceRecord, ttl_ms: number): Promise<void> {
-      await redis.multi().set(keyOf(record.id), JSON.stringify(record), 'PX', ttl_ms).sadd(members, record.id).exec();
+      await redis
+        .multi()
+        .set(keyOf(record.id), JSON.stringify(record), 'PX', ttl_ms)
+        .sadd(members, record.id)
+        .pexpire(members, ttl_ms * MEMBERS_TTL_HEARTBEATS)
+        .exec();
     },
 
     /** The instances alive now; members whose key expired are pruned from the set. */
