@@ -1,3 +1,4 @@
+import { WORKERS_MAX_DEFAULT } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { DeadLetterStore } from '../persistence/dead-letters.ts';
 import type { AccountState, Cause, Command, Event, Transaction } from './account.ts';
@@ -48,9 +49,6 @@ interface Worker {
   finish: () => void;
   done: boolean;
 }
-
-/** Workers in flight at most, by default: each holds little (its transaction and a timer) while it waits. */
-export const WORKERS_MAX_DEFAULT = 10_000;
 
 /** Bounds how often the worker retries a command its actor could not take (shard moving, restart). */
 const ACTOR_TRIES_MAX = 30;

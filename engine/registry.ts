@@ -1,3 +1,4 @@
+import { ACTORS_LIVE_MAX_DEFAULT } from '../config.ts';
 import nact from 'nact';
 import type { Logger } from '../logger.ts';
 import { shardOf } from './shards.ts';
@@ -23,9 +24,6 @@ interface Entry {
   busy: boolean;
   last_used_ms: number;
 }
-
-/** Live actors at most, by default: about 520 MB at the 5.2 KiB per actor bench/RESULTS.md measures. */
-export const ACTORS_LIVE_MAX_DEFAULT = 100_000;
 
 /** The sweeper looks for idle actors this often, at least (half of `idle_ms` otherwise). */
 const IDLE_SWEEP_MS_MIN = 50;

@@ -1,3 +1,4 @@
+import { QUEUE_APPENDS_MAX_DEFAULT } from '../config.ts';
 import { isStorageFault } from './faults.ts';
 import type { Logger } from '../logger.ts';
 import type { IdempotencyRecord } from './idempotency.ts';
@@ -51,9 +52,6 @@ export interface Append {
 export type AppendOutcome =
   | { ok: true }
   | { ok: false; reason: 'stale_epoch' | 'idempotency_conflict' | 'failed' | 'uncertain' | 'busy'; error?: unknown };
-
-/** Appends waiting for a commit (not counting the batches in flight) before `append` answers `busy`. */
-export const QUEUE_APPENDS_MAX_DEFAULT = 10_000;
 
 /** How often `close` looks whether the last batches have committed. */
 const CLOSE_POLL_MS = 5;
