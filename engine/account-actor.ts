@@ -152,8 +152,10 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       idempotency: planned.idempotency,
     });
     if (!result.ok) {
-      // One conflicting key or one bad command must not refuse the others: commit each on its own.
-      const alone = ['idempotency_conflict', 'failed', 'uncertain'].includes(result.reason);
+      // One conflicting key or one bad command must not refuse the others: commit each on its own. Not
+      // after an uncertain commit: it may have happened, so every command's outcome is unknown (its
+      // key tells), and a second try would only fail on its sequence number and be reported as failed.
+      const alone = result.reason === 'idempotency_conflict' || result.reason === 'failed';
       if (alone && requests.length > 1) return executeOneByOne(requests);
       return requests.map(() => ({ kind: 'refused', reason: result.reason }));
     }
@@ -187,6 +189,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       const [reply] = await execute(base, [request]);
       replies.push(reply!);
       if (reply!.kind !== 'refused' || reply!.reason === 'idempotency_conflict') continue;
+      // After a failed or uncertain write, the next command starts from the journal.
       if (reply!.reason === 'failed' || reply!.reason === 'uncertain') state = undefined;
       // The shard is another instance's now: nothing more can be committed here.
       else stop = reply!.reason;

@@ -3,7 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import { v7 as uuidv7 } from 'uuid';
 import type { AccountState, Command } from '../engine/account.ts';
-import { accountBehaviour, type ActorReply } from '../engine/account-actor.ts';
+import { accountBehaviour, type ActorReply, type ActorRequest } from '../engine/account-actor.ts';
 import { reconcile } from '../engine/reconciliation.ts';
 import { shardOf } from '../engine/shards.ts';
 import { createReconciliationReader } from '../persistence/reconciliation-reader.ts';
@@ -54,6 +54,46 @@ async function replayed(user_id: string): Promise<AccountState> {
   const [reply] = await fresh.handle([{ kind: 'read' }]);
   return (reply as { state: AccountState }).state;
 }
+
+describe('an uncertain commit', () => {
+  test('is not tried again command by command: each command of the batch is answered uncertain', async () => {
+    // The journal's link failed mid-commit: the batch may have committed. A second try of each command
+    // would fail on its sequence number if it had, and be answered "failed" for a committed deposit.
+    const appends: number[] = [];
+    const uncertain = accountBehaviour(uuidv7(), {
+      ...engine.deps,
+      journal: {
+        ...engine.deps.journal,
+        append: (append) => {
+          appends.push(append.events.length);
+          return Promise.resolve({ ok: false, reason: 'uncertain', error: new Error('connection reset') });
+        },
+      },
+    });
+    const deposit = (): ActorRequest => ({
+      kind: 'command',
+      command: {
+        type: 'create',
+        transaction: {
+          id: uuidv7(),
+          type: 'deposit',
+          amount: 100n,
+          currency: 'USD',
+          description: null,
+          metadata: null,
+        },
+        at: new Date().toISOString(),
+        request_id: null,
+      },
+    });
+    const replies = await uncertain.handle([deposit(), deposit()]);
+    assert.deepEqual(appends, [2], 'one append of the whole batch, not one per command afterwards');
+    assert.deepEqual(replies, [
+      { kind: 'refused', reason: 'uncertain' },
+      { kind: 'refused', reason: 'uncertain' },
+    ]);
+  });
+});
 
 describe('the account actor on the real journal', () => {
   test('random sequences agree with the model after every step; the journal replays to the same state', async () => {
