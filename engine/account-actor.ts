@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.ts';
-import type { IdempotencyRecord } from '../persistence/idempotency.ts';
+import { keySlot, type IdempotencyRecord } from '../persistence/idempotency.ts';
 import type { Journal, JournalEvent, ReadModelRow } from '../persistence/journal.ts';
 import type { SnapshotStore } from '../persistence/snapshots.ts';
 import {
@@ -101,7 +101,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       // A retry queued behind its original (whose client gave up waiting) is not run again: refused as a
       // conflict once the original commits, it gets the original's answer from the edge (or 422 when
       // its body differs), just as if it had arrived a moment later.
-      const slot = request.idempotency && `${request.idempotency.caller}\u0000${request.idempotency.key}`;
+      const slot = request.idempotency && keySlot(request.idempotency.caller, request.idempotency.key);
       if (slot !== undefined && keys.has(slot)) {
         result.replies.push({ kind: 'refused', reason: 'idempotency_conflict' });
         continue;

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Context } from 'koa';
-import { IdempotencyLookupsFull, type IdempotencyStore } from '../persistence/idempotency.ts';
+import { IdempotencyLookupsFull, keySlot, type IdempotencyStore } from '../persistence/idempotency.ts';
 import { errors } from './errors.ts';
 
 /** A response as it goes on the wire, so that a replay can repeat it byte for byte. */
@@ -106,7 +106,7 @@ export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
       attempt: Attempt,
       handler: () => Promise<StoredResponse>,
     ): Promise<{ response: StoredResponse; replayed: boolean }> {
-      const slot = `${attempt.caller}\u0000${attempt.key}`;
+      const slot = keySlot(attempt.caller, attempt.key);
       const running = inFlight.get(slot);
       if (running) {
         const finished = await waitFor(running);

@@ -1,5 +1,10 @@
 import type { Queryable, Sql } from './sql.ts';
 
+/** One string per (caller, key): a key is scoped to its caller, and NUL appears in neither. */
+export function keySlot(caller: string, key: string): string {
+  return `${caller}\u0000${key}`;
+}
+
 export interface IdempotencyRecord {
   caller: string;
   key: string;

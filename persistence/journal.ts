@@ -1,7 +1,7 @@
 import { QUEUE_APPENDS_MAX_DEFAULT } from '../config.ts';
 import { isStorageFault } from './faults.ts';
 import type { Logger } from '../logger.ts';
-import type { IdempotencyRecord } from './idempotency.ts';
+import { keySlot, type IdempotencyRecord } from './idempotency.ts';
 import type { Queryable, Sql } from './sql.ts';
 
 /** One event as the journal stores it (payload already JSON-safe). */
@@ -241,7 +241,7 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     append(append: Append): Promise<AppendOutcome> {
       if (closed) return Promise.resolve({ ok: false, reason: 'failed', error: new Error('journal closed') });
       // Such an append could never commit, and would take its whole batch's statement down with it.
-      if (new Set(keySlots(append)).size !== append.idempotency.length) {
+      if (append.idempotency.length > 1 && new Set(keySlots(append)).size !== append.idempotency.length) {
         const error = new Error('an append holds one idempotency key twice');
         options.log.error({ err: error, user_id: append.user_id }, 'journal append refused');
         return Promise.resolve({ ok: false, reason: 'failed', error });
@@ -274,7 +274,7 @@ export type Journal = ReturnType<typeof createJournal>;
 
 /** The (caller, key) of each idempotency record of an append. */
 function keySlots(append: Append): string[] {
-  return append.idempotency.map((record) => `${record.caller}\u0000${record.key}`);
+  return append.idempotency.map((record) => keySlot(record.caller, record.key));
 }
 
 /**
