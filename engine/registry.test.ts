@@ -10,6 +10,7 @@ import { testDatabaseUrl } from '../test/support/database.ts';
 import type { Command } from './account.ts';
 import { createRegistry } from './registry.ts';
 import type { Ownership } from './shards.ts';
+import { holdShard } from '../test/support/shard-lock.ts';
 
 const SHARDS = [0, 1, 2, 3];
 
@@ -80,26 +81,6 @@ function deposit(amount: bigint): Command {
   return { type: 'create', transaction, at: new Date().toISOString(), request_id: null };
 }
 
-/** Holds every lease row FOR UPDATE: each journal batch waits on its FOR SHARE until `release`. */
-async function holdLeases(): Promise<{ release: () => Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let locked!: () => void;
-  const held = new Promise<void>((resolve) => (locked = resolve));
-  const transaction = sql.begin(async (tx) => {
-    await tx`SELECT 1 FROM shard_leases FOR UPDATE`;
-    locked();
-    await released;
-  });
-  await held;
-  return {
-    release: async () => {
-      release();
-      await transaction;
-    },
-  };
-}
-
 /** Resolves with true once `promise` settles, or false if it is still pending after the current turn. */
 async function settledNow(promise: Promise<unknown>): Promise<boolean> {
   let settled = false;
@@ -134,7 +115,7 @@ describe('the registry: a bounded number of live actors', () => {
     const { registry, close } = registryUnderTest({ actors_live_max: 1 });
     const [a, b] = [uuidv7(), uuidv7()];
     assert.equal((await registry.ask(a, { kind: 'read' })).kind, 'state');
-    const lease = await holdLeases();
+    const releaseLease = await holdShard(sql);
     // a's deposit waits on its commit: a is busy, and it is the only actor allowed.
     const pending = registry.ask(a, { kind: 'command', command: deposit(100n) });
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -143,7 +124,7 @@ describe('the registry: a bounded number of live actors', () => {
     assert.deepEqual(await refused, { kind: 'refused', reason: 'busy' });
     assert.equal(registry.isAlive(b), false);
 
-    await lease.release();
+    await releaseLease();
     assert.equal((await pending).kind, 'done');
     assert.equal((await registry.ask(b, { kind: 'read' })).kind, 'state', 'a is idle again, so evicted for b');
     assert.deepEqual([registry.isAlive(a), registry.isAlive(b)], [false, true]);
@@ -156,7 +137,7 @@ describe('the registry on a full journal queue', () => {
     const { registry, recoveries, close } = registryUnderTest({ actors_live_max: 100, queue_appends_max: 1 });
     const [first, second, third] = [uuidv7(), uuidv7(), uuidv7()];
     for (const user of [first, second, third]) await registry.ask(user, { kind: 'read' });
-    const lease = await holdLeases();
+    const releaseLease = await holdShard(sql);
     // One append in flight (waiting on the lease rows), one queued: the queue is full.
     const inFlight = registry.ask(first, { kind: 'command', command: deposit(1n) });
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -167,7 +148,7 @@ describe('the registry on a full journal queue', () => {
       reason: 'busy',
     });
 
-    await lease.release();
+    await releaseLease();
     assert.deepEqual([(await inFlight).kind, (await queued).kind], ['done', 'done']);
     const retried = await registry.ask(third, { kind: 'command', command: deposit(3n) });
     assert.equal(retried.kind, 'done');

@@ -7,6 +7,7 @@ import { captureLines } from '../test/support/log-capture.ts';
 import { createJournal, type Append, type AppendOutcome } from './journal.ts';
 import { createLeaseStore } from './leases.ts';
 import { createSql, type Sql } from './sql.ts';
+import { holdShard } from '../test/support/shard-lock.ts';
 
 const SHARD = 0;
 // Long enough that every append queued in one synchronous step lands in one batch, whatever the load.
@@ -155,26 +156,6 @@ describe('the journal: one append fails alone', () => {
   });
 });
 
-/** Holds the shard's lease row FOR UPDATE, so that every batch waits on its FOR SHARE until `release`. */
-async function holdLease(): Promise<{ release: () => Promise<void> }> {
-  let release!: () => void;
-  const released = new Promise<void>((resolve) => (release = resolve));
-  let locked!: () => void;
-  const held = new Promise<void>((resolve) => (locked = resolve));
-  const transaction = sql.begin(async (tx) => {
-    await tx`SELECT 1 FROM shard_leases WHERE shard = ${SHARD} FOR UPDATE`;
-    locked();
-    await released;
-  });
-  await held;
-  return {
-    release: async () => {
-      release();
-      await transaction;
-    },
-  };
-}
-
 describe('the journal: a bounded queue', () => {
   test('past queue_appends_max an append is refused busy at once, writes nothing, and the queue drains', async () => {
     const log = captureLines();
@@ -186,7 +167,7 @@ describe('the journal: a bounded queue', () => {
       idempotency_ttl_hours: 24,
       log: createLogger('warn', log.stream),
     });
-    const lease = await holdLease();
+    const releaseLease = await holdShard(sql, SHARD);
     // One batch in flight (waiting on the lease row), two queued behind it: the queue is full.
     const [inFlight, queued1, queued2, refused] = [deposit(), deposit(), deposit(), deposit()];
     const accepted = [inFlight, queued1, queued2].map((append) => journal.append(append));
@@ -196,7 +177,7 @@ describe('the journal: a bounded queue', () => {
     assert.ok(performance.now() - started < 1000, 'refused at once, not after the batches ahead');
     assert.equal(log.lines().filter((line) => line.msg === 'journal queue full; refusing appends as busy').length, 1);
 
-    await lease.release();
+    await releaseLease();
     assert.deepEqual(await Promise.all(accepted), [{ ok: true }, { ok: true }, { ok: true }]);
     const later = deposit();
     assert.deepEqual(await journal.append(later), { ok: true }, 'room again once the queue drained');

@@ -1,14 +1,17 @@
 import type { Sql } from '../../persistence/sql.ts';
 import { eventually } from './time.ts';
 
-/** Holds the shard's lease row, as a takeover does: the account's journal appends wait for it. */
-export async function holdShard(sql: Sql, shard: number): Promise<() => Promise<void>> {
+/**
+ * Holds a shard's lease row FOR UPDATE, as a takeover does (every lease row when `shard` is absent):
+ * the journal appends of its accounts wait on their FOR SHARE until the returned release is called.
+ */
+export async function holdShard(sql: Sql, shard?: number): Promise<() => Promise<void>> {
   let release!: () => void;
   const released = new Promise<void>((resolve) => (release = resolve));
   let held!: () => void;
   const holding = new Promise<void>((resolve) => (held = resolve));
   const transaction = sql.begin(async (tx) => {
-    await tx`SELECT 1 FROM shard_leases WHERE shard = ${shard} FOR UPDATE`;
+    await tx`SELECT 1 FROM shard_leases WHERE ${shard === undefined ? tx`TRUE` : tx`shard = ${shard}`} FOR UPDATE`;
     held();
     await released;
   });
