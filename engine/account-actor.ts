@@ -9,26 +9,21 @@ import {
   transactionAfter,
   type AccountState,
   type Command,
-  type Decision,
   type Event,
+  type Outcome,
   type Transaction,
 } from './account.ts';
-import { eventFromStored, stateFromStored, stateToStored, toStored } from './account-codec.ts';
+import { eventFromStored, outcomeToStored, stateFromStored, stateToStored, toStored } from './account-codec.ts';
 import { shardOf, type Ownership } from './shards.ts';
-
-/** A response as the edge sends it; recorded with the command when it carries an idempotency key. */
-export interface Rendered {
-  status: number;
-  body: string;
-}
-
-/** What a command came to, for the edge to render. */
-export type Outcome = { kind: 'accepted'; transaction: Transaction } | Exclude<Decision, { kind: 'accepted' }>;
 
 export type CommandRequest = {
   kind: 'command';
   command: Command;
-  idempotency?: { caller: string; key: string; fingerprint: string; render: (outcome: Outcome) => Rendered };
+  /**
+   * The command's idempotency key: its outcome is recorded under it in the same commit. `note` is JSON
+   * the edge wants back with the outcome on a replay (kept as given, never read by the engine).
+   */
+  idempotency?: { caller: string; key: string; fingerprint: string; note?: unknown };
 };
 
 export type ActorRequest = CommandRequest | { kind: 'read' } | { kind: 'passivate' };
@@ -38,9 +33,7 @@ export type Refusal =
   'not_owned' | 'stale_epoch' | 'idempotency_conflict' | 'failed' | 'uncertain' | 'busy' | 'timeout';
 
 export type ActorReply =
-  | { kind: 'done'; outcome: Outcome; response?: Rendered }
-  | { kind: 'state'; state: AccountState }
-  | { kind: 'refused'; reason: Refusal };
+  { kind: 'done'; outcome: Outcome } | { kind: 'state'; state: AccountState } | { kind: 'refused'; reason: Refusal };
 
 export interface AccountDeps {
   journal: Journal;
@@ -119,19 +112,12 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
         }
       }
       const idem = request.idempotency;
-      const response = idem?.render(outcome);
-      if (idem && response) {
-        const { caller, key, fingerprint } = idem;
-        result.idempotency.push({
-          caller,
-          key,
-          fingerprint,
-          user_id,
-          status_code: response.status,
-          body: response.body,
-        });
+      if (idem) {
+        const { caller, key, fingerprint, note } = idem;
+        const kept = { outcome, request_id: request.command.request_id, ...(note !== undefined ? { note } : {}) };
+        result.idempotency.push({ caller, key, fingerprint, user_id, answer: { outcome: outcomeToStored(kept) } });
       }
-      result.replies.push(response ? { kind: 'done', outcome, response } : { kind: 'done', outcome });
+      result.replies.push({ kind: 'done', outcome });
     }
     return result;
   }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { incomingOf, type AccountState, type Event, type Transaction } from './account.ts';
+import { incomingOf, type AccountState, type Event, type Outcome, type Transaction } from './account.ts';
+import { REJECTION_CODES } from './rejections.ts';
 
 // How account events and states look at rest (journal payloads, snapshots): bigints as decimal
 // strings. Reading validates every field, so a corrupt row is refused rather than half-applied.
@@ -122,4 +123,35 @@ export function stateFromStored(stored: unknown): AccountState | undefined {
 /** A transaction sent as `toStored` wrote it (the live feed across instances); throws when invalid. */
 export function transactionFromStored(value: unknown): Transaction {
   return transaction.parse(value);
+}
+
+// What a command with an idempotency key came to, kept with its key: a value, never a rendered
+// response (the edge renders it, for the first answer and every replay). `note` is whatever JSON the
+// edge handed in with the command to answer a replay with; the engine only keeps it.
+const storedOutcome = z.object({
+  outcome: z.discriminatedUnion('kind', [
+    z.object({ kind: z.literal('accepted'), transaction }),
+    z.object({ kind: z.literal('rejected'), code: z.enum(REJECTION_CODES) }),
+    z.object({ kind: z.literal('noop'), reason: z.literal('not_open') }),
+  ]),
+  request_id: z.string().nullable(),
+  note: z.unknown().optional(),
+});
+
+/** A command's outcome as its idempotency record keeps it. */
+export interface KeptOutcome {
+  outcome: Outcome;
+  /** The id of the request that ran the command. */
+  request_id: string | null;
+  note?: unknown;
+}
+
+/** A kept outcome as stored (JSON-safe). */
+export function outcomeToStored(kept: KeptOutcome): unknown {
+  return toStored(kept);
+}
+
+/** A kept outcome read back; throws when the stored value is not one. */
+export function outcomeFromStored(stored: unknown): KeptOutcome {
+  return storedOutcome.parse(stored);
 }

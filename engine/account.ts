@@ -89,6 +89,9 @@ export type Event =
 
 export type Decision = { kind: 'accepted'; events: Event[] } | Rejection | { kind: 'noop'; reason: 'not_open' };
 
+/** What a command came to: a value the edge renders (and, under an idempotency key, renders again on a replay). */
+export type Outcome = { kind: 'accepted'; transaction: Transaction } | Exclude<Decision, { kind: 'accepted' }>;
+
 const ZERO: Balance = Object.freeze({ available: 0n, held: 0n });
 
 /** The state of an account that has no events yet. */

@@ -1,6 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { Context } from 'koa';
-import { IdempotencyLookupsFull, keySlot, type IdempotencyStore } from '../persistence/idempotency.ts';
+import { outcomeFromStored, type KeptOutcome } from '../engine/account-codec.ts';
+import {
+  IdempotencyLookupsFull,
+  keySlot,
+  type IdempotencyRecord,
+  type IdempotencyStore,
+} from '../persistence/idempotency.ts';
 import { errors } from './errors.ts';
 
 /** A response as it goes on the wire, so that a replay can repeat it byte for byte. */
@@ -56,6 +62,24 @@ export interface Attempt {
 }
 
 /**
+ * How a route answers an account command's outcome: the same function renders the first answer and
+ * every replay of its key, so that a replay repeats the first answer byte for byte.
+ */
+export type RenderOutcome = (kept: KeptOutcome) => StoredResponse;
+
+/** A route whose records are all responses as sent: it has no outcome to render. */
+const RESPONSES_ONLY: RenderOutcome = () => {
+  throw new Error('an idempotency record holds an outcome where this route stores responses');
+};
+
+/** The response a record answers with. */
+function answerOf(record: IdempotencyRecord, render: RenderOutcome): StoredResponse {
+  const { answer } = record;
+  if ('outcome' in answer) return render(outcomeFromStored(answer.outcome));
+  return { status: answer.status_code, body: answer.body };
+}
+
+/**
  * Runs a POST at most once per (caller, key). A request that finds the first one still running
  * waits for it (bounded) and then replays its answer; one that waited too long gets 409.
  * The handler itself must store the record in the same commit as its effects.
@@ -73,11 +97,11 @@ export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
     }
   }
 
-  async function replayOrNothing(attempt: Attempt): Promise<StoredResponse | undefined> {
+  async function replayOrNothing(attempt: Attempt, render: RenderOutcome): Promise<StoredResponse | undefined> {
     const record = await find(attempt);
     if (!record) return undefined;
     if (record.fingerprint !== attempt.fingerprint) throw errors.idempotencyKeyReused();
-    return { status: record.status_code, body: record.body };
+    return answerOf(record, render);
   }
 
   async function waitFor(running: Promise<unknown>): Promise<boolean> {
@@ -95,27 +119,31 @@ export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
 
     /** Stores the answer of a handler that commits nothing else (the actor stores its own). */
     async record(attempt: Attempt, response: StoredResponse, user_id: string | null): Promise<void> {
-      await store.insert({ ...attempt, user_id, status_code: response.status, body: response.body });
+      await store.insert({ ...attempt, user_id, answer: { status_code: response.status, body: response.body } });
     },
 
     /** The stored answer for an attempt (422 when the key was used with another request), if any. */
-    lookup: replayOrNothing,
+    lookup: (attempt: Attempt, render: RenderOutcome = RESPONSES_ONLY) => replayOrNothing(attempt, render),
 
-    /** Replays a stored answer, or runs `handler` once and returns what it produced. */
+    /**
+     * Replays a stored answer, or runs `handler` once and returns what it produced; `render` answers a
+     * record that holds an account command's outcome.
+     */
     async run(
       attempt: Attempt,
       handler: () => Promise<StoredResponse>,
+      render: RenderOutcome = RESPONSES_ONLY,
     ): Promise<{ response: StoredResponse; replayed: boolean }> {
       const slot = keySlot(attempt.caller, attempt.key);
       const running = inFlight.get(slot);
       if (running) {
         const finished = await waitFor(running);
-        const stored = finished ? await replayOrNothing(attempt) : undefined;
+        const stored = finished ? await replayOrNothing(attempt, render) : undefined;
         if (stored) return { response: stored, replayed: true };
         throw errors.idempotencyKeyInUse();
       }
       const work = (async () => {
-        const stored = await replayOrNothing(attempt);
+        const stored = await replayOrNothing(attempt, render);
         if (stored) return { response: stored, replayed: true };
         return { response: await handler(), replayed: false };
       })();

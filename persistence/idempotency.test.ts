@@ -28,9 +28,11 @@ const record = (caller: string, key: string, body: string): IdempotencyRecord =>
   key,
   fingerprint: `fp-${body}`,
   user_id: null,
-  status_code: 202,
-  body,
+  answer: { status_code: 202, body },
 });
+
+const bodyOf = (found: IdempotencyRecord | undefined) =>
+  found && 'body' in found.answer ? found.answer.body : undefined;
 
 test('the lookups of one moment share one query, and each gets its own answer', async () => {
   const [alice, bob] = [`user-${randomUUID()}`, `user-${randomUUID()}`];
@@ -53,15 +55,12 @@ test('the lookups of one moment share one query, and each gets its own answer', 
   ];
   const found = await Promise.all(asked.map(([caller, key]) => batched.find(caller, key)));
   assert.equal(watched.statements(), 1);
-  assert.deepEqual(
-    found.slice(0, 6).map((r) => r?.body),
-    ['alice-1', 'bob-1', 'alice-1', undefined, undefined, undefined],
-  );
+  assert.deepEqual(found.slice(0, 6).map(bodyOf), ['alice-1', 'bob-1', 'alice-1', undefined, undefined, undefined]);
   assert.deepEqual(found[0], record(alice, 'k1', 'alice-1'));
   assert.ok(found.slice(6).every((r) => r === undefined));
 
   // A lookup of a later moment is a query of its own.
-  assert.equal((await batched.find(bob, 'k1'))?.body, 'bob-1');
+  assert.equal(bodyOf(await batched.find(bob, 'k1')), 'bob-1');
   assert.equal(watched.statements(), 2);
 });
 
@@ -103,4 +102,30 @@ test('past lookups_pending_max a lookup fails at once; lookups waiting on a quer
   await lock;
   assert.deepEqual(await Promise.all(waiting), [undefined, undefined]);
   assert.equal(await store.find('e', 'k1'), undefined, 'room again once the query answered');
+});
+
+test("an account command's outcome is kept as a value and read back as it was stored; a record holds one answer", async () => {
+  const caller = `user-${randomUUID()}`;
+  const store = createIdempotencyStore(sql, 24);
+  // Keys in an order no canonical form would give them: a replay repeats them as they were written.
+  const note = { zeta: 'last first', alpha: { y: 1, b: 2 } };
+  const outcome = { outcome: { kind: 'rejected', code: 'insufficient_funds' }, request_id: 'req-1', note };
+  assert.equal(await store.insert({ caller, key: 'k', fingerprint: 'fp', user_id: null, answer: { outcome } }), true);
+  const found = await store.find(caller, 'k');
+  assert.equal(JSON.stringify(found?.answer), JSON.stringify({ outcome }));
+  // The key is taken: a second answer for it is not stored.
+  const other = { outcome: { ...outcome, request_id: 'req-2' } };
+  assert.equal(await store.insert({ caller, key: 'k', fingerprint: 'fp', user_id: null, answer: other }), false);
+  assert.deepEqual((await store.find(caller, 'k'))?.answer, { outcome });
+  // A row with both a response and an outcome (or neither) is refused by the table itself.
+  await assert.rejects(
+    sql`INSERT INTO idempotency_keys (caller, key, fingerprint, status_code, body, outcome, expires_at)
+        VALUES (${caller}, 'both', 'fp', 202, '{}', '{}'::jsonb, now() + interval '1 hour')`,
+    /idempotency_keys_one_answer/,
+  );
+  await assert.rejects(
+    sql`INSERT INTO idempotency_keys (caller, key, fingerprint, expires_at)
+        VALUES (${caller}, 'neither', 'fp', now() + interval '1 hour')`,
+    /idempotency_keys_one_answer/,
+  );
 });

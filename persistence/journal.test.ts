@@ -74,8 +74,7 @@ function deposit(options: { amount?: string; keys?: { caller: string; key: strin
       key,
       fingerprint: `fp-${id}`,
       user_id,
-      status_code: 202,
-      body: JSON.stringify({ id }),
+      answer: { outcome: { outcome: { kind: 'noop', reason: 'not_open' }, request_id: id } },
     })),
   };
 }

@@ -1,7 +1,7 @@
 import { QUEUE_APPENDS_MAX_DEFAULT } from '../config.ts';
 import { isStorageFault } from './faults.ts';
 import type { Logger } from '../logger.ts';
-import { keySlot, type IdempotencyRecord } from './idempotency.ts';
+import { insertRecords, keySlot, type IdempotencyRecord } from './idempotency.ts';
 import type { Queryable, Sql } from './sql.ts';
 
 /** One event as the journal stores it (payload already JSON-safe). */
@@ -162,19 +162,8 @@ export function createJournal(sql: Sql, options: JournalOptions) {
 
   async function insertIdempotency(tx: Queryable, appends: Append[]): Promise<void> {
     const records = appends.flatMap((append) => append.idempotency);
-    if (records.length === 0) return;
-    const inserted = await tx`
-      INSERT INTO idempotency_keys (caller, key, fingerprint, user_id, status_code, body, expires_at)
-      SELECT caller, key, fingerprint, user_id, status_code, body,
-             now() + make_interval(hours => ${options.idempotency_ttl_hours})
-      FROM jsonb_to_recordset(${JSON.stringify(records)}::text::jsonb)
-        AS r(caller text, key text, fingerprint text, user_id uuid, status_code int, body text)
-      ON CONFLICT (caller, key) DO UPDATE SET
-        fingerprint = excluded.fingerprint, user_id = excluded.user_id, status_code = excluded.status_code,
-        body = excluded.body, created_at = now(), expires_at = excluded.expires_at
-        WHERE idempotency_keys.expires_at <= now()
-      RETURNING 1`;
-    if (inserted.length !== records.length) throw new IdempotencyConflict('an idempotency key is already recorded');
+    const inserted = await insertRecords(tx, records, options.idempotency_ttl_hours);
+    if (inserted !== records.length) throw new IdempotencyConflict('an idempotency key is already recorded');
   }
 
   async function insertJournal(tx: Queryable, appends: Append[]): Promise<void> {

@@ -72,16 +72,14 @@ test('npm run repl: the admin key first, then an actor, the shards, payments, de
   assert.deepEqual(actor.balances, { USD: { available: '4200', held: '0' } });
   assert.equal(actor.seq, 2);
   assert.equal(actor.open_count, 0);
-  // The admin's creation of the user (201) and fund()'s deposit with the user's own key (202).
-  const records = actor.idempotency_records.map((r: { caller: string; status_code: number }) => [
-    r.caller,
-    r.status_code,
-  ]);
+  // The admin's creation of the user (its response, 201) and fund()'s deposit with the user's own key
+  // (the account's outcome: accepted).
+  const records = actor.idempotency_records.map((r: { caller: string; answer: string }) => [r.caller, r.answer]);
   assert.deepEqual(
     records.sort(),
     [
-      ['admin', 201],
-      [user.id, 202],
+      ['admin', '201'],
+      [user.id, 'accepted'],
     ].sort(),
   );
   assert.equal(actor.alive_before_this_read, true);

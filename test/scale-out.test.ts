@@ -168,7 +168,7 @@ async function assertBooks(cluster: Cluster, intents: Intent[], users: { id: str
   }, 60_000);
   const rows = await cluster.sql<{ idempotency_key: string; n: number }[]>`
     SELECT i.key AS idempotency_key, count(DISTINCT t.id)::int AS n
-    FROM idempotency_keys i JOIN transactions t ON t.id = (i.body::jsonb ->> 'id')::uuid
+    FROM idempotency_keys i JOIN transactions t ON t.id = (i.outcome #>> '{outcome,transaction,id}')::uuid
     WHERE i.key IN ${cluster.sql(intents.map((intent) => intent.key))}
     GROUP BY i.key`;
   const [count] = await cluster.sql<{ n: number }[]>`

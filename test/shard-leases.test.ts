@@ -10,28 +10,53 @@ import { eventually, scaled } from './support/time.ts';
 test('a lease stays owned while it is renewed: requests meanwhile are never refused', async () => {
   // redlock zeroes a lock's expiry while it extends it; requests resumed in that gap (the same Redis
   // reply batch as the extension) were once refused with 503 shard_unavailable. The lease is short and
-  // on the machine's time scale: a process starved of CPU for two thirds of a lease loses its shards by
-  // design, and that is not what this test is about. The traffic spans a dozen renewals.
+  // on the machine's time scale. A process starved of CPU for two thirds of a lease loses its shards by
+  // design (and says so: "shards lost"), which is not what this test is about: a window of traffic in
+  // which a loss was logged is run again, and every window without one must be all 200s.
   const lease_ms = scaled(500);
-  const gateway = await startTestGateway({ SHARD_LEASE_MS: String(lease_ms), SHARDS: '8' });
+  const logs = captureLines();
+  const gateway = await startTestGateway(
+    { SHARD_LEASE_MS: String(lease_ms), SHARDS: '8', LOG_LEVEL: 'info' },
+    logs.stream,
+  );
+  const losses = () => logs.lines().filter((line) => line.msg === 'shards lost').length;
   try {
     const request = client(gateway.url);
     const user = await createUser(request, 'Renewals');
-    // On a busy machine the gateway may answer before it holds its shards: start from a held lease.
-    const first = await eventually(async () => (await gateway.shards.table()).shards[0]!.lease_expires_at ?? undefined);
-    const statuses = new Map<number, number>();
-    const until = Date.now() + 4 * lease_ms;
-    await Promise.all(
-      Array.from({ length: 32 }, async () => {
-        while (Date.now() < until) {
-          const answer = await request('GET', `/api/v1/users/${user.id}/balance`, { key: user.api_key });
-          statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
-        }
-      }),
+    const windows: { statuses: [number, number][]; lost: boolean }[] = [];
+    for (let attempt = 0; attempt < 5 && !windows.some((window) => !window.lost); attempt++) {
+      // Start from a held lease (on a busy machine the gateway may answer before it holds its shards).
+      const first = await eventually(
+        async () => (await gateway.shards.table()).shards[0]!.lease_expires_at ?? undefined,
+      );
+      const lostBefore = losses();
+      const statuses = new Map<number, number>();
+      const until = Date.now() + 4 * lease_ms;
+      await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          while (Date.now() < until) {
+            const answer = await request('GET', `/api/v1/users/${user.id}/balance`, { key: user.api_key });
+            statuses.set(answer.status, (statuses.get(answer.status) ?? 0) + 1);
+          }
+        }),
+      );
+      const last = await eventually(
+        async () => (await gateway.shards.table()).shards[0]!.lease_expires_at ?? undefined,
+      );
+      assert.ok(Date.parse(last) > Date.parse(first) + 1000, `renewed: ${first} → ${last}`);
+      windows.push({ statuses: [...statuses], lost: losses() > lostBefore });
+    }
+    for (const window of windows.filter((w) => !w.lost)) {
+      assert.deepEqual(
+        window.statuses.map(([status]) => status),
+        [200],
+        JSON.stringify(windows),
+      );
+    }
+    assert.ok(
+      windows.some((window) => !window.lost),
+      `every window lost a lease: ${JSON.stringify(windows)}`,
     );
-    const last = await eventually(async () => (await gateway.shards.table()).shards[0]!.lease_expires_at ?? undefined);
-    assert.ok(Date.parse(last) > Date.parse(first) + 1000, `renewed: ${first} → ${last}`);
-    assert.deepEqual([...statuses.keys()], [200], JSON.stringify([...statuses]));
   } finally {
     await gateway.close();
   }

@@ -1,7 +1,7 @@
 import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
 import type { Context } from 'koa';
-import type { ActorReply, Outcome, Rendered } from '../../engine/account-actor.ts';
+import type { ActorReply } from '../../engine/account-actor.ts';
 import { reconcile } from '../../engine/reconciliation.ts';
 import type { Registry } from '../../engine/registry.ts';
 import type { DeadLetterRow, DeadLetterStore } from '../../persistence/dead-letters.ts';
@@ -9,7 +9,14 @@ import type { ReconciliationReader } from '../../persistence/reconciliation-read
 import { requireAdmin } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { errorBody, errors, refusalError } from '../errors.ts';
-import { fingerprint, idempotencyKey, sendStored, type Attempt, type IdempotencyGate } from '../idempotency.ts';
+import {
+  fingerprint,
+  idempotencyKey,
+  sendStored,
+  type Attempt,
+  type IdempotencyGate,
+  type RenderOutcome,
+} from '../idempotency.ts';
 import { deadLetterListQuery, deadLetterParams, PAGE_LIMIT_DEFAULT } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
 
@@ -55,6 +62,17 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
     };
   });
 
+  /**
+   * A retry's answer, first time and on every replay: 202 with the letter as it was retried (kept with
+   * the outcome as its note), or 409 when the transaction settled (a late callback) meanwhile.
+   */
+  const renderRetry: RenderOutcome = ({ outcome, request_id, note }) => {
+    if (outcome.kind === 'accepted') {
+      return { status: 202, body: JSON.stringify({ ...(note as Record<string, unknown>), status: 'retrying' }) };
+    }
+    return { status: 409, body: JSON.stringify(errorBody(errors.transactionNotOpen(), request_id ?? '')) };
+  };
+
   router.post('/dead-letters/:id/retry', async (ctx) => {
     const caller = requireAdmin(ctx.state);
     const key = idempotencyKey(ctx);
@@ -65,27 +83,33 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
     if (found && (await deps.toOwner(ctx, found.user_id))) return;
     // Set when the actor found the key taken by a request of its batch: a replay too.
     let replayedAfterConflict = false;
-    const { response, replayed } = await deps.gate.run(attempt, async () => {
-      ctx.state.writeSent = true;
-      const letter = await deps.deadLetters.find(id);
-      if (!letter) throw errors.notFound({ what: 'dead letter' });
-      if (letter.retried_at) throw errors.alreadyRetried();
-      const reply = await deps.accounts.ask(letter.user_id, { kind: 'read' });
-      if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
-      if (!reply.state.open[letter.transaction_id]) throw errors.transactionNotOpen();
-      const retried = await deps.deadLetters.markRetried(id);
-      if (!retried) throw errors.alreadyRetried();
-      const told = await requestRetry(ctx, retried, attempt);
-      if (told.kind === 'done' && told.response) return told.response;
-      if (told.kind === 'refused' && told.reason === 'idempotency_conflict') {
-        const stored = await deps.gate.lookup(attempt);
-        replayedAfterConflict = stored !== undefined;
-        if (stored) return stored;
-      }
-      // The letter stays retried: the transaction is open and no longer dead-lettered, so the
-      // open-payment sweep hands it to a worker even though the retry's event was not journaled.
-      throw refusalError(told.kind === 'refused' ? told.reason : 'failed');
-    });
+    const { response, replayed } = await deps.gate.run(
+      attempt,
+      async () => {
+        ctx.state.writeSent = true;
+        const letter = await deps.deadLetters.find(id);
+        if (!letter) throw errors.notFound({ what: 'dead letter' });
+        if (letter.retried_at) throw errors.alreadyRetried();
+        const reply = await deps.accounts.ask(letter.user_id, { kind: 'read' });
+        if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
+        if (!reply.state.open[letter.transaction_id]) throw errors.transactionNotOpen();
+        const retried = await deps.deadLetters.markRetried(id);
+        if (!retried) throw errors.alreadyRetried();
+        const told = await requestRetry(ctx, retried, attempt);
+        if (told.kind === 'done') {
+          return renderRetry({ outcome: told.outcome, request_id: ctx.state.requestId, note: deadLetterJson(retried) });
+        }
+        if (told.kind === 'refused' && told.reason === 'idempotency_conflict') {
+          const stored = await deps.gate.lookup(attempt, renderRetry);
+          replayedAfterConflict = stored !== undefined;
+          if (stored) return stored;
+        }
+        // The letter stays retried: the transaction is open and no longer dead-lettered, so the
+        // open-payment sweep hands it to a worker even though the retry's event was not journaled.
+        throw refusalError(told.kind === 'refused' ? told.reason : 'failed');
+      },
+      renderRetry,
+    );
     sendStored(ctx, response, replayed || replayedAfterConflict);
   });
 
@@ -95,13 +119,6 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
    * payment worker.
    */
   function requestRetry(ctx: Context, letter: DeadLetterRow, attempt: Attempt): Promise<ActorReply> {
-    const render = (outcome: Outcome): Rendered => {
-      if (outcome.kind === 'accepted') {
-        return { status: 202, body: JSON.stringify({ ...deadLetterJson(letter), status: 'retrying' }) };
-      }
-      // Settled (a late callback) between the read above and this command.
-      return { status: 409, body: JSON.stringify(errorBody(errors.transactionNotOpen(), ctx.state.requestId)) };
-    };
     return deps.accounts.ask(letter.user_id, {
       kind: 'command',
       command: {
@@ -111,7 +128,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
         cause: 'admin',
         request_id: ctx.state.requestId,
       },
-      idempotency: { ...attempt, render },
+      idempotency: { ...attempt, note: deadLetterJson(letter) },
     });
   }
 

@@ -3,7 +3,6 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { v7 as uuidv7 } from 'uuid';
 import type { TransactionType } from '../../engine/account.ts';
-import type { Outcome, Rendered } from '../../engine/account-actor.ts';
 import type { Registry } from '../../engine/registry.ts';
 import type { ReadModel } from '../../persistence/read-model.ts';
 import type { UserStore } from '../../persistence/users.ts';
@@ -11,7 +10,14 @@ import { mayActFor, requireCaller, type Caller } from '../auth.ts';
 import { readJsonBody } from '../body.ts';
 import { decodeCursor } from '../cursor.ts';
 import { errorBody, errors, refusalError, rejectionError } from '../errors.ts';
-import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
+import {
+  fingerprint,
+  idempotencyKey,
+  sendStored,
+  type IdempotencyGate,
+  type RenderOutcome,
+  type StoredResponse,
+} from '../idempotency.ts';
 import { PAGE_LIMIT_DEFAULT, transactionBody, transactionIdParams, typedListQuery } from '../schemas.ts';
 import { eventJson, rowJson, transactionJson } from '../transaction-json.ts';
 import { parseInput } from '../validation.ts';
@@ -48,17 +54,15 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
   const router = new Router();
   const body = transactionBody(deps.currencies);
 
-  const render =
-    (requestId: string) =>
-    (outcome: Outcome): Rendered => {
-      if (outcome.kind === 'accepted')
-        return { status: 202, body: JSON.stringify(transactionJson(outcome.transaction)) };
-      if (outcome.kind === 'rejected') {
-        const error = rejectionError(outcome);
-        return { status: error.status, body: JSON.stringify(errorBody(error, requestId)) };
-      }
-      throw new Error('a new transaction cannot be a no-op');
-    };
+  /** A create's answer, first time and on every replay: 202 with the transaction, or the rejection. */
+  const render: RenderOutcome = ({ outcome, request_id }): StoredResponse => {
+    if (outcome.kind === 'accepted') return { status: 202, body: JSON.stringify(transactionJson(outcome.transaction)) };
+    if (outcome.kind === 'rejected') {
+      const error = rejectionError(outcome);
+      return { status: error.status, body: JSON.stringify(errorBody(error, request_id ?? '')) };
+    }
+    throw new Error('a new transaction cannot be a no-op');
+  };
 
   async function create(ctx: Context, type: TransactionType): Promise<void> {
     const caller = requireCaller(ctx.state);
@@ -70,36 +74,40 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     const id = uuidv7();
     // Set when the actor found the key taken (by a request of its batch, or elsewhere): a replay too.
     let replayedAfterConflict = false;
-    const { response, replayed } = await deps.gate.run(attempt, async () => {
-      ctx.state.writeSent = true;
-      const reply = await deps.accounts.ask(user_id, {
-        kind: 'command',
-        command: {
-          type: 'create',
-          transaction: {
-            id,
-            type,
-            amount: BigInt(input.amount),
-            currency: input.currency,
-            description: input.description ?? null,
-            metadata: input.metadata ?? null,
+    const { response, replayed } = await deps.gate.run(
+      attempt,
+      async () => {
+        ctx.state.writeSent = true;
+        const reply = await deps.accounts.ask(user_id, {
+          kind: 'command',
+          command: {
+            type: 'create',
+            transaction: {
+              id,
+              type,
+              amount: BigInt(input.amount),
+              currency: input.currency,
+              description: input.description ?? null,
+              metadata: input.metadata ?? null,
+            },
+            at: new Date().toISOString(),
+            request_id: ctx.state.requestId,
           },
-          at: new Date().toISOString(),
-          request_id: ctx.state.requestId,
-        },
-        idempotency: { ...attempt, render: render(ctx.state.requestId) },
-      });
-      if (reply.kind === 'done' && reply.response) {
-        if (reply.outcome.kind === 'accepted') ctx.state.transactionId = id;
-        return reply.response;
-      }
-      if (reply.kind === 'refused' && reply.reason === 'idempotency_conflict') {
-        const stored = await deps.gate.lookup(attempt);
-        replayedAfterConflict = stored !== undefined;
-        if (stored) return stored;
-      }
-      throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
-    });
+          idempotency: attempt,
+        });
+        if (reply.kind === 'done') {
+          if (reply.outcome.kind === 'accepted') ctx.state.transactionId = id;
+          return render({ outcome: reply.outcome, request_id: ctx.state.requestId });
+        }
+        if (reply.kind === 'refused' && reply.reason === 'idempotency_conflict') {
+          const stored = await deps.gate.lookup(attempt, render);
+          replayedAfterConflict = stored !== undefined;
+          if (stored) return stored;
+        }
+        throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
+      },
+      render,
+    );
     sendStored(ctx, response, replayed || replayedAfterConflict);
   }
 

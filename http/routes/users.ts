@@ -35,8 +35,7 @@ export function userRoutes(deps: UserRoutesDeps): Router {
       const user = await deps.users.insertAnswered({ id: uuidv7(), ...body, api_key_hash: apiKey.hash }, (created) => ({
         ...attempt,
         user_id: created.id,
-        status_code: 201,
-        body: JSON.stringify({ ...userJson(created), api_key: null }),
+        answer: { status_code: 201, body: JSON.stringify({ ...userJson(created), api_key: null }) },
       }));
       if (!user) throw errors.emailTaken();
       return { status: 201, body: JSON.stringify({ ...userJson(user), api_key: apiKey.key }) };
