@@ -1,6 +1,7 @@
 import type { Logger } from '../logger.ts';
 import { keySlot, type IdempotencyRecord } from '../persistence/idempotency.ts';
-import type { Journal, JournalEvent, ReadModelRow } from '../persistence/journal.ts';
+import type { Journal, JournalEvent } from '../persistence/journal.ts';
+import { toReadModelRow, type ReadModelRow } from '../persistence/transaction-row.ts';
 import type { SnapshotStore } from '../persistence/snapshots.ts';
 import {
   apply,
@@ -252,27 +253,5 @@ function journalEvent(event: Event): JournalEvent {
     payload: toStored(event),
     request_id: created ? event.transaction.request_id : event.request_id,
     at: created ? event.transaction.created_at : event.at,
-  };
-}
-
-/** The read-model row of a transaction. */
-function toReadModelRow(transaction: Transaction): ReadModelRow {
-  return {
-    id: transaction.id,
-    user_id: transaction.user_id,
-    type: transaction.type,
-    amount: transaction.amount.toString(),
-    currency: transaction.currency,
-    status: transaction.status,
-    description: transaction.description,
-    metadata: transaction.metadata,
-    failure_code: transaction.failure?.code ?? null,
-    failure_message: transaction.failure?.message ?? null,
-    bank_reference: transaction.bank_reference,
-    attempts: transaction.attempts,
-    request_id: transaction.request_id,
-    created_at: transaction.created_at,
-    updated_at: transaction.updated_at,
-    completed_at: transaction.completed_at,
   };
 }

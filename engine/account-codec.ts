@@ -1,6 +1,16 @@
 import { z } from 'zod';
-import { incomingOf, type AccountState, type Event, type Outcome, type Transaction } from './account.ts';
+import {
+  CAUSES,
+  incomingOf,
+  TRANSACTION_STATUSES,
+  TRANSACTION_TYPES,
+  type AccountState,
+  type Event,
+  type Outcome,
+  type Transaction,
+} from './account.ts';
 import { REJECTION_CODES } from './rejections.ts';
+import type { Assert, Same } from './same-type.ts';
 
 // How account events and states look at rest (journal payloads, snapshots): bigints as decimal
 // strings. Reading validates every field, so a corrupt row is refused rather than half-applied.
@@ -9,17 +19,17 @@ const amount = z
   .string()
   .regex(/^-?\d{1,19}$/)
   .transform((value) => BigInt(value));
-const cause = z.enum(['api', 'bank_response', 'bank_callback', 'poll', 'retry', 'admin']);
+const cause = z.enum(CAUSES);
 const failure = z.object({ code: z.string(), message: z.string() });
 const stamp = { at: z.string(), cause, request_id: z.string().nullable() };
 
 const transaction = z.object({
   id: z.string(),
   user_id: z.string(),
-  type: z.enum(['deposit', 'withdrawal']),
+  type: z.enum(TRANSACTION_TYPES),
   amount,
   currency: z.string(),
-  status: z.enum(['pending', 'processing', 'succeeded', 'failed']),
+  status: z.enum(TRANSACTION_STATUSES),
   description: z.string().nullable(),
   metadata: z.record(z.string(), z.string()).nullable(),
   failure: failure.nullable(),
@@ -30,6 +40,8 @@ const transaction = z.object({
   updated_at: z.string(),
   completed_at: z.string().nullable(),
 });
+// A field added to Transaction (or the schema) alone fails to compile here.
+type _TransactionRead = Assert<Same<z.output<typeof transaction>, Transaction>>;
 
 const event = z.discriminatedUnion('type', [
   z.object({ type: z.literal('transaction_created'), transaction }),
@@ -62,6 +74,7 @@ const event = z.discriminatedUnion('type', [
     ...stamp,
   }),
 ]);
+type _EventRead = Assert<Same<z.output<typeof event>, Event>>;
 
 // Version 2 added `incoming` (the open deposits' sum per currency). A version 1 snapshot, written before,
 // still loads: its `incoming` is summed from its open transactions.

@@ -4,17 +4,27 @@ import { reject, type Rejection } from './rejections.ts';
 // The pure core of one user's account: no I/O, no clock, no actor. `decide` turns a command into
 // events or a rejection; `apply` folds an event into the state. Replaying the journal is `apply` alone.
 
-export type TransactionType = 'deposit' | 'withdrawal';
-export type TransactionStatus = 'pending' | 'processing' | 'succeeded' | 'failed';
+// The enums are declared once, as values: their types, and the zod enums of the stored form and of the
+// API, derive from these arrays.
+export const TRANSACTION_TYPES = ['deposit', 'withdrawal'] as const;
+export type TransactionType = (typeof TRANSACTION_TYPES)[number];
+export const TRANSACTION_STATUSES = ['pending', 'processing', 'succeeded', 'failed'] as const;
+export type TransactionStatus = (typeof TRANSACTION_STATUSES)[number];
 // Recovery is not a cause: replaying the journal only applies events, and handing a recovered account's
 // open transactions back to payment workers changes nothing until a worker's own event (which names its
 // own cause), so nothing is ever recorded for it.
-export type Cause = 'api' | 'bank_response' | 'bank_callback' | 'poll' | 'retry' | 'admin';
+export const CAUSES = ['api', 'bank_response', 'bank_callback', 'poll', 'retry', 'admin'] as const;
+export type Cause = (typeof CAUSES)[number];
 export type Failure = { code: string; message: string };
 
 /** Why a transaction failed when the bank said no more than that. */
 export const BANK_DECLINED: Failure = { code: 'bank_declined', message: 'The bank declined the transfer.' };
 
+/**
+ * A transaction: the one declaration of its fields. The stored row (persistence/transaction-row.ts) and
+ * the API's JSON (http/transaction-json.ts) derive from it, and the schemas that read or document those
+ * forms are checked against it when compiling.
+ */
 export interface Transaction {
   id: string;
   user_id: string;

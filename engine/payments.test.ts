@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { v7 as uuidv7 } from 'uuid';
 import { createLogger } from '../logger.ts';
 import { createDeadLetterStore } from '../persistence/dead-letters.ts';
 import { createSql, type Sql } from '../persistence/sql.ts';
 import { testDatabaseUrl } from '../test/support/database.ts';
 import { captureLines } from '../test/support/log-capture.ts';
-import { emptyAccount, type Transaction } from './account.ts';
+import { pendingTransaction } from '../test/support/transactions.ts';
+import { emptyAccount } from './account.ts';
 import type { ActorReply, ActorRequest } from './account-actor.ts';
 import type { BankClient } from './bank-client.ts';
 import { createPayments, fullJitterDelayMs, type PaymentsOptions } from './payments.ts';
@@ -16,27 +16,6 @@ before(async () => {
   sql = createSql(await testDatabaseUrl(), { pool_max: 2, application_name: 'payments-test' });
 });
 after(() => sql.end());
-
-function transaction(): Transaction {
-  const at = new Date().toISOString();
-  return {
-    id: uuidv7(),
-    user_id: uuidv7(),
-    type: 'deposit',
-    amount: 100n,
-    currency: 'USD',
-    status: 'pending',
-    description: null,
-    metadata: null,
-    failure: null,
-    bank_reference: null,
-    attempts: 0,
-    request_id: null,
-    created_at: at,
-    updated_at: at,
-    completed_at: null,
-  };
-}
 
 /** A bank that accepts every transfer and never calls back (the workers then wait for the deadline). */
 const acceptingBank = {
@@ -74,7 +53,7 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 describe('payment workers: a bounded number in flight', () => {
   test('past workers_max a transaction gets no worker; the sweep hands it to one once there is room', async () => {
     const log = captureLines();
-    const [t1, t2, t3] = [transaction(), transaction(), transaction()];
+    const [t1, t2, t3] = [pendingTransaction(), pendingTransaction(), pendingTransaction()];
     // The actor takes every command (here only `start_processing`, once the bank accepted).
     const taken: ActorReply = { kind: 'done', outcome: { kind: 'accepted', transaction: t1 } };
     const workers = payments(() => Promise.resolve(taken), {
@@ -113,7 +92,7 @@ describe('payment workers: telling a refusing actor again', () => {
       },
       { random: () => 0 },
     );
-    const t = transaction();
+    const t = pendingTransaction();
     const started = performance.now();
     workers.start(t);
     await until(() => !workers.has(t.id), 'the worker gave up');

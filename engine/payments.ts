@@ -28,15 +28,12 @@ export interface PaymentsOptions {
   onDeadLetter?: () => void;
 }
 
-/** One payment being driven, as the dashboard and REPL show it. */
-export interface PaymentView {
-  transaction_id: string;
-  user_id: string;
-  type: string;
+/** One payment being driven, as the dashboard and REPL show it (`attempts`: the bank calls so far). */
+export interface PaymentView extends Pick<Transaction, 'user_id' | 'type' | 'currency' | 'attempts'> {
+  transaction_id: Transaction['id'];
+  /** Minor units, as a decimal string. */
   amount: string;
-  currency: string;
   phase: 'submitting' | 'awaiting_result' | 'backing_off' | 'breaker_open';
-  attempts: number;
   polls: number;
   next_at: string | null;
   last_error: string | null;

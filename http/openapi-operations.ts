@@ -1,5 +1,6 @@
 import type { ResponseConfig, RouteConfig } from '@asteasolutions/zod-to-openapi';
 import { z } from 'zod';
+import type { TransactionType } from '../engine/account.ts';
 import { ACTOR_REFUSAL_CODES, rejectionCode, type ErrorCode } from './errors.ts';
 import {
   balance,
@@ -64,7 +65,7 @@ function jsonBody(schema: z.ZodType): NonNullable<RouteConfig['request']>['body'
 const LISTED = 'A page, newest first; follow `next_cursor` for the next one.';
 
 /** Deposits and withdrawals share their routes but for the refusals each can meet. */
-function transactionOperations(type: 'deposit' | 'withdrawal', body: z.ZodType): Operation[] {
+function transactionOperations(type: TransactionType, body: z.ZodType): Operation[] {
   const Noun = type === 'deposit' ? 'Deposit' : 'Withdrawal';
   const plural = `${type}s`;
   const tag = `${Noun}s`;

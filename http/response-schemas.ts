@@ -1,7 +1,9 @@
 import { z } from 'zod';
-import type { Cause, Event, TransactionStatus, TransactionType } from '../engine/account.ts';
+import { CAUSES, TRANSACTION_STATUSES, TRANSACTION_TYPES, type Event } from '../engine/account.ts';
+import type { Assert, Same } from '../engine/same-type.ts';
 import { errors } from './errors.ts';
 import { amount, uuid } from './schemas.ts';
+import type { TransactionJson } from './transaction-json.ts';
 
 // The shapes the API answers with, for the OpenAPI document and for tests that hold real answers
 // against it. `id` in `.meta()` names a schema under `components/schemas`. Objects are not strict:
@@ -13,25 +15,8 @@ const currencyCode = z
   .regex(/^[A-Z]{3}$/)
   .meta({ description: 'ISO 4217 code.' });
 
-// Written as `{ value: value }` maps checked against the engine's unions, so that a status or cause
-// added to the engine fails to compile here instead of going undocumented.
-const transactionTypes = { deposit: 'deposit', withdrawal: 'withdrawal' } as const satisfies {
-  [K in TransactionType]: K;
-};
-const transactionStatuses = {
-  pending: 'pending',
-  processing: 'processing',
-  succeeded: 'succeeded',
-  failed: 'failed',
-} as const satisfies { [K in TransactionStatus]: K };
-const causes = {
-  api: 'api',
-  bank_response: 'bank_response',
-  bank_callback: 'bank_callback',
-  poll: 'poll',
-  retry: 'retry',
-  admin: 'admin',
-} as const satisfies { [K in Cause]: K };
+// Checked against the engine's union, so that an event type added to the engine fails to compile here
+// instead of going undocumented (the statuses, types and causes are the engine's own arrays).
 const eventTypes = {
   transaction_created: 'transaction_created',
   transaction_processing: 'transaction_processing',
@@ -87,11 +72,11 @@ const failure = z
 export const transaction = z
   .object({
     id: uuid.meta({ description: 'UUIDv7, time-ordered.' }),
-    type: z.enum(transactionTypes),
+    type: z.enum(TRANSACTION_TYPES),
     user_id: uuid,
     amount,
     currency: currencyCode,
-    status: z.enum(transactionStatuses),
+    status: z.enum(TRANSACTION_STATUSES),
     description: z.string().nullable(),
     metadata: z.record(z.string(), z.string()).nullable(),
     failure: failure.nullable(),
@@ -102,15 +87,17 @@ export const transaction = z
     completed_at: dateTime.nullable(),
   })
   .meta({ id: 'Transaction' });
+// What `transactionJson` sends, field for field: a field added to one alone fails to compile here.
+type _TransactionDocumented = Assert<Same<z.output<typeof transaction>, TransactionJson>>;
 
 /** One entry of a transaction's audit trail. */
 export const transactionEvent = z
   .object({
     seq: z.number().int().min(1).meta({ description: "Position in the account's journal." }),
     type: z.enum(eventTypes),
-    status: z.enum(transactionStatuses).nullable().meta({ description: 'The status this event led to, if any.' }),
+    status: z.enum(TRANSACTION_STATUSES).nullable().meta({ description: 'The status this event led to, if any.' }),
     at: dateTime,
-    cause: z.enum(causes),
+    cause: z.enum(CAUSES),
     request_id: z.string().nullable().meta({ description: 'The request that caused it, when one did.' }),
     bank_reference: z.string().optional(),
     attempts: z.number().int().min(0).optional(),

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { TRANSACTION_STATUSES, TRANSACTION_TYPES } from '../engine/account.ts';
 import { AMOUNT_MAX } from '../engine/money.ts';
 
 /** Request and response shapes of the API; the OpenAPI document is generated from these. */
@@ -123,7 +124,7 @@ export function storableInstant(ms: number): boolean {
 }
 
 const filters = {
-  status: z.enum(['pending', 'processing', 'succeeded', 'failed']).optional(),
+  status: z.enum(TRANSACTION_STATUSES).optional(),
   currency: z
     .string()
     .regex(/^[A-Z]{3}$/, 'must be an ISO 4217 code')
@@ -152,7 +153,7 @@ export const eventsQuery = z.strictObject({ user_id: uuid.optional() });
 export const historyQuery = z.strictObject({
   ...pageQuery,
   ...filters,
-  type: z.enum(['deposit', 'withdrawal']).optional(),
+  type: z.enum(TRANSACTION_TYPES).optional(),
 });
 
 export const transactionIdParams = z.strictObject({ id: uuid });

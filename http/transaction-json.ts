@@ -1,9 +1,13 @@
-import type { Transaction } from '../engine/account.ts';
+import type { Transaction, TransactionStatus } from '../engine/account.ts';
 import { toWire } from '../engine/money.ts';
-import type { EventRow, TransactionRow } from '../persistence/read-model.ts';
+import type { EventRow } from '../persistence/read-model.ts';
+import { fromTransactionRow, type TransactionRow } from '../persistence/transaction-row.ts';
 
-/** The contract's transaction object, from the actor's state. */
-export function transactionJson(t: Transaction): Record<string, unknown> {
+/** The contract's transaction object: the transaction, its amount a JSON number, without `request_id`. */
+export type TransactionJson = Omit<Transaction, 'amount' | 'request_id'> & { amount: number };
+
+/** The contract's transaction object, from the actor's state (fields in the contract's order). */
+export function transactionJson(t: Transaction): TransactionJson {
   return {
     id: t.id,
     type: t.type,
@@ -23,27 +27,12 @@ export function transactionJson(t: Transaction): Record<string, unknown> {
 }
 
 /** The contract's transaction object, from the read model. */
-export function rowJson(row: TransactionRow): Record<string, unknown> {
-  return {
-    id: row.id,
-    type: row.type,
-    user_id: row.user_id,
-    amount: toWire(row.amount),
-    currency: row.currency,
-    status: row.status,
-    description: row.description,
-    metadata: row.metadata,
-    failure: row.failure_code ? { code: row.failure_code, message: row.failure_message ?? '' } : null,
-    bank_reference: row.bank_reference,
-    attempts: row.attempts,
-    created_at: row.created_at.toISOString(),
-    updated_at: row.updated_at.toISOString(),
-    completed_at: row.completed_at?.toISOString() ?? null,
-  };
+export function rowJson(row: TransactionRow): TransactionJson {
+  return transactionJson(fromTransactionRow(row));
 }
 
 // Events absent here (`attempt_failed`, `retry_requested`) leave the status as it was: null.
-const STATUS_AFTER: Record<string, string> = {
+const STATUS_AFTER: Record<string, TransactionStatus> = {
   transaction_created: 'pending',
   transaction_processing: 'processing',
   transaction_succeeded: 'succeeded',

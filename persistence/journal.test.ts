@@ -8,6 +8,8 @@ import { createJournal, type Append, type AppendOutcome } from './journal.ts';
 import { createLeaseStore } from './leases.ts';
 import { createSql, type Sql } from './sql.ts';
 import { holdShard } from '../test/support/shard-lock.ts';
+import { pendingTransaction } from '../test/support/transactions.ts';
+import { toReadModelRow } from './transaction-row.ts';
 
 const SHARD = 0;
 // Long enough that every append queued in one synchronous step lands in one batch, whatever the load.
@@ -39,36 +41,16 @@ function journalUnderTest() {
 }
 
 /** One new deposit of a fresh account: its creation event, its read-model row, and its idempotency records. */
-function deposit(options: { amount?: string; keys?: { caller: string; key: string }[] } = {}): Append {
-  const user_id = uuidv7();
-  const id = uuidv7();
-  const at = new Date().toISOString();
+function deposit(options: { amount?: bigint; keys?: { caller: string; key: string }[] } = {}): Append {
+  const transaction = pendingTransaction({ amount: options.amount ?? 100n });
+  const { id, user_id, created_at: at } = transaction;
   return {
     user_id,
     shard: SHARD,
     epoch,
     first_seq: 1,
     events: [{ type: 'transaction_created', transaction_id: id, payload: { id }, request_id: null, at }],
-    rows: [
-      {
-        id,
-        user_id,
-        type: 'deposit',
-        amount: options.amount ?? '100',
-        currency: 'USD',
-        status: 'pending',
-        description: null,
-        metadata: null,
-        failure_code: null,
-        failure_message: null,
-        bank_reference: null,
-        attempts: 0,
-        request_id: null,
-        created_at: at,
-        updated_at: at,
-        completed_at: null,
-      },
-    ],
+    rows: [toReadModelRow(transaction)],
     idempotency: (options.keys ?? []).map(({ caller, key }) => ({
       caller,
       key,
@@ -98,7 +80,7 @@ async function committed(append: Append): Promise<boolean> {
 describe('the journal: one append fails alone', () => {
   test('a bad row fails its own append; the good appends of its batch commit', async () => {
     const { journal, batches } = journalUnderTest();
-    const appends = [deposit(), deposit({ amount: '0' }), deposit()];
+    const appends = [deposit(), deposit({ amount: 0n }), deposit()];
     const outcomes = await appendTogether(journal, appends);
     await journal.close();
 
@@ -144,7 +126,7 @@ describe('the journal: one append fails alone', () => {
 
   test('an append that fails alone in its batch does not stop the journal', async () => {
     const { journal } = journalUnderTest();
-    const [bad] = await appendTogether(journal, [deposit({ amount: '0' })]);
+    const [bad] = await appendTogether(journal, [deposit({ amount: 0n })]);
     const good = deposit();
     const [next] = await appendTogether(journal, [good]);
     await journal.close();

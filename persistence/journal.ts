@@ -3,6 +3,7 @@ import { isStorageFault } from './faults.ts';
 import type { Logger } from '../logger.ts';
 import { insertRecords, keySlot, type IdempotencyRecord } from './idempotency.ts';
 import type { Queryable, Sql } from './sql.ts';
+import type { ReadModelRow } from './transaction-row.ts';
 
 /** One event as the journal stores it (payload already JSON-safe). */
 export interface JournalEvent {
@@ -11,26 +12,6 @@ export interface JournalEvent {
   payload: unknown;
   request_id: string | null;
   at: string;
-}
-
-/** A transactions read-model row (amount as a decimal string, times as ISO strings). */
-export interface ReadModelRow {
-  id: string;
-  user_id: string;
-  type: string;
-  amount: string;
-  currency: string;
-  status: string;
-  description: string | null;
-  metadata: Record<string, string> | null;
-  failure_code: string | null;
-  failure_message: string | null;
-  bank_reference: string | null;
-  attempts: number;
-  request_id: string | null;
-  created_at: string;
-  updated_at: string;
-  completed_at: string | null;
 }
 
 /** What one actor commits at once: its events, the rows they change, and the idempotency records. */

@@ -1,22 +1,6 @@
+import type { TransactionStatus, TransactionType } from '../engine/account.ts';
 import type { Sql } from './sql.ts';
-
-export interface TransactionRow {
-  id: string;
-  user_id: string;
-  type: 'deposit' | 'withdrawal';
-  amount: bigint;
-  currency: string;
-  status: string;
-  description: string | null;
-  metadata: Record<string, string> | null;
-  failure_code: string | null;
-  failure_message: string | null;
-  bank_reference: string | null;
-  attempts: number;
-  created_at: Date;
-  updated_at: Date;
-  completed_at: Date | null;
-}
+import type { TransactionRow } from './transaction-row.ts';
 
 export interface EventRow {
   seq: bigint;
@@ -28,8 +12,8 @@ export interface EventRow {
 
 export interface PageQuery {
   user_id?: string;
-  type?: 'deposit' | 'withdrawal';
-  status?: string;
+  type?: TransactionType;
+  status?: TransactionStatus;
   currency?: string;
   /** Created at or after this instant (inclusive). */
   created_from?: Date;
@@ -57,7 +41,7 @@ export interface OpenTransactionsQuery {
 }
 
 const COLUMNS = `id, user_id, type, amount, currency, status, description, metadata, failure_code,
-  failure_message, bank_reference, attempts, created_at, updated_at, completed_at`;
+  failure_message, bank_reference, attempts, request_id, created_at, updated_at, completed_at`;
 
 /** Queries over the transactions read model and the journal's audit trail. */
 export function createReadModel(sql: Sql) {

@@ -1,29 +1,19 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { emptyAccount, type AccountState, type Event, type Transaction } from '../../engine/account.ts';
+import { pendingTransaction } from '../../test/support/transactions.ts';
 import { createActivity } from './activity.ts';
 
 const at = '2030-01-01T00:00:00.000Z';
 const stamp = { at, cause: 'bank_callback' as const, request_id: null };
 
 function created(n: number): { event: Event; transaction: Transaction } {
-  const transaction: Transaction = {
+  const transaction = pendingTransaction({
     id: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
     user_id: 'u',
-    type: 'deposit',
     amount: BigInt(n),
-    currency: 'USD',
-    status: 'pending',
-    description: null,
-    metadata: null,
-    failure: null,
-    bank_reference: null,
-    attempts: 0,
-    request_id: null,
     created_at: at,
-    updated_at: at,
-    completed_at: null,
-  };
+  });
   return { event: { type: 'transaction_created', transaction }, transaction };
 }
 

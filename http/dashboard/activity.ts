@@ -1,16 +1,24 @@
 import { transactionsAfter, type AccountState, type Event } from '../../engine/account.ts';
+import { toReadModelRow, type ReadModelRow } from '../../persistence/transaction-row.ts';
+
+/** The columns of its read-model row the dashboard lists of a finished transaction, in this order. */
+const FINISHED_FIELDS = [
+  'id',
+  'user_id',
+  'type',
+  'amount',
+  'currency',
+  'status',
+  'failure_code',
+  'attempts',
+  'completed_at',
+] as const;
 
 /** A finished transaction as the dashboard lists it (amount as a decimal string). */
-export interface FinishedTransaction {
-  id: string;
-  user_id: string;
-  type: string;
-  amount: string;
-  currency: string;
-  status: string;
-  failure_code: string | null;
-  attempts: number;
-  completed_at: string | null;
+export type FinishedTransaction = Pick<ReadModelRow, (typeof FINISHED_FIELDS)[number]>;
+
+function finished(row: ReadModelRow): FinishedTransaction {
+  return Object.fromEntries(FINISHED_FIELDS.map((field) => [field, row[field]])) as FinishedTransaction;
 }
 
 /** Transactions per second over the last `window_s` seconds. */
@@ -53,17 +61,7 @@ export function createActivity(options: { recent_max: number; window_s: number; 
         if (event.type === 'transaction_created') bucketNow().created += 1;
         if (event.type !== 'transaction_succeeded' && event.type !== 'transaction_failed') return;
         bucketNow().finished += 1;
-        recent[next] = {
-          id: transaction.id,
-          user_id: transaction.user_id,
-          type: transaction.type,
-          amount: transaction.amount.toString(),
-          currency: transaction.currency,
-          status: transaction.status,
-          failure_code: transaction.failure?.code ?? null,
-          attempts: transaction.attempts,
-          completed_at: transaction.completed_at,
-        };
+        recent[next] = finished(toReadModelRow(transaction));
         next = (next + 1) % options.recent_max;
       });
     },

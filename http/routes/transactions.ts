@@ -2,7 +2,7 @@ import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { v7 as uuidv7 } from 'uuid';
-import type { TransactionType } from '../../engine/account.ts';
+import { TRANSACTION_TYPES, type TransactionType } from '../../engine/account.ts';
 import type { Registry } from '../../engine/registry.ts';
 import type { ReadModel } from '../../persistence/read-model.ts';
 import type { UserStore } from '../../persistence/users.ts';
@@ -136,7 +136,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     });
   }
 
-  for (const type of ['deposit', 'withdrawal'] as const) {
+  for (const type of TRANSACTION_TYPES) {
     router.post(PATHS[type], (ctx) => create(ctx, type));
     router.get(`${PATHS[type]}/:id`, (ctx) => show(ctx, type));
     router.get(PATHS[type], (ctx) => list(ctx, type));
