@@ -106,9 +106,9 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     log,
     observe: metrics,
   });
-  engine.onCommitted((_state, events, before) => {
-    metrics.committed(before, events);
-    activity.record(before, events);
+  engine.onCommitted((_state, changes) => {
+    metrics.committed(changes);
+    activity.record(changes);
   });
   const reaper = startIdempotencyReaper(storage.idempotency, {
     interval_ms: GATEWAY_LIMITS.reaper_interval_ms,

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { transactionsAfter, type AccountState, type Event } from './engine/account.ts';
+import type { Change } from './engine/account.ts';
 import type { BreakerState } from './engine/bank-client.ts';
 
 // Prometheus's own conventions win over ours here: base units (seconds) and `_total` on counters,
@@ -149,15 +149,13 @@ export function createMetrics() {
     },
 
     /** Counts creations and final results among committed events (the accounts' `onCommitted`). */
-    committed: (before: AccountState, events: readonly Event[]): void => {
-      const transactions = transactionsAfter(before, events);
-      events.forEach((event, i) => {
-        const transaction = transactions[i]!;
+    committed: (changes: readonly Change[]): void => {
+      for (const { event, transaction } of changes) {
         if (event.type === 'transaction_created') created.inc({ type: transaction.type });
         if (event.type === 'transaction_succeeded' || event.type === 'transaction_failed') {
           finished.inc({ type: transaction.type, outcome: transaction.status });
         }
-      });
+      }
     },
 
     /** Counts one bank call and its latency. */

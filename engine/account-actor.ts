@@ -5,14 +5,14 @@ import { toReadModelRow, type ReadModelRow } from '../persistence/transaction-ro
 import type { SnapshotStore } from '../persistence/snapshots.ts';
 import {
   apply,
+  step,
   decide,
   emptyAccount,
-  transactionAfter,
   type AccountState,
   type Command,
   type Event,
   type Outcome,
-  type Transaction,
+  type Change,
 } from './account.ts';
 import { eventFromStored, outcomeToStored, stateFromStored, stateToStored, toStored } from './account-codec.ts';
 import { shardOf, type Ownership } from './shards.ts';
@@ -44,10 +44,10 @@ export interface AccountDeps {
   snapshot_every_events: number;
   log: Logger;
   /**
-   * Told of every committed event, after it is applied (payment workers, live views), with the state
-   * after the events and the state `before` them, from which each transaction's changes can be folded.
+   * Told of every commit, after it is applied (payment workers, live views, metrics): the state after
+   * it, and each event with its transaction as the event left it — folded once, here, for everyone.
    */
-  onCommitted?: (state: AccountState, events: readonly Event[], before: AccountState) => void;
+  onCommitted?: (state: AccountState, changes: readonly Change[]) => void;
   /** Told once an account is recovered, with the transactions still open. */
   onRecovered?: (state: AccountState) => void;
 }
@@ -55,7 +55,7 @@ export interface AccountDeps {
 /** Commands decided together against one evolving state, to be committed in one append. */
 interface Draft {
   next: AccountState;
-  events: Event[];
+  changes: Change[];
   rows: Map<string, ReadModelRow>;
   idempotency: IdempotencyRecord[];
   replies: ActorReply[];
@@ -89,7 +89,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
   }
 
   function draft(current: AccountState, requests: CommandRequest[]): Draft {
-    const result: Draft = { next: current, events: [], rows: new Map(), idempotency: [], replies: [] };
+    const result: Draft = { next: current, changes: [], rows: new Map(), idempotency: [], replies: [] };
     const keys = new Set<string>();
     for (const request of requests) {
       // A retry queued behind its original (whose client gave up waiting) is not run again: refused as a
@@ -105,11 +105,11 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       let outcome: Outcome = decision.kind === 'accepted' ? { kind: 'noop', reason: 'not_open' } : decision;
       if (decision.kind === 'accepted') {
         for (const event of decision.events) {
-          const transaction = transactionAfter(result.next, event);
-          result.rows.set(transaction.id, toReadModelRow(transaction));
-          result.next = apply(result.next, event);
-          result.events.push(event);
-          outcome = { kind: 'accepted', transaction };
+          const { state: next, change } = step(result.next, event);
+          result.rows.set(change.transaction.id, toReadModelRow(change.transaction));
+          result.next = next;
+          result.changes.push(change);
+          outcome = { kind: 'accepted', transaction: change.transaction };
         }
       }
       const idem = request.idempotency;
@@ -127,8 +127,8 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
     const epoch = deps.ownership.epochOf(shard);
     if (epoch === undefined) return requests.map(() => ({ kind: 'refused', reason: 'not_owned' }));
     const planned = draft(current, requests);
-    if (planned.events.length === 0 && planned.idempotency.length === 0) return planned.replies;
-    const journaled = planned.events.map(journalEvent);
+    if (planned.changes.length === 0 && planned.idempotency.length === 0) return planned.replies;
+    const journaled = planned.changes.map(({ event }) => journalEvent(event));
     const result = await deps.journal.append({
       user_id,
       shard,
@@ -147,13 +147,16 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       return requests.map(() => ({ kind: 'refused', reason: result.reason }));
     }
     state = planned.next;
-    planned.events.forEach((event, i) => {
+    planned.changes.forEach(({ event }, i) => {
       const { transaction_id, request_id } = journaled[i]!;
       const cause = event.type === 'transaction_created' ? 'api' : event.cause;
       log.info({ transaction_id, request_id, event: event.type, cause }, 'journaled');
     });
-    if (planned.events.length > 0) deps.onCommitted?.(planned.next, planned.events, current);
-    if (!inFlightSnapshot && planned.next.seq - snapshotSeq >= deps.snapshot_every_events) void snapshot();
+    if (planned.changes.length > 0) deps.onCommitted?.(planned.next, planned.changes);
+    // A snapshot writes every open transaction: taken after max(N, open transactions) events, its cost
+    // per event stays bounded however many are open.
+    const snapshotAfter = Math.max(deps.snapshot_every_events, planned.next.open.size);
+    if (!inFlightSnapshot && planned.next.seq - snapshotSeq >= snapshotAfter) void snapshot();
     return planned.replies;
   }
 

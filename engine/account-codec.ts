@@ -2,6 +2,7 @@ import { z } from 'zod';
 import {
   CAUSES,
   incomingOf,
+  openTransactions,
   TRANSACTION_STATUSES,
   TRANSACTION_TYPES,
   type AccountState,
@@ -113,7 +114,7 @@ export function eventFromStored(payload: unknown): Event {
 
 /** A state as a snapshot stores it. */
 export function stateToStored(account: AccountState): unknown {
-  return toStored({ version: SNAPSHOT_VERSION, ...account });
+  return toStored({ version: SNAPSHOT_VERSION, ...account, open: Object.fromEntries(account.open) });
 }
 
 /**
@@ -123,7 +124,10 @@ export function stateToStored(account: AccountState): unknown {
 export function stateFromStored(stored: unknown): AccountState | undefined {
   const parsed = state.safeParse(stored);
   if (!parsed.success) return undefined;
-  const { user_id, seq, balances, open } = parsed.data;
+  const { user_id, seq, balances } = parsed.data;
+  const entries = Object.entries(parsed.data.open);
+  if (entries.some(([id, transaction]) => id !== transaction.id)) return undefined;
+  const open = openTransactions(entries.map(([, transaction]) => transaction));
   const incoming = incomingOf(open);
   if (parsed.data.version === SNAPSHOT_VERSION) {
     const kept = parsed.data.incoming;

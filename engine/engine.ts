@@ -5,7 +5,7 @@ import type { SnapshotStore } from '../persistence/snapshots.ts';
 import type { Sql } from '../persistence/sql.ts';
 import type { AccountDeps } from './account-actor.ts';
 import type { Storage } from '../persistence/storage.ts';
-import type { AccountState, Event } from './account.ts';
+import type { AccountState, Change } from './account.ts';
 import { createBankClient, type BankClient } from './bank-client.ts';
 import { relayFeed } from './feed-relay.ts';
 import { startOpenPaymentSweep } from './open-payment-sweep.ts';
@@ -62,7 +62,8 @@ export type EngineSettings = Pick<
 >;
 
 /** Told of each commit, after it is applied: the state after, the events, and the state before. */
-export type CommitListener = (state: AccountState, events: readonly Event[], before: AccountState) => void;
+/** Told of each commit: the account's state after it, and each event with its transaction as it left it. */
+export type CommitListener = (state: AccountState, changes: readonly Change[]) => void;
 
 /** What the engine reports for metrics; every hook optional. */
 export interface EngineObservers {
@@ -148,8 +149,8 @@ export function createAccounts(options: AccountsOptions) {
     onBatch: options.onJournalBatch,
   });
   const deps: AccountDeps = {
-    onCommitted: (state, events, before) => {
-      for (const listener of commitListeners) listener(state, events, before);
+    onCommitted: (state, changes) => {
+      for (const listener of commitListeners) listener(state, changes);
     },
     onRecovered: (state) => {
       for (const listener of recoveredListeners) listener(state);
@@ -264,8 +265,8 @@ export function createEngine(options: EngineOptions): Engine {
 
   // The links back up, now that everything exists.
   core.onRecovered((state) => payments.onRecovered(state));
-  core.onCommitted((state, events) => payments.onCommitted(state, events));
-  core.onCommitted((_state, events, before) => feed.onCommitted(before, events));
+  core.onCommitted((state, changes) => payments.onCommitted(state, changes));
+  core.onCommitted((state, changes) => feed.onCommitted(state.user_id, changes));
   feed.shareWith((transactions) => relay.share(transactions));
   ownership.listen({
     actorsPerShard: () => accounts.perShard(),

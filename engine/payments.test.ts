@@ -6,7 +6,7 @@ import { createSql, type Sql } from '../persistence/sql.ts';
 import { testDatabaseUrl } from '../test/support/database.ts';
 import { captureLines } from '../test/support/log-capture.ts';
 import { pendingTransaction } from '../test/support/transactions.ts';
-import { emptyAccount } from './account.ts';
+import { emptyAccount, openTransactions } from './account.ts';
 import type { ActorReply, ActorRequest } from './account-actor.ts';
 import type { BankClient } from './bank-client.ts';
 import { createPayments, fullJitterDelayMs, type PaymentsOptions } from './payments.ts';
@@ -63,7 +63,7 @@ describe('payment workers: a bounded number in flight', () => {
     const state = emptyAccount(t1.user_id);
     workers.onCommitted(
       state,
-      [t1, t2, t3].map((t) => ({ type: 'transaction_created', transaction: t })),
+      [t1, t2, t3].map((t) => ({ event: { type: 'transaction_created', transaction: t }, transaction: t })),
     );
     assert.deepEqual([workers.has(t1.id), workers.has(t2.id), workers.has(t3.id)], [true, true, false]);
     assert.equal(workers.inFlight().length, 2);
@@ -71,11 +71,15 @@ describe('payment workers: a bounded number in flight', () => {
 
     // t1 settles: its worker ends, and the sweep's next pass (onRecovered of t3's account) drives t3.
     const at = new Date().toISOString();
+    const succeeded = { ...t1, status: 'succeeded' as const, updated_at: at, completed_at: at };
     workers.onCommitted(state, [
-      { type: 'transaction_succeeded', transaction_id: t1.id, at, cause: 'bank_callback', request_id: null },
+      {
+        event: { type: 'transaction_succeeded', transaction_id: t1.id, at, cause: 'bank_callback', request_id: null },
+        transaction: succeeded,
+      },
     ]);
     await until(() => !workers.has(t1.id), "t1's worker ended");
-    workers.onRecovered({ ...emptyAccount(t3.user_id), open: { [t3.id]: t3 } });
+    workers.onRecovered({ ...emptyAccount(t3.user_id), open: openTransactions([t3]) });
     await until(() => workers.has(t3.id), 't3 has a worker');
     assert.equal(workers.inFlight().length, 2);
     workers.stop();

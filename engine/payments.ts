@@ -1,7 +1,7 @@
 import { WORKERS_MAX_DEFAULT } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import type { DeadLetterStore } from '../persistence/dead-letters.ts';
-import type { AccountState, Cause, Command, Event, Transaction } from './account.ts';
+import type { AccountState, Cause, Change, Command, Transaction } from './account.ts';
 import type { ActorReply, ActorRequest } from './account-actor.ts';
 import type { BankClient } from './bank-client.ts';
 
@@ -303,14 +303,11 @@ export function createPayments(options: PaymentsOptions) {
     start,
 
     /** Called with every committed event: creations and retry requests start workers, results end them. */
-    onCommitted(state: AccountState, events: readonly Event[]): void {
-      for (const event of events) {
+    onCommitted(state: AccountState, changes: readonly Change[]): void {
+      for (const { event, transaction } of changes) {
         if (event.type === 'transaction_created') start(event.transaction);
-        if (event.type === 'retry_requested') {
-          // A new round of attempts: a dead letter's retry gives the payment `attempts_max` more.
-          const transaction = state.open[event.transaction_id];
-          if (transaction) start(transaction);
-        }
+        // A new round of attempts: a dead letter's retry gives the payment `attempts_max` more.
+        if (event.type === 'retry_requested' && state.open.has(transaction.id)) start(transaction);
         if (event.type === 'transaction_succeeded' || event.type === 'transaction_failed') {
           workers.get(event.transaction_id)?.finish();
         }
@@ -319,7 +316,7 @@ export function createPayments(options: PaymentsOptions) {
 
     /** Called when an account recovers (or a sweep finds it): its open transactions resume, unless dead-lettered. */
     onRecovered(state: AccountState): void {
-      for (const transaction of Object.values(state.open)) {
+      for (const transaction of state.open.values()) {
         if (workers.has(transaction.id)) continue;
         options.deadLetters.isOpen(transaction.id).then(
           (dead) => dead || start(transaction),

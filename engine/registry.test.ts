@@ -105,7 +105,7 @@ describe('the registry: a bounded number of live actors', () => {
     assert.equal((await registry.ask(b, { kind: 'read' })).kind, 'state');
     assert.deepEqual([registry.isAlive(a), registry.isAlive(b), registry.isAlive(c)], [false, true, true]);
     const again = await registry.ask(a, { kind: 'read' });
-    assert.equal(again.kind === 'state' && Object.values(again.state.open)[0]?.amount, 500n);
+    assert.equal(again.kind === 'state' && again.state.open.first()?.amount, 500n);
     assert.equal(recoveries(a), 2, 'recovered once at spawn, once after its eviction');
     assert.equal(registry.alive(), 2);
     await close();

@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.ts';
-import { transactionsAfter, type AccountState, type Event, type Transaction } from './account.ts';
+import type { Change, Transaction } from './account.ts';
 
 // The live feed of committed transaction changes: the account actors here publish into it after each
 // commit, and the other instances' commits arrive through `receive` (engine/feed-relay.ts). Each
@@ -121,20 +121,20 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
     },
 
     /**
-     * The accounts' commit hook: publishes each transaction as it stands after each of `events`,
-     * folding them from `before`, the state the commit started from. Does nothing when nobody listens.
+     * The accounts' commit hook: publishes each transaction as each committed event left it (computed
+     * once, by the actor). Does nothing when nobody listens.
      */
-    onCommitted(before: AccountState, events: readonly Event[]): void {
-      if (!share && everyUser.size === 0 && !byUser.has(before.user_id)) return;
+    onCommitted(user_id: string, changes: readonly Change[]): void {
+      if (!share && everyUser.size === 0 && !byUser.has(user_id)) return;
       try {
-        const changes = transactionsAfter(before, events);
-        for (const change of changes) publish(change);
-        share?.(changes);
+        const transactions = changes.map((change) => change.transaction);
+        for (const transaction of transactions) publish(transaction);
+        share?.(transactions);
       } catch (error) {
         // Called inside the actor's turn after its commit: a live view's failure must not fail the
         // commit's replies. Its subscribers missed a change, so they end and read the state again.
-        options.log.error({ err: error, user_id: before.user_id }, 'could not publish committed changes');
-        for (const subscriber of [...(byUser.get(before.user_id) ?? []), ...everyUser]) end(subscriber, 'failed');
+        options.log.error({ err: error, user_id }, 'could not publish committed changes');
+        for (const subscriber of [...(byUser.get(user_id) ?? []), ...everyUser]) end(subscriber, 'failed');
       }
     },
 

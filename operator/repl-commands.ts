@@ -84,7 +84,7 @@ export function createReplCommands(deps: ReplCommandDeps) {
     if (reply.kind !== 'state')
       return failed(`the actor did not answer: ${reply.kind === 'refused' ? reply.reason : 'no state'}`);
     const { state } = reply;
-    const open = Object.values(state.open);
+    const open = [...state.open.values()];
     const records = await deps.idempotency.recentForUser(user_id, IDEMPOTENCY_SHOWN_MAX);
     return done(
       json({

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { emptyAccount, type AccountState, type Event, type Transaction } from '../../engine/account.ts';
+import { emptyAccount, step, type AccountState, type Event, type Transaction } from '../../engine/account.ts';
 import { pendingTransaction } from '../../test/support/transactions.ts';
 import { createActivity } from './activity.ts';
 
@@ -19,11 +19,15 @@ function created(n: number): { event: Event; transaction: Transaction } {
 
 /** Creates and settles transaction `n` through `record`, the way two commits would report them. */
 function createAndSettle(activity: ReturnType<typeof createActivity>, n: number, state: AccountState): AccountState {
-  const { event, transaction } = created(n);
-  activity.record(state, [event]);
-  const open = { ...state, seq: state.seq + 1, open: { ...state.open, [transaction.id]: transaction } };
-  activity.record(open, [{ type: 'transaction_succeeded', transaction_id: transaction.id, ...stamp }]);
-  return { ...open, seq: open.seq + 1, open: {} };
+  const made = step(state, created(n).event);
+  activity.record([made.change]);
+  const settled = step(made.state, {
+    type: 'transaction_succeeded',
+    transaction_id: made.change.transaction.id,
+    ...stamp,
+  });
+  activity.record([settled.change]);
+  return settled.state;
 }
 
 test('keeps the last finished transactions, newest first, and no more than recent_max', () => {

@@ -1,4 +1,4 @@
-import { transactionsAfter, type AccountState, type Event } from '../../engine/account.ts';
+import type { Change } from '../../engine/account.ts';
 import { toReadModelRow, type ReadModelRow } from '../../persistence/transaction-row.ts';
 
 /** The columns of its read-model row the dashboard lists of a finished transaction, in this order. */
@@ -53,17 +53,15 @@ export function createActivity(options: { recent_max: number; window_s: number; 
   }
 
   return {
-    /** Records committed events (`before`: the account's state before them). */
-    record(before: AccountState, events: readonly Event[]): void {
-      const transactions = transactionsAfter(before, events);
-      events.forEach((event, i) => {
-        const transaction = transactions[i]!;
+    /** Records committed events, each with its transaction as it left it. */
+    record(changes: readonly Change[]): void {
+      for (const { event, transaction } of changes) {
         if (event.type === 'transaction_created') bucketNow().created += 1;
-        if (event.type !== 'transaction_succeeded' && event.type !== 'transaction_failed') return;
+        if (event.type !== 'transaction_succeeded' && event.type !== 'transaction_failed') continue;
         bucketNow().finished += 1;
         recent[next] = finished(toReadModelRow(transaction));
         next = (next + 1) % options.recent_max;
-      });
+      }
     },
 
     /** The last finished transactions, newest first. */

@@ -92,7 +92,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
         if (letter.retried_at) throw errors.alreadyRetried();
         const reply = await deps.accounts.ask(letter.user_id, { kind: 'read' });
         if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
-        if (!reply.state.open[letter.transaction_id]) throw errors.transactionNotOpen();
+        if (!reply.state.open.has(letter.transaction_id)) throw errors.transactionNotOpen();
         const retried = await deps.deadLetters.markRetried(id);
         if (!retried) throw errors.alreadyRetried();
         const told = await requestRetry(ctx, retried, attempt);
