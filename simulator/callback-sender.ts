@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
 import { createHop, HOP_DEFAULTS } from '../hop.ts';
@@ -47,6 +48,8 @@ export function createCallbackSender(options: {
   const deliveries_max = options.deliveries_max ?? 10_000;
   const webhook = new Webhook(options.secret);
   const stopping = new AbortController();
+  // Each pending retry's backoff listens for the stop: as many as deliveries in flight, a bounded number.
+  setMaxListeners(deliveries_max + 1, stopping.signal);
   const in_flight = new Set<Promise<DeliveryOutcome>>();
   // Every attempt goes out on one pool of keep-alive connections. One whose connection was reset (a
   // reused socket the gateway had just closed included) is a failed attempt like any other: retried.
