@@ -119,7 +119,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
 
   // Set by close(): from then on the edge refuses new requests and closes every connection it answers.
   let closing: Promise<void> | undefined;
-  const app = createEdge({
+  const edge = createEdge({
     settings: config,
     engine,
     storage,
@@ -128,7 +128,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     log,
   });
   server.removeAllListeners('request');
-  server.on('request', app.callback());
+  server.on('request', edge.app.callback());
   const { accounts, payments, ownership, bank, journal } = engine;
   const tools = await startOperatorTools({
     config,
@@ -160,6 +160,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       const deadline = setTimeout(() => server.closeAllConnections(), config.SHUTDOWN_TIMEOUT_MS);
       await drained;
       clearTimeout(deadline);
+      // No request in flight any more: none is being forwarded.
+      edge.close();
       reaper.stop();
       await engine.stop();
       await simulator?.close();

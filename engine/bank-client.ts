@@ -1,5 +1,6 @@
 import CircuitBreaker from 'opossum';
 import { z } from 'zod';
+import { createHop, HOP_DEFAULTS, type HopError } from '../hop.ts';
 import type { Logger } from '../logger.ts';
 import type { TransactionType } from './account.ts';
 
@@ -33,8 +34,17 @@ const view = z.object({
 });
 const problem = z.object({ error: z.string().optional(), message: z.string().optional() }).partial();
 
+/** The bank hop's own bounds (BANK_TIMEOUT_MS bounds the whole call and its headers). */
+export const BANK_HOP = {
+  /** A new connection to the bank must be up within this long (at most BANK_TIMEOUT_MS). */
+  connect_timeout_ms: HOP_DEFAULTS.connect_timeout_ms,
+  /** An idle pooled connection is closed after this long (the bank server keeps one 5 s). */
+  idle_ms: HOP_DEFAULTS.idle_ms,
+} as const;
+
 export interface BankClientOptions {
   base_url: string;
+  /** A whole call: no answer (headers and body) within it is a transient failure. */
   timeout_ms: number;
   breaker_reset_ms: number;
   /** HTTP calls to the bank at once; the rest wait their turn (a bound on sockets and on the bank). */
@@ -51,27 +61,38 @@ export interface BankClientOptions {
  * 4xx answers are the bank's verdict, not its ill health, and never open the breaker.
  */
 export function createBankClient(options: BankClientOptions) {
+  // One pool of keep-alive connections for every call (and the health probe, hence one socket more
+  // than the call slots). A call that got no answer — a timeout, a refused or reset connection, also a
+  // reset of a reused socket as the transfer went out — is transient, as it was with fetch: the payment
+  // worker tries again with the same reference (the bank deduplicates by it) or polls the status.
+  const hop = createHop({
+    sockets_max: options.calls_in_flight_max + 1,
+    timeout_ms: options.timeout_ms,
+    connect_timeout_ms: BANK_HOP.connect_timeout_ms,
+    idle_ms: BANK_HOP.idle_ms,
+  });
+  const JSON_BODY = { 'content-type': 'application/json' };
+
   async function call(
     method: 'GET' | 'POST',
     path: string,
     body?: unknown,
   ): Promise<{ status: number; json: unknown }> {
-    let response: Response;
+    let response;
     try {
-      response = await fetch(options.base_url + path, {
+      response = await hop.request(options.base_url, path, {
         method,
-        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+        headers: body === undefined ? {} : JSON_BODY,
         body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(options.timeout_ms),
       });
     } catch (error) {
-      const timedOut = error instanceof Error && error.name === 'TimeoutError';
+      const timedOut = (error as HopError).timedOut === true;
       throw new TransientError(
         timedOut ? `no answer within ${options.timeout_ms} ms` : `connection failed: ${String(error)}`,
       );
     }
-    const text = await response.text().catch(() => '');
     if (response.status >= 500) throw new TransientError(`bank answered ${response.status}`);
+    const text = response.body.toString('utf8');
     let json: unknown;
     try {
       json = text ? JSON.parse(text) : undefined;
@@ -124,9 +145,8 @@ export function createBankClient(options: BankClientOptions) {
   let probing: Promise<boolean> | undefined;
   async function probe(timeout_ms: number): Promise<boolean> {
     try {
-      const response = await fetch(`${options.base_url}/health`, { signal: AbortSignal.timeout(timeout_ms) });
-      await response.arrayBuffer();
-      return response.ok;
+      const response = await hop.request(options.base_url, '/health', { method: 'GET', timeout_ms });
+      return response.status >= 200 && response.status < 300;
     } catch {
       return false;
     }
@@ -196,7 +216,11 @@ export function createBankClient(options: BankClientOptions) {
       (probing ??= probe(timeout_ms).finally(() => (probing = undefined))),
 
     state: (): BreakerState => (breaker.opened ? 'open' : breaker.halfOpen ? 'half_open' : 'closed'),
-    shutdown: () => breaker.shutdown(),
+    /** Stops the breaker and closes the connections (a call in flight fails as transient). */
+    shutdown: () => {
+      breaker.shutdown();
+      hop.close();
+    },
   };
 }
 

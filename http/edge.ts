@@ -66,11 +66,18 @@ export interface EdgeOptions {
   log: Logger;
 }
 
+/** The edge: its Koa application, and what it holds open beyond it (the connections to other instances). */
+export interface Edge {
+  app: Koa;
+  /** Closes the forwarding hop's connections: call once the server has no request in flight. */
+  close(): void;
+}
+
 /**
  * The HTTP edge's one wiring place: middleware in order (security headers → forwarding recognised →
  * failed-auth limit → auth → rate limits), then the routers, over the engine and the stores.
  */
-export function createEdge(options: EdgeOptions): Koa {
+export function createEdge(options: EdgeOptions): Edge {
   const { settings: s, engine, storage, log } = options;
   const { accounts, ownership, feed, bank } = engine;
   const { users, readModel, idempotency, deadLetters } = storage;
@@ -87,7 +94,7 @@ export function createEdge(options: EdgeOptions): Koa {
   const currencies = s.CURRENCIES;
   const bodySizeMaxBytes = s.BODY_SIZE_MAX_BYTES;
 
-  return createApp({
+  const app = createApp({
     log: log.child({ module: 'http' }),
     observe: options.metrics.request,
     deadline_ms: s.REQUEST_DEADLINE_MS,
@@ -153,6 +160,7 @@ export function createEdge(options: EdgeOptions): Koa {
       metricsRoutes(options.metrics.registry),
     ],
   });
+  return { app, close: () => forwarder.close() };
 }
 
 /** A forwarded request was counted by the instance the client called: not again here. */

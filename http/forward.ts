@@ -2,6 +2,7 @@ import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Context, Middleware } from 'koa';
 import { shardOf } from '../engine/shards.ts';
 import type { ShardLeases } from '../engine/shard-leases.ts';
+import { createHop, HOP_DEFAULTS, HopError } from '../hop.ts';
 import type { Logger } from '../logger.ts';
 import { errors } from './errors.ts';
 
@@ -20,6 +21,15 @@ const PASSED_BACK = ['content-type', 'idempotent-replayed', 'retry-after', 'www-
 const HEADER = 'x-gateway-forwarded';
 /** How far a forwarded request's timestamp may be from the receiver's clock. */
 const SKEW_S = 60;
+/** The forwarding hop's own bounds (FORWARD_TIMEOUT_MS bounds the whole request and its headers). */
+export const FORWARD_HOP = {
+  /** Keep-alive connections to one owner at most; further forwarded requests queue, within their timeout. */
+  sockets_per_owner_max: 128,
+  /** A new connection to an owner must be up within this long (at most FORWARD_TIMEOUT_MS). */
+  connect_timeout_ms: HOP_DEFAULTS.connect_timeout_ms,
+  /** An idle connection is closed after this long: before the owner's 5 s keepAliveTimeout. */
+  idle_ms: HOP_DEFAULTS.idle_ms,
+} as const;
 
 export interface ForwarderOptions {
   leases: Pick<ShardLeases, 'shards' | 'owns' | 'ownerOf' | 'refresh'>;
@@ -42,6 +52,12 @@ export interface ForwarderOptions {
  * own bounded wait; only then does the client get the 503.
  */
 export function createForwarder(options: ForwarderOptions) {
+  const hop = createHop({
+    sockets_max: FORWARD_HOP.sockets_per_owner_max,
+    timeout_ms: options.timeout_ms,
+    connect_timeout_ms: FORWARD_HOP.connect_timeout_ms,
+    idle_ms: FORWARD_HOP.idle_ms,
+  });
   const key = createHash('sha256').update(`pgw-forward:${options.secret}`).digest();
   const sign = (parts: string[]) => createHmac('sha256', key).update(parts.join('\n')).digest('base64url');
 
@@ -72,30 +88,26 @@ export function createForwarder(options: ForwarderOptions) {
       if (value) headers[name] = value;
     }
     const body = ctx.method === 'GET' || ctx.method === 'HEAD' ? undefined : ctx.state.rawBody;
-    let response: Response;
+    let response;
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') ctx.state.writeSent = true;
     try {
-      response = await fetch(owner.url + ctx.originalUrl, {
-        method: ctx.method,
-        headers,
-        body,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(options.timeout_ms),
-      });
+      // Redirects are not followed: the owner's 3xx and its Location go back as they are.
+      response = await hop.request(owner.url, ctx.originalUrl, { method: ctx.method, headers, body });
     } catch (error) {
-      const code = (error as { cause?: { code?: string } }).cause?.code;
+      const code = error instanceof HopError ? error.code : undefined;
       options.log.warn({ owner: owner.id, err: error, code }, 'forwarding failed');
       // Refused before anything was sent, or a read (safe to repeat): look for the owner again.
       if (code === 'ECONNREFUSED' || ctx.method === 'GET') return 'unreachable';
-      // A write that may have reached the owner: its outcome is unknown to us (the key replays it).
+      // A write that may have reached the owner (a timeout, a reset — also of a reused keep-alive
+      // socket as the request went out): its outcome is unknown to us (the key replays it).
       throw errors.outcomeUnknown();
     }
-    const answer = Buffer.from(await response.arrayBuffer());
+    const answer = response.body;
     if (response.status === 503 && answer.includes(`"${errors.shardUnavailable.code}"`)) return 'unreachable';
     ctx.status = response.status;
     for (const name of PASSED_BACK) {
-      const value = response.headers.get(name);
-      if (value !== null) ctx.set(name, value);
+      const value = response.headers[name];
+      if (value !== undefined) ctx.set(name, value);
     }
     ctx.body = answer;
     return 'answered';
@@ -130,6 +142,9 @@ export function createForwarder(options: ForwarderOptions) {
         await options.leases.refresh().catch(() => undefined);
       }
     },
+
+    /** Closes the connections to the other instances (once no request is in flight: at shutdown). */
+    close: () => hop.close(),
   };
 }
 

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { after, test } from 'node:test';
 import { verifyWebhook } from '../http/webhook-signature.ts';
 import { createLogger } from '../logger.ts';
 import { createBank, type BankCallback } from './bank.ts';
 import { eventually, scaled } from '../test/support/time.ts';
-import { createCallbackSender } from './callback-sender.ts';
+import { CALLBACK_HOP, createCallbackSender } from './callback-sender.ts';
 import { createScenarios } from './scenarios.ts';
 
 const log = createLogger('silent');
@@ -29,6 +29,7 @@ after(() => receivers.forEach((receiver) => receiver.close()));
 /** A gateway stand-in: answers the n-th request with `statuses[n]` (200 past the end; 0 never answers). */
 async function startReceiver(statuses: number[] = []) {
   const received: Received[] = [];
+  const connections: Socket[] = [];
   const server = createServer((request, response) => {
     const chunks: Buffer[] = [];
     request.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -38,11 +39,13 @@ async function startReceiver(statuses: number[] = []) {
       if (status !== 0) response.writeHead(status).end();
     });
   });
+  server.on('connection', (socket: Socket) => connections.push(socket));
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const receiver = {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/webhooks/bank-callback`,
     received,
+    connections,
     close() {
       server.close();
       server.closeAllConnections();
@@ -84,6 +87,21 @@ test('a callback is posted as JSON, signed with the secret, and verifies', async
   assert.equal(verified(request, [`whsec_${Buffer.from('another').toString('base64')}`]).ok, false);
   assert.deepEqual(JSON.parse(request.body.toString()), callback);
   await callbacks.stop();
+});
+
+test('callbacks one after another go out on one kept-alive connection, and stop closes it', async () => {
+  const receiver = await startReceiver([200, 500, 200, 200]);
+  const callbacks = sender(receiver.url);
+  assert.equal(await callbacks.deliver(callback, 1), 'delivered');
+  assert.equal(await callbacks.deliver(callback, 2), 'delivered');
+  assert.equal(receiver.received.length, 4);
+  for (const request of receiver.received) assert.equal(verified(request).ok, true);
+  assert.equal(receiver.connections.length, 1);
+  assert.equal(receiver.connections[0]!.destroyed, false);
+  await callbacks.stop();
+  // Well inside the pool's idle time (CALLBACK_HOP.idle_ms): only stop() can have closed it.
+  assert.ok(scaled(500) < CALLBACK_HOP.idle_ms);
+  await waitFor(() => receiver.connections[0]!.destroyed, 500);
 });
 
 test('a refused callback is retried with the same webhook-id until it is accepted', async () => {

@@ -1,15 +1,27 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Webhook } from 'standardwebhooks';
+import { createHop, HOP_DEFAULTS } from '../hop.ts';
 import type { Logger } from '../logger.ts';
 import type { BankCallback, CallbackSink } from './bank.ts';
+
+/** The callback hop's own bounds (`timeout_ms` bounds each attempt, headers and body). */
+export const CALLBACK_HOP = {
+  /** Keep-alive connections to the gateway at most; further attempts queue, within their timeout. */
+  sockets_max: 64,
+  /** A new connection to the gateway must be up within this long (at most `timeout_ms`). */
+  connect_timeout_ms: HOP_DEFAULTS.connect_timeout_ms,
+  /** An idle connection is closed after this long: before the gateway's 5 s keepAliveTimeout. */
+  idle_ms: HOP_DEFAULTS.idle_ms,
+} as const;
 
 export type DeliveryOutcome = 'delivered' | 'undelivered' | 'dropped' | 'stopped';
 
 export interface CallbackSender extends CallbackSink {
   /** Sends `copies` copies of one delivery (one webhook-id), each retried until it is answered 2xx. */
   deliver(callback: BankCallback, copies: number): Promise<DeliveryOutcome>;
-  /** Aborts requests in flight and pending retries, and waits until every delivery has ended. */
+  /** Aborts requests in flight and pending retries, waits until every delivery has ended, and closes the connections. */
   stop(): Promise<void>;
 }
 
@@ -36,11 +48,24 @@ export function createCallbackSender(options: {
   const deliveries_max = options.deliveries_max ?? 10_000;
   const webhook = new Webhook(options.secret);
   const stopping = new AbortController();
+  // Each pending retry's backoff listens for the stop: as many as deliveries in flight, a bounded number.
+  setMaxListeners(deliveries_max + 1, stopping.signal);
   const in_flight = new Set<Promise<DeliveryOutcome>>();
+  // Every attempt goes out on one pool of keep-alive connections. One whose connection was reset (a
+  // reused socket the gateway had just closed included) is a failed attempt like any other: retried.
+  const hop = createHop({
+    sockets_max: CALLBACK_HOP.sockets_max,
+    timeout_ms,
+    connect_timeout_ms: CALLBACK_HOP.connect_timeout_ms,
+    idle_ms: CALLBACK_HOP.idle_ms,
+  });
+  const target = new URL(options.url);
+  const origin = target.origin;
+  const path = target.pathname + target.search;
 
   const post = async (id: string, body: string): Promise<boolean> => {
     const timestamp_s = Math.floor(Date.now() / 1000);
-    const response = await fetch(options.url, {
+    const response = await hop.request(origin, path, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
@@ -49,11 +74,8 @@ export function createCallbackSender(options: {
         'webhook-signature': webhook.sign(id, new Date(timestamp_s * 1000), body),
       },
       body,
-      signal: AbortSignal.any([stopping.signal, AbortSignal.timeout(timeout_ms)]),
     });
-    // The body is never read; cancelling it frees the connection for the next request.
-    await response.body?.cancel();
-    return response.ok;
+    return response.status >= 200 && response.status < 300;
   };
 
   const sendOneCopy = async (id: string, body: string): Promise<DeliveryOutcome> => {
@@ -102,6 +124,8 @@ export function createCallbackSender(options: {
     },
     async stop() {
       stopping.abort();
+      // Ends the requests in flight: their deliveries see the stop and end `stopped`.
+      hop.close();
       await Promise.allSettled(in_flight);
     },
   };
