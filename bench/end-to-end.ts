@@ -2,10 +2,8 @@ import autocannon from 'autocannon';
 import {
   CONNECTIONS,
   connect,
-  cpuSecondsOf,
   depositsLoad,
   freePort,
-  machineCpu,
   metric,
   gatewayEnv,
   log,
@@ -18,6 +16,7 @@ import {
   type Report,
   type Verdict,
 } from './lib.ts';
+import { cpuSecondsOf, machineCpu } from './cpu.ts';
 
 // Scenario 5, end to end: the bank simulator in a process of its own (`cli/bank.ts`, as `npm run bank`)
 // settling at once (delays 0, every transfer succeeds, no simulated failures), the gateway calling it

@@ -1,6 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import autocannon from 'autocannon';
 import postgres from 'postgres';
@@ -34,6 +33,8 @@ export interface Result {
   journaled?: number;
   /** The non-2xx answers by status code. */
   non2xx_statuses?: Record<string, number>;
+  /** The gateway's CPU (/proc) during the load per 2xx answered, µs. */
+  gateway_cpu_us_per_accepted?: number;
 }
 
 /** One target of the Benchmarks issue, next to what was measured. */
@@ -370,29 +371,6 @@ export async function metric(url: string, name: string): Promise<number | undefi
 }
 
 export const verdict = (v: Verdict) => `${v.measured} (target ${v.target}): **${v.met ? 'met' : 'missed'}**`;
-
-// CPU accounting from /proc (Linux): clock ticks of 10 ms (getconf CLK_TCK = 100 here).
-const TICK_S = 0.01;
-
-/** CPU seconds (user + system) a process has used so far; undefined once it is gone. */
-export function cpuSecondsOf(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * TICK_S;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The whole machine's CPU time so far (all cores): busy and total seconds. */
-export function machineCpu(): { busy_s: number; total_s: number } {
-  const [, ...ticks] = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/);
-  const values = ticks.map(Number);
-  const idle = (values[3] ?? 0) + (values[4] ?? 0);
-  const total = values.slice(0, 8).reduce((sum, v) => sum + v, 0);
-  return { busy_s: (total - idle) * TICK_S, total_s: total * TICK_S };
-}
 
 /** POST /api/v1/deposits with a fresh idempotency key each, over `users` in turn. */
 export function depositsLoad(url: string, users: { id: string; key: string }[]): autocannon.Options {

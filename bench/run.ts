@@ -1,12 +1,12 @@
 import type autocannon from 'autocannon';
 import { endToEnd } from './end-to-end.ts';
+import { hotAccount } from './hot-account.ts';
 import {
   connect,
   dropDatabase,
   freshDatabase,
   load,
   log,
-  machineCpu,
   seedUsers,
   startChild,
   startGateway,
@@ -15,6 +15,7 @@ import {
   type Result,
   depositsLoad,
 } from './lib.ts';
+import { cpuSecondsOf, machineCpu } from './cpu.ts';
 import { lists } from './lists.ts';
 import { memory } from './memory.ts';
 import { recovery } from './recovery.ts';
@@ -39,11 +40,17 @@ async function loadDeposits(scenario: string, options: autocannon.Options): Prom
   return { ...result, journaled: (await countTransactions()) - before };
 }
 
+// The bank is parked (every transfer answered after the run): the gateway's CPU is the API's and the
+// payment workers' submissions, read from /proc around the load.
 async function deposits(scenario: string, extra: Record<string, string> = {}): Promise<Result> {
   const users = await seedUsers(USERS);
   const gateway = await startGateway(extra);
+  const pid = gateway.child.process.pid!;
   try {
-    return await loadDeposits(scenario, depositsLoad(gateway.url, users));
+    const before = cpuSecondsOf(pid) ?? NaN;
+    const result = await loadDeposits(scenario, depositsLoad(gateway.url, users));
+    const spent = (cpuSecondsOf(pid) ?? NaN) - before;
+    return { ...result, gateway_cpu_us_per_accepted: Math.round((1e6 * spent) / Math.max(1, result.accepted ?? 0)) };
   } finally {
     await gateway.child.stop();
   }
@@ -89,6 +96,7 @@ const scenarios: Record<string, () => Promise<Result | Report>> = {
     }
   },
   end_to_end: endToEnd,
+  hot_account: hotAccount,
   recovery,
   memory,
   lists,
@@ -128,12 +136,13 @@ console.log(`\nRun of ${started.toISOString()}, node ${process.version}: npm run
 console.log(`Machine during each scenario: ${busy.join('; ')}.`);
 if (results.length > 0) {
   const ceiling = results.find((r) => r.scenario.startsWith('ceiling'));
-  console.log('\n| scenario | req/s | p50 ms | p99 ms | non-2xx | errors | vs ceiling |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log('\n| scenario | req/s | p50 ms | p99 ms | non-2xx | errors | vs ceiling | gateway CPU µs per 2xx |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const r of results) {
     const ratio = ceiling ? `${Math.round((100 * r.requests_per_s) / ceiling.requests_per_s)} %` : '–';
     console.log(
-      `| ${r.scenario} | ${r.requests_per_s} | ${r.p50_ms} | ${r.p99_ms} | ${r.non2xx} | ${r.errors} | ${ratio} |`,
+      `| ${r.scenario} | ${r.requests_per_s} | ${r.p50_ms} | ${r.p99_ms} | ${r.non2xx} | ${r.errors} | ${ratio} | ` +
+        `${r.gateway_cpu_us_per_accepted ?? '–'} |`,
     );
   }
   const batched = results.find((r) => r.scenario.includes('batch ≤'));

@@ -5,16 +5,15 @@ import {
   CONNECTIONS,
   DURATION_S,
   connect,
-  cpuSecondsOf,
   distribution,
   freshDatabase,
   log,
-  machineCpu,
   metric,
   seedUsers,
   type Report,
   type Verdict,
 } from './lib.ts';
+import { cpuSecondsOf, machineCpu } from './cpu.ts';
 import { twoInstancesMarkdown } from './two-instances-report.ts';
 
 // Scenario 9, 2 instances vs 1 on the same traffic. Each phase: a fresh database with 1,000 users (as
