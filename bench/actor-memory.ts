@@ -4,6 +4,7 @@ import nact from 'nact';
 import { loadConfig } from '../config.ts';
 import { accountBehaviour, type AccountDeps } from '../engine/account-actor.ts';
 import { stateFromStored, stateToStored } from '../engine/account-codec.ts';
+import { openTransactions } from '../engine/account.ts';
 import { createAccounts } from '../engine/engine.ts';
 import type { Ownership } from '../engine/shards.ts';
 import { createLogger } from '../logger.ts';
@@ -40,7 +41,7 @@ const snapshotOf = (user_id: string) =>
     user_id,
     seq: 2,
     balances: { USD: { available: 1234n, held: 0n } },
-    open: {},
+    open: openTransactions(),
     incoming: {},
   });
 const SHARDS = 64;
