@@ -1,5 +1,6 @@
 import type { Logger } from '../logger.ts';
 import { keySlot, type IdempotencyRecord } from '../persistence/idempotency.ts';
+import type { InboxRecord } from '../persistence/inbox.ts';
 import type { Journal, JournalEvent } from '../persistence/journal.ts';
 import { toReadModelRow, type ReadModelRow } from '../persistence/transaction-row.ts';
 import type { SnapshotStore } from '../persistence/snapshots.ts';
@@ -25,6 +26,8 @@ export type CommandRequest = {
    * the edge wants back with the outcome on a replay (kept as given, never read by the engine).
    */
   idempotency?: { caller: string; key: string; fingerprint: string; note?: unknown };
+  /** The bank callback that carried the command: recorded in the commit of its events, if it has any. */
+  receipt?: InboxRecord;
 };
 
 export type ActorRequest = CommandRequest | { kind: 'read' } | { kind: 'passivate' };
@@ -58,6 +61,7 @@ interface Draft {
   changes: Change[];
   rows: Map<string, ReadModelRow>;
   idempotency: IdempotencyRecord[];
+  inbox: InboxRecord[];
   replies: ActorReply[];
 }
 
@@ -89,7 +93,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
   }
 
   function draft(current: AccountState, requests: CommandRequest[]): Draft {
-    const result: Draft = { next: current, changes: [], rows: new Map(), idempotency: [], replies: [] };
+    const result: Draft = { next: current, changes: [], rows: new Map(), idempotency: [], inbox: [], replies: [] };
     const keys = new Set<string>();
     for (const request of requests) {
       // A retry queued behind its original (whose client gave up waiting) is not run again: refused as a
@@ -111,6 +115,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
           result.changes.push(change);
           outcome = { kind: 'accepted', transaction: change.transaction };
         }
+        if (request.receipt) result.inbox.push(request.receipt);
       }
       const idem = request.idempotency;
       if (idem) {
@@ -137,6 +142,7 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       events: journaled,
       rows: [...planned.rows.values()],
       idempotency: planned.idempotency,
+      ...(planned.inbox.length > 0 ? { inbox: planned.inbox } : {}),
     });
     if (!result.ok) {
       // One conflicting key or one bad command must not refuse the others: commit each on its own. Not

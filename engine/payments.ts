@@ -333,6 +333,9 @@ export function createPayments(options: PaymentsOptions) {
     /** Whether a worker drives this transaction here now. */
     has: (transaction_id: string): boolean => workers.has(transaction_id),
 
+    /** The account of a transaction a worker here drives (no query: a bank callback's fast path), if any. */
+    accountOf: (transaction_id: string): string | undefined => workers.get(transaction_id)?.transaction.user_id,
+
     inFlight: (): PaymentView[] => [...workers.values()].map((worker) => ({ ...worker.view })),
 
     /** Stops every worker where it stands; their transactions resume after the next recovery. */

@@ -140,6 +140,7 @@ export function createEdge(options: EdgeOptions): Edge {
         secrets: s.WEBHOOK_SECRETS,
         inbox: storage.inbox,
         readModel,
+        accountOf: (transaction_id) => engine.payments.accountOf(transaction_id),
         accounts,
         bodySizeMaxBytes,
         toOwner,

@@ -2,6 +2,7 @@ import { QUEUE_APPENDS_MAX_DEFAULT } from '../config.ts';
 import { isStorageFault } from './faults.ts';
 import type { Logger } from '../logger.ts';
 import { insertRecords, keySlot, type IdempotencyRecord } from './idempotency.ts';
+import { insertInboxRecords, type InboxRecord } from './inbox.ts';
 import type { Queryable, Sql } from './sql.ts';
 import type { ReadModelRow } from './transaction-row.ts';
 
@@ -24,6 +25,8 @@ export interface Append {
   events: JournalEvent[];
   rows: ReadModelRow[];
   idempotency: IdempotencyRecord[];
+  /** The bank callbacks whose settlements these events are: recorded in the same commit, so a redelivery finds them. */
+  inbox?: InboxRecord[];
 }
 
 /**
@@ -136,8 +139,17 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     const live = appends.filter((_, i) => outcomes[i]!.ok);
     if (live.length === 0) return outcomes;
     // Sent together (postgres.js pipelines them on the transaction's connection): one round trip, not
-    // three. Any failure, a conflicting idempotency key included, rolls the whole transaction back.
-    await Promise.all([insertIdempotency(tx, live), insertJournal(tx, live), upsertReadModel(tx, live)]);
+    // four. Any failure, a conflicting idempotency key included, rolls the whole transaction back (a
+    // webhook-id already in the inbox is not one: its settlement is applied once all the same).
+    await Promise.all([
+      insertIdempotency(tx, live),
+      insertJournal(tx, live),
+      upsertReadModel(tx, live),
+      insertInboxRecords(
+        tx,
+        live.flatMap((append) => append.inbox ?? []),
+      ),
+    ]);
     return outcomes;
   }
 

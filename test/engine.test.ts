@@ -117,6 +117,35 @@ describe('the account actor on the real journal', () => {
     );
   });
 
+  test("a bank callback's receipt is committed with the settlement it carries, and only then", async () => {
+    const user_id = uuidv7();
+    const deposit = create('deposit', 100n);
+    assert.equal((await run(user_id, deposit)).kind, 'done');
+    const id = deposit.type === 'create' ? deposit.transaction.id : '';
+    const receipt = (webhook_id: string) => ({ webhook_id, reference: id, payload: { webhook: webhook_id } });
+    const inbox = (webhook_id: string) =>
+      engine.sql<{ reference: string; payload: unknown }[]>`
+        SELECT reference, payload FROM webhook_inbox WHERE webhook_id = ${webhook_id}`;
+    const first = `wh-${uuidv7()}`;
+    const second = `wh-${uuidv7()}`;
+    const [settled, again] = await Promise.all(
+      [first, second].map((webhook_id) =>
+        engine.registry.ask(user_id, {
+          kind: 'command',
+          command: settle(id, 'succeeded'),
+          receipt: receipt(webhook_id),
+        }),
+      ),
+    );
+    assert.equal(settled?.kind === 'done' && settled.outcome.kind, 'accepted');
+    assert.equal(again?.kind === 'done' && again.outcome.kind, 'noop');
+    // The settlement's receipt is in the inbox with it; the no-op's is not (the edge records that one).
+    assert.deepEqual([...(await inbox(first))], [{ reference: id, payload: { webhook: first } }]);
+    assert.deepEqual([...(await inbox(second))], []);
+    const [row] = await engine.sql<{ status: string }[]>`SELECT status FROM transactions WHERE id = ${id}`;
+    assert.equal(row?.status, 'succeeded');
+  });
+
   test('an append with a stale fencing epoch is refused, nothing is written, and the actor is dropped', async () => {
     const user_id = uuidv7();
     const deposit = create('deposit', 100n);

@@ -15,6 +15,8 @@ export interface WebhookRoutesDeps {
   secrets: readonly string[];
   inbox: Inbox;
   readModel: ReadModel;
+  /** The account of a transaction this instance's payment worker drives, if one does. */
+  accountOf: (transaction_id: string) => string | undefined;
   accounts: Registry;
   bodySizeMaxBytes: number;
   toOwner: ToOwner;
@@ -23,9 +25,11 @@ export interface WebhookRoutesDeps {
 
 /**
  * `POST /webhooks/bank-callback`: verify the signature on the raw body, validate the body and the
- * webhook-id, hand the result to the account's actor, then record the webhook-id. The result is applied
- * before the id is recorded, so a crash in between means a redelivery that the actor turns into a
- * no-op, never a lost result; so whatever the inbox could not record is refused before anything applies.
+ * webhook-id, and hand the result to the account's actor with the callback as its receipt: the
+ * settlement and the webhook-id are committed together, so a redelivery is a no-op and a crash loses
+ * neither. The account comes from this instance's payment worker when one drives the transaction (no
+ * query on the hot path), else from the read model. A callback that changes nothing (the transaction
+ * already final, or unknown) is recorded on its own, and recording says whether it was a redelivery.
  */
 export function webhookRoutes(deps: WebhookRoutesDeps): Router {
   const router = new Router();
@@ -39,23 +43,24 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
     });
     if (!verified.ok) throw errors.invalidSignature({ reason: verified.reason });
     const callback = parseInput(bankCallbackBody, parsed);
-    // The inbox must be able to record the id once the result is applied: check it before applying.
+    // The inbox must be able to record the id with the result: check it before applying.
     parseInput(bankCallbackHeaders, { 'webhook-id': verified.id });
-    if (await deps.inbox.seen(verified.id)) {
-      ctx.body = { status: 'duplicate' };
-      return;
-    }
     const { reference, status, failure_code, failure_message } = callback.data;
-    const transaction = await deps.readModel.find(reference);
-    if (!transaction || status === 'processing') {
-      deps.log.warn({ webhook_id: verified.id, transaction_id: reference }, 'callback for an unknown transaction');
-      await deps.inbox.record(verified.id, null, callback);
-      ctx.body = { status: 'ignored' };
+    const user_id =
+      status === 'processing'
+        ? undefined
+        : (deps.accountOf(reference) ?? (await deps.readModel.find(reference))?.user_id);
+    if (status === 'processing' || !user_id) {
+      const fresh = await deps.inbox.record({ webhook_id: verified.id, reference: null, payload: callback });
+      if (fresh)
+        deps.log.warn({ webhook_id: verified.id, transaction_id: reference }, 'callback for an unknown transaction');
+      ctx.body = { status: fresh ? 'ignored' : 'duplicate' };
       return;
     }
     ctx.state.transactionId = reference;
-    if (await deps.toOwner(ctx, transaction.user_id)) return;
-    const reply = await deps.accounts.ask(transaction.user_id, {
+    if (await deps.toOwner(ctx, user_id)) return;
+    const receipt = { webhook_id: verified.id, reference, payload: callback };
+    const reply = await deps.accounts.ask(user_id, {
       kind: 'command',
       command: {
         type: 'settle',
@@ -73,14 +78,24 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
         cause: 'bank_callback',
         request_id: ctx.state.requestId,
       },
+      receipt,
     });
     if (reply.kind !== 'done') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
-    await deps.inbox.record(verified.id, reference, callback);
+    if (reply.outcome.kind !== 'noop') {
+      deps.log.info(
+        { webhook_id: verified.id, transaction_id: reference, user_id, outcome: status },
+        'callback applied',
+      );
+      ctx.body = { status: 'applied' };
+      return;
+    }
+    // Already final: a redelivery of the callback that settled it, or another callback for it.
+    const fresh = await deps.inbox.record(receipt);
     deps.log.info(
-      { webhook_id: verified.id, transaction_id: reference, user_id: transaction.user_id, outcome: status },
-      reply.outcome.kind === 'noop' ? 'callback for a finished transaction: no change' : 'callback applied',
+      { webhook_id: verified.id, transaction_id: reference, user_id, outcome: status },
+      fresh ? 'callback for a finished transaction: no change' : 'callback redelivered: no change',
     );
-    ctx.body = { status: reply.outcome.kind === 'noop' ? 'already_final' : 'applied' };
+    ctx.body = { status: fresh ? 'already_final' : 'duplicate' };
   });
   return router;
 }
