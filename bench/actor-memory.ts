@@ -20,7 +20,7 @@ import { createSql } from '../persistence/sql.ts';
 
 // Each part is measured in a process of its own, so that no part's garbage or lazy work lands in another's.
 const [first = '', second] = process.argv.slice(2);
-const PARTS = ['map', 'nact', 'state', 'behaviour', 'behaviour_shared_log', 'registry'] as const;
+const PARTS = ['map', 'nact', 'state', 'behaviour', 'registry'] as const;
 type Part = (typeof PARTS)[number];
 const part = PARTS.find((p) => p === first);
 const N = Number((part ? second : first) || 100_000);
@@ -53,10 +53,9 @@ const ownership: Ownership = {
 };
 
 /** The engine's account core, as the gateway builds it, with the snapshots and the journal tail in memory. */
-function engineAccounts(sharedLog = false) {
+function engineAccounts() {
   // Never connected to: the actors only read, and their reads are the two functions below.
   const sql = createSql('postgres://postgres@127.0.0.1:9/unused', { pool_max: 1, application_name: 'actor-memory' });
-  const base = sharedLog ? Object.assign(Object.create(log) as typeof log, { child: () => base }) : log;
   const core = createAccounts({
     settings: { ...loadConfig({}), ACTOR_IDLE_MS: 86_400_000, ACTORS_LIVE_MAX: Math.max(N, 1) },
     sql,
@@ -65,7 +64,7 @@ function engineAccounts(sharedLog = false) {
       save: () => Promise.resolve(),
     },
     ownership,
-    log: base,
+    log,
     readEvents: () => ({
       [Symbol.asyncIterator]: () => ({ next: () => Promise.resolve({ done: true as const, value: undefined }) }),
     }),
@@ -83,10 +82,7 @@ const LABELS: Record<Part, string> = {
   map: 'a Map entry user_id → small object (as the registry map and its Entry)',
   nact: 'a nact actor (nact.spawn, no message yet)',
   state: 'an AccountState read from a snapshot (stateFromStored)',
-  behaviour: 'accountBehaviour(user_id, deps) before its first message (its closures and its pino child)',
-  // A pino child alone measures as nothing here (its few bytes drown in the heap's own movements), so
-  // its cost is read as the difference between these two.
-  behaviour_shared_log: 'the same, with a logger whose child() returns itself (no pino child per actor)',
+  behaviour: 'accountBehaviour(user_id, deps) before its first message (a class instance: a few fields)',
   registry: 'a whole actor of the engine (createAccounts), recovered from a snapshot by one read',
 };
 
@@ -98,7 +94,7 @@ interface Measure {
 async function measurePart(which: Part): Promise<Measure> {
   const ids = Array.from({ length: N }, () => crypto.randomUUID());
   const system = nact.start();
-  const core = engineAccounts(which === 'behaviour_shared_log');
+  const core = engineAccounts();
   const deps: AccountDeps = core.deps;
   const registry = core.accounts;
   const before = await collect();
@@ -115,7 +111,7 @@ async function measurePart(which: Part): Promise<Measure> {
       if (which === 'map') map.set(id, { id, n: 0 });
       if (which === 'nact') kept.push(nact.spawn(system, (state: null) => state, `actor-${i}`, { initialState: null }));
       if (which === 'state') kept.push(stateFromStored(snapshotOf(id)));
-      if (which === 'behaviour' || which === 'behaviour_shared_log') kept.push(accountBehaviour(id, deps));
+      if (which === 'behaviour') kept.push(accountBehaviour(id, deps));
     });
     kept.push(map);
   }

@@ -69,30 +69,73 @@ interface Draft {
  * One account's behaviour behind its actor: recover (apply only), then for the commands waiting in
  * its mailbox decide → append them in one commit and await it → apply → reply. The actor runs one
  * batch at a time, so a hot account costs one commit per batch rather than one per request.
+ *
+ * A class, not closures: a gateway holds up to `ACTORS_LIVE_MAX` of these, and methods on the
+ * prototype cost nothing per account where seven closures cost ~1.5 KiB each (bench/actor-memory.ts).
+ * For the same reason an account logs through the engine's logger with its ids on each line, not
+ * through a logger child of its own.
  */
-export function accountBehaviour(user_id: string, deps: AccountDeps) {
-  const shard = shardOf(user_id, deps.ownership.shards);
-  const log = deps.log.child({ user_id, shard });
-  let state: AccountState | undefined;
-  let snapshotSeq = 0;
-  let inFlightSnapshot: Promise<void> | undefined;
+export class AccountBehaviour {
+  readonly shard: number;
+  private state: AccountState | undefined;
+  private snapshotSeq = 0;
+  private inFlightSnapshot: Promise<void> | undefined;
 
-  async function recover(): Promise<AccountState> {
+  constructor(
+    readonly user_id: string,
+    private readonly deps: AccountDeps,
+  ) {
+    this.shard = shardOf(user_id, deps.ownership.shards);
+  }
+
+  /** Handles a batch of requests in arrival order; never throws (nact would swallow it). */
+  async handle(requests: ActorRequest[]): Promise<ActorReply[]> {
+    try {
+      this.state ??= await this.recover();
+      const commands = requests.filter((request): request is CommandRequest => request.kind === 'command');
+      const commandReplies = commands.length > 0 ? await this.execute(this.state, commands) : [];
+      const refused = (reason: Refusal) =>
+        commandReplies.some((reply) => reply.kind === 'refused' && reply.reason === reason);
+      // After a failed write the commit may or may not have happened: recover from the journal.
+      if (refused('failed') || refused('uncertain')) this.state = undefined;
+      if (refused('stale_epoch')) this.deps.ownership.lose(this.shard);
+      if (requests.some((request) => request.kind === 'passivate')) await this.snapshot();
+      const current = this.state;
+      let next = 0;
+      return requests.map((request) => {
+        if (request.kind === 'command') return commandReplies[next++]!;
+        return current ? { kind: 'state', state: current } : refusedFailed();
+      });
+    } catch (error) {
+      this.log('error', { err: error }, 'account actor failed');
+      this.state = undefined;
+      return requests.map(() => refusedFailed());
+    }
+  }
+
+  private log(level: 'info' | 'warn' | 'error', fields: Record<string, unknown>, message: string): void {
+    this.deps.log[level]({ user_id: this.user_id, shard: this.shard, ...fields }, message);
+  }
+
+  private async recover(): Promise<AccountState> {
+    const { user_id, deps } = this;
     const snapshot = await deps.snapshots.latest(user_id);
     let recovered = snapshot ? stateFromStored(snapshot.state) : undefined;
-    if (snapshot && !recovered) log.warn({ seq: snapshot.seq }, 'snapshot unreadable; replaying the whole journal');
+    if (snapshot && !recovered) {
+      this.log('warn', { seq: snapshot.seq }, 'snapshot unreadable; replaying the whole journal');
+    }
     if (recovered && (recovered.user_id !== user_id || recovered.seq !== snapshot?.seq)) recovered = undefined;
     let next = recovered ?? emptyAccount(user_id);
     for await (const row of deps.readEvents(user_id, next.seq)) {
       if (row.seq !== next.seq + 1) throw new Error(`journal gap for ${user_id}: ${next.seq} then ${row.seq}`);
       next = apply(next, eventFromStored(row.payload));
     }
-    snapshotSeq = recovered?.seq ?? 0;
+    this.snapshotSeq = recovered?.seq ?? 0;
     deps.onRecovered?.(next);
     return next;
   }
 
-  function draft(current: AccountState, requests: CommandRequest[]): Draft {
+  private draft(current: AccountState, requests: CommandRequest[]): Draft {
     const result: Draft = { next: current, changes: [], rows: new Map(), idempotency: [], inbox: [], replies: [] };
     const keys = new Set<string>();
     for (const request of requests) {
@@ -121,17 +164,24 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       if (idem) {
         const { caller, key, fingerprint, note } = idem;
         const kept = { outcome, request_id: request.command.request_id, ...(note !== undefined ? { note } : {}) };
-        result.idempotency.push({ caller, key, fingerprint, user_id, answer: { outcome: outcomeToStored(kept) } });
+        result.idempotency.push({
+          caller,
+          key,
+          fingerprint,
+          user_id: this.user_id,
+          answer: { outcome: outcomeToStored(kept) },
+        });
       }
       result.replies.push({ kind: 'done', outcome });
     }
     return result;
   }
 
-  async function execute(current: AccountState, requests: CommandRequest[]): Promise<ActorReply[]> {
+  private async execute(current: AccountState, requests: CommandRequest[]): Promise<ActorReply[]> {
+    const { user_id, shard, deps } = this;
     const epoch = deps.ownership.epochOf(shard);
     if (epoch === undefined) return requests.map(() => ({ kind: 'refused', reason: 'not_owned' }));
-    const planned = draft(current, requests);
+    const planned = this.draft(current, requests);
     if (planned.changes.length === 0 && planned.idempotency.length === 0) return planned.replies;
     const journaled = planned.changes.map(({ event }) => journalEvent(event));
     const result = await deps.journal.append({
@@ -149,20 +199,20 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
       // after an uncertain commit: it may have happened, so every command's outcome is unknown (its
       // key tells), and a second try would only fail on its sequence number and be reported as failed.
       const alone = result.reason === 'idempotency_conflict' || result.reason === 'failed';
-      if (alone && requests.length > 1) return executeOneByOne(requests);
+      if (alone && requests.length > 1) return this.executeOneByOne(requests);
       return requests.map(() => ({ kind: 'refused', reason: result.reason }));
     }
-    state = planned.next;
+    this.state = planned.next;
     planned.changes.forEach(({ event }, i) => {
       const { transaction_id, request_id } = journaled[i]!;
       const cause = event.type === 'transaction_created' ? 'api' : event.cause;
-      log.info({ transaction_id, request_id, event: event.type, cause }, 'journaled');
+      this.log('info', { transaction_id, request_id, event: event.type, cause }, 'journaled');
     });
     if (planned.changes.length > 0) deps.onCommitted?.(planned.next, planned.changes);
     // A snapshot writes every open transaction: taken after max(N, open transactions) events, its cost
     // per event stays bounded however many are open.
     const snapshotAfter = Math.max(deps.snapshot_every_events, planned.next.open.size);
-    if (!inFlightSnapshot && planned.next.seq - snapshotSeq >= snapshotAfter) void snapshot();
+    if (!this.inFlightSnapshot && planned.next.seq - this.snapshotSeq >= snapshotAfter) void this.snapshot();
     return planned.replies;
   }
 
@@ -171,84 +221,58 @@ export function accountBehaviour(user_id: string, deps: AccountDeps) {
    * committed, so the journal is read again before the next command; the sequence numbers make a
    * commit that did happen refuse any second try of it.
    */
-  async function executeOneByOne(requests: CommandRequest[]): Promise<ActorReply[]> {
+  private async executeOneByOne(requests: CommandRequest[]): Promise<ActorReply[]> {
     const replies: ActorReply[] = [];
     let stop: Refusal | undefined;
     for (const request of requests) {
-      if (!stop && !state) state = await recoverOrNothing();
-      const base = stop ? undefined : state;
+      if (!stop && !this.state) this.state = await this.recoverOrNothing();
+      const base = stop ? undefined : this.state;
       if (!base) {
         stop ??= 'failed';
         replies.push({ kind: 'refused', reason: stop });
         continue;
       }
-      const [reply] = await execute(base, [request]);
+      const [reply] = await this.execute(base, [request]);
       replies.push(reply!);
       if (reply!.kind !== 'refused' || reply!.reason === 'idempotency_conflict') continue;
       // After a failed or uncertain write, the next command starts from the journal.
-      if (reply!.reason === 'failed' || reply!.reason === 'uncertain') state = undefined;
+      if (reply!.reason === 'failed' || reply!.reason === 'uncertain') this.state = undefined;
       // The shard is another instance's now: nothing more can be committed here.
       else stop = reply!.reason;
     }
     return replies;
   }
 
-  async function recoverOrNothing(): Promise<AccountState | undefined> {
+  private async recoverOrNothing(): Promise<AccountState | undefined> {
     try {
-      return await recover();
+      return await this.recover();
     } catch (error) {
-      log.warn({ err: error }, 'could not recover after a failed write');
+      this.log('warn', { err: error }, 'could not recover after a failed write');
       return undefined;
     }
   }
 
   /** Saves the current state as a snapshot; one at a time, so a fast account does not write one per commit. */
-  async function snapshot(): Promise<void> {
-    if (inFlightSnapshot) await inFlightSnapshot;
-    if (!state || state.seq === snapshotSeq) return;
-    const taken = state;
-    inFlightSnapshot = deps.snapshots
-      .save(user_id, taken.seq, stateToStored(taken))
+  private async snapshot(): Promise<void> {
+    if (this.inFlightSnapshot) await this.inFlightSnapshot;
+    const taken = this.state;
+    if (!taken || taken.seq === this.snapshotSeq) return;
+    this.inFlightSnapshot = this.deps.snapshots
+      .save(this.user_id, taken.seq, stateToStored(taken))
       .then(
-        () => void (snapshotSeq = Math.max(snapshotSeq, taken.seq)),
+        () => void (this.snapshotSeq = Math.max(this.snapshotSeq, taken.seq)),
         (error: unknown) =>
-          log.warn({ err: error, seq: taken.seq }, 'snapshot failed; the journal still has everything'),
+          this.log('warn', { err: error, seq: taken.seq }, 'snapshot failed; the journal still has everything'),
       )
-      .finally(() => (inFlightSnapshot = undefined));
-    await inFlightSnapshot;
+      .finally(() => (this.inFlightSnapshot = undefined));
+    await this.inFlightSnapshot;
   }
-
-  return {
-    user_id,
-    shard,
-    /** Handles a batch of requests in arrival order; never throws (nact would swallow it). */
-    async handle(requests: ActorRequest[]): Promise<ActorReply[]> {
-      try {
-        state ??= await recover();
-        const commands = requests.filter((request): request is CommandRequest => request.kind === 'command');
-        const commandReplies = commands.length > 0 ? await execute(state, commands) : [];
-        const refused = (reason: Refusal) =>
-          commandReplies.some((reply) => reply.kind === 'refused' && reply.reason === reason);
-        // After a failed write the commit may or may not have happened: recover from the journal.
-        if (refused('failed') || refused('uncertain')) state = undefined;
-        if (refused('stale_epoch')) deps.ownership.lose(shard);
-        if (requests.some((request) => request.kind === 'passivate')) await snapshot();
-        const current = state;
-        let next = 0;
-        return requests.map((request) => {
-          if (request.kind === 'command') return commandReplies[next++]!;
-          return current ? { kind: 'state', state: current } : refusedFailed();
-        });
-      } catch (error) {
-        log.error({ err: error }, 'account actor failed');
-        state = undefined;
-        return requests.map(() => refusedFailed());
-      }
-    },
-  };
 }
 
-export type AccountBehaviour = ReturnType<typeof accountBehaviour>;
+/** The behaviour of `user_id`'s account actor. */
+export function accountBehaviour(user_id: string, deps: AccountDeps): AccountBehaviour {
+  return new AccountBehaviour(user_id, deps);
+}
 
 function refusedFailed(): ActorReply {
   return { kind: 'refused', reason: 'failed' };
