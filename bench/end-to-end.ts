@@ -1,6 +1,7 @@
 import autocannon from 'autocannon';
 import {
   CONNECTIONS,
+  FAULTLESS_BANK,
   connect,
   depositsLoad,
   freePort,
@@ -73,14 +74,7 @@ export async function endToEnd(): Promise<Report> {
       BANK_HOST: '127.0.0.1',
       BANK_PORT: String(bankPort),
       BANK_CALLBACK_URL: `http://127.0.0.1:${gatewayPort}/webhooks/bank-callback`,
-      BANK_MIN_DELAY_MS: '0',
-      BANK_MAX_DELAY_MS: '0',
-      BANK_SUCCESS_RATE: '1',
-      BANK_TIMEOUT_RATE: '0',
-      BANK_UNAVAILABLE_RATE: '0',
-      BANK_INVALID_RATE: '0',
-      BANK_INSUFFICIENT_FUNDS_RATE: '0',
-      BANK_DUPLICATE_CALLBACK_RATE: '0',
+      ...FAULTLESS_BANK,
       BANK_LOST_CALLBACK_RATE: '0',
       BANK_SEED: 'bench',
       LOG_LEVEL: logLevel,

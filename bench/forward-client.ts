@@ -1,6 +1,6 @@
 import { Agent, request } from 'node:http';
 import { createHop } from '../hop.ts';
-import { freePort, spawnChild, startChild, waitForHttp, type Child } from './lib.ts';
+import { FAULTLESS_BANK, freePort, spawnChild, startChild, waitForHttp, type Child } from './lib.ts';
 
 // What one hop between our processes costs its client: CPU per call, on the client side only, with 32
 // calls in flight against a server in a process of its own (so that its CPU is not counted).
@@ -134,13 +134,7 @@ const startBank = async (): Promise<Child> => {
   const child = spawnChild('cli/bank.ts', {
     BANK_HOST: '127.0.0.1',
     BANK_PORT: String(port),
-    BANK_MIN_DELAY_MS: '0',
-    BANK_MAX_DELAY_MS: '0',
-    BANK_SUCCESS_RATE: '1',
-    BANK_TIMEOUT_RATE: '0',
-    BANK_UNAVAILABLE_RATE: '0',
-    BANK_INVALID_RATE: '0',
-    BANK_DUPLICATE_CALLBACK_RATE: '0',
+    ...FAULTLESS_BANK,
     // No callbacks: nothing listens for them here.
     BANK_LOST_CALLBACK_RATE: '1',
     LOG_LEVEL: 'warn',

@@ -258,15 +258,24 @@ export function gatewayEnv(port: number, extra: Record<string, string> = {}): Re
     RATE_LIMIT_BALANCE_PER_MIN: '100000000',
     RATE_LIMIT_TRANSACTIONS_PER_MIN: '100000000',
     // The bank accepts every transfer and answers after the run: the figure is the API's.
+    ...FAULTLESS_BANK,
     BANK_MIN_DELAY_MS: '600000',
     BANK_MAX_DELAY_MS: '600000',
-    BANK_SUCCESS_RATE: '1',
-    BANK_TIMEOUT_RATE: '0',
-    BANK_UNAVAILABLE_RATE: '0',
-    BANK_INVALID_RATE: '0',
     ...extra,
   };
 }
+
+/** A bank that answers at once and accepts every transfer: no fault, no delay, no duplicate callback. */
+export const FAULTLESS_BANK: Record<string, string> = {
+  BANK_MIN_DELAY_MS: '0',
+  BANK_MAX_DELAY_MS: '0',
+  BANK_SUCCESS_RATE: '1',
+  BANK_TIMEOUT_RATE: '0',
+  BANK_UNAVAILABLE_RATE: '0',
+  BANK_INVALID_RATE: '0',
+  BANK_INSUFFICIENT_FUNDS_RATE: '0',
+  BANK_DUPLICATE_CALLBACK_RATE: '0',
+};
 
 /**
  * Polls GET `url` until it answers 200 (the gateway answers 503 until it is wired; whatever the log
