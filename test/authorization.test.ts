@@ -182,7 +182,7 @@ describe('no mass assignment', () => {
         const answer = await post(path, mallory.api_key, { amount: 100, currency: 'USD', [field]: value });
         assert.equal(answer.status, 400, `${field}: ${answer.text}`);
         assert.equal(answer.json.error, 'validation_error');
-        assert.match(answer.json.details[0].message, new RegExp(`"${field}"`));
+        assert.deepEqual(answer.json.details, [{ field, message: 'is not a known field' }]);
       }
       const forVictim = await post(path, mallory.api_key, { amount: 100, currency: 'USD', user_id: victim.id });
       assert.equal(forVictim.status, 404, forVictim.text);

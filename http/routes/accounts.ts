@@ -25,7 +25,7 @@ export function accountRoutes(deps: AccountRoutesDeps): Router {
   const router = new Router({ prefix: '/api/v1/users/:user_id' });
 
   async function visibleUser(caller: Caller, params: unknown): Promise<string> {
-    const { user_id } = parseInput(userIdParams, params);
+    const { user_id } = parseInput(userIdParams, params, 'path');
     if (!mayActFor(caller, user_id)) throw errors.notFound({ what: 'user' });
     if (caller.kind === 'admin' && !(await deps.users.findById(user_id))) throw errors.notFound({ what: 'user' });
     return user_id;
@@ -48,7 +48,7 @@ export function accountRoutes(deps: AccountRoutesDeps): Router {
 
   router.get('/transactions', async (ctx) => {
     const user_id = await visibleUser(requireCaller(ctx.state), ctx.params);
-    const query = parseInput(historyQuery, ctx.query);
+    const query = parseInput(historyQuery, ctx.query, 'query');
     await sendPage(ctx, deps.readModel, {
       ...query,
       user_id,

@@ -50,7 +50,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
 
   router.get('/dead-letters', async (ctx) => {
     requireAdmin(ctx.state);
-    const query = parseInput(deadLetterListQuery, ctx.query);
+    const query = parseInput(deadLetterListQuery, ctx.query, 'query');
     const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
     const rows = await deps.deadLetters.page(limit + 1, query.cursor ? decodeCursor(query.cursor) : undefined);
     const page = rows.slice(0, limit);
@@ -76,7 +76,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
   router.post('/dead-letters/:id/retry', async (ctx) => {
     const caller = requireAdmin(ctx.state);
     const key = idempotencyKey(ctx);
-    const { id } = parseInput(deadLetterParams, ctx.params);
+    const { id } = parseInput(deadLetterParams, ctx.params, 'path');
     const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, {}) };
     // The account's owner retries it (its payment workers run there).
     const found = await deps.deadLetters.find(id);

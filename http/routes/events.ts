@@ -93,7 +93,7 @@ export function eventRoutes(deps: EventRoutesDeps): Router {
 
   router.get('/api/v1/events', async (ctx) => {
     const caller = requireCaller(ctx.state);
-    const { user_id } = parseInput(eventsQuery, ctx.query);
+    const { user_id } = parseInput(eventsQuery, ctx.query, 'query');
     const scope = await streamScope(caller, user_id, deps.users);
     const subscribed = deps.feed.subscribe({ user_id: scope, owner: caller.id });
     if (!subscribed.ok) throw refusal(subscribed.reason);

@@ -113,7 +113,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
 
   async function show(ctx: Context, type: TransactionType): Promise<void> {
     const caller = requireCaller(ctx.state);
-    const { id } = parseInput(transactionIdParams, ctx.params);
+    const { id } = parseInput(transactionIdParams, ctx.params, 'path');
     const row = await deps.readModel.find(id);
     if (!row || row.type !== type || !mayActFor(caller, row.user_id)) throw errors.notFound({ what: type });
     const events = await deps.readModel.events(row);
@@ -122,7 +122,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
 
   async function list(ctx: Context, type: TransactionType): Promise<void> {
     const caller = requireCaller(ctx.state);
-    const query = parseInput(typedListQuery, ctx.query);
+    const query = parseInput(typedListQuery, ctx.query, 'query');
     if (caller.kind === 'user' && query.user_id !== undefined && query.user_id !== caller.id) {
       throw errors.notFound({ what: 'user' });
     }

@@ -45,7 +45,7 @@ export function userRoutes(deps: UserRoutesDeps): Router {
 
   router.get('/:user_id', async (ctx) => {
     const caller = requireCaller(ctx.state);
-    const { user_id } = parseInput(userIdParams, ctx.params);
+    const { user_id } = parseInput(userIdParams, ctx.params, 'path');
     const user = mayActFor(caller, user_id) ? await deps.users.findById(user_id) : undefined;
     if (!user) throw errors.notFound({ what: 'user' });
     ctx.body = userJson(user);

@@ -44,7 +44,7 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
     if (!verified.ok) throw errors.invalidSignature({ reason: verified.reason });
     const callback = parseInput(bankCallbackBody, parsed);
     // The inbox must be able to record the id with the result: check it before applying.
-    parseInput(bankCallbackHeaders, { 'webhook-id': verified.id });
+    parseInput(bankCallbackHeaders, { 'webhook-id': verified.id }, 'headers');
     const { reference, status, failure_code, failure_message } = callback.data;
     const user_id =
       status === 'processing'
