@@ -40,6 +40,8 @@ export interface HopRequest {
   body?: string | Buffer;
   /** This request's whole timeout instead of the hop's `timeout_ms`. */
   timeout_ms?: number;
+  /** Safe to send twice whatever its method (a read carried in a POST); by default GET, HEAD and OPTIONS are. */
+  idempotent?: boolean;
 }
 
 export interface HopResponse {
@@ -248,7 +250,10 @@ export function createHop(options: HopOptions): Hop {
         // The server closed an idle socket as this request went out on it: a request safe to repeat
         // goes once more, on a new connection (the pool hands out no socket that it knows closed).
         const retry =
-          error instanceof HopError && error.failure === 'reset' && error.reused && IDEMPOTENT.has(init.method);
+          error instanceof HopError &&
+          error.failure === 'reset' &&
+          error.reused &&
+          (init.idempotent ?? IDEMPOTENT.has(init.method));
         if (!retry || closed) throw error;
         return once(origin, path, init, deadline, request_timeout_ms);
       }

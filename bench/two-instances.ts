@@ -34,12 +34,18 @@ export type Workload = 'deposits' | 'balance';
 /**
  * '1': one instance. '2': two, each sent every user (it forwards about half). '2, to owner': two, each
  * sent only the users of its own shards (no forwarding): the control that tells the cost of the second
- * process on these cores apart from the cost of forwarding.
+ * process on these cores apart from the cost of forwarding. '2, all forwarded': two, each sent only the
+ * users of the other's shards (every request forwarded): its gateway CPU per request, next to that of
+ * '2, to owner', is what a forwarded request costs against a direct one (edge + owner vs owner alone).
  */
-export type Setup = '1' | '2' | '2, to owner';
-const SETUPS: Setup[] = ['1', '2', '2, to owner'];
+export type Setup = '1' | '2' | '2, to owner' | '2, all forwarded';
+const ALL_SETUPS: Setup[] = ['1', '2', '2, to owner', '2, all forwarded'];
+/** The setups to run, comma-separated (BENCH_TWO_INSTANCES_SETUPS): 1, 2 and 2-to-owner by default. */
+const SETUPS = (process.env.BENCH_TWO_INSTANCES_SETUPS ?? '1,2,2, to owner')
+  .split(/,(?! )/)
+  .map((name) => name.trim()) as Setup[];
 /** The setups' names in Redis prefixes and instance ids. */
-const TAGS: Record<Setup, string> = { '1': 'one', '2': 'two', '2, to owner': 'owner' };
+const TAGS: Record<Setup, string> = { '1': 'one', '2': 'two', '2, to owner': 'owner', '2, all forwarded': 'fwd' };
 type User = { id: string; key: string };
 
 /** What one autocannon run resolves to with `skipAggregateResult` (its histograms still encoded). */
@@ -178,6 +184,8 @@ function usersOf(setup: Setup, users: User[], cluster: Cluster, i: number): User
   const instance = cluster.instances[i]!;
   if (setup === '2, to owner')
     return users.filter((user) => cluster.owners[shardOf(user.id, cluster.owners.length)] === instance.id);
+  if (setup === '2, all forwarded')
+    return users.filter((user) => cluster.owners[shardOf(user.id, cluster.owners.length)] !== instance.id);
   const offset = Math.floor((i * users.length) / cluster.instances.length);
   return [...users.slice(offset), ...users.slice(0, offset)];
 }
@@ -206,7 +214,10 @@ const warnings = (cluster: Cluster) =>
 
 /** Access log lines of the loaded route, on every instance (a forwarded request is logged by both). */
 function routeLines(workload: Workload, cluster: Cluster): number {
-  const route = (path: string) => (workload === 'deposits' ? path === '/api/v1/deposits' : path.endsWith('/balance'));
+  // A forwarded request reaches its owner as an internal command (since the owner stopped re-running the edge).
+  const route = (path: string) =>
+    path === '/internal/v1/commands' ||
+    (workload === 'deposits' ? path === '/api/v1/deposits' : path.endsWith('/balance'));
   return cluster.instances
     .flatMap((instance) => [...instance.requestLines])
     .reduce((sum, [path, n]) => sum + (route(path) ? n : 0), 0);
@@ -292,6 +303,7 @@ function verdicts(phases: Phase[]): Verdict[] {
 
 export async function twoInstances(): Promise<Report> {
   const phases: Phase[] = [];
+  for (const setup of SETUPS) if (!ALL_SETUPS.includes(setup)) throw new Error(`unknown setup ${setup}`);
   for (const workload of LOADS) {
     if (workload !== 'deposits' && workload !== 'balance') throw new Error(`unknown load ${String(workload)}`);
     for (let round = 1; round <= ROUNDS; round += 1) {

@@ -1,5 +1,4 @@
 import type Koa from 'koa';
-import type { Middleware } from 'koa';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Config } from '../config.ts';
 import type { Engine } from '../engine/engine.ts';
@@ -9,7 +8,7 @@ import type { Storage } from '../persistence/storage.ts';
 import { createApp } from './app.ts';
 import { authenticate } from './auth.ts';
 import { authFailureLimit } from './auth-failure-limit.ts';
-import { createForwarder, type ToOwner } from './forward.ts';
+import { createForwarder } from './forward.ts';
 import { createIdempotencyGate } from './idempotency.ts';
 import { rateLimits } from './rate-limit.ts';
 import { accountRoutes } from './routes/accounts.ts';
@@ -74,7 +73,7 @@ export interface Edge {
 }
 
 /**
- * The HTTP edge's one wiring place: middleware in order (security headers → forwarding recognised →
+ * The HTTP edge's one wiring place: middleware in order (forwarded commands answered → security headers →
  * failed-auth limit → auth → rate limits), then the routers, over the engine and the stores.
  */
 export function createEdge(options: EdgeOptions): Edge {
@@ -88,9 +87,9 @@ export function createEdge(options: EdgeOptions): Edge {
     secret: s.ADMIN_API_KEY,
     timeout_ms: s.FORWARD_TIMEOUT_MS,
     wait_ms: s.SHARD_WAIT_MS,
+    body_max_bytes: s.BODY_SIZE_MAX_BYTES,
     log: log.child({ module: 'forward' }),
   });
-  const toOwner: ToOwner = (ctx, user_id) => forwarder.toOwner(ctx, user_id);
   const currencies = s.CURRENCIES;
   const bodySizeMaxBytes = s.BODY_SIZE_MAX_BYTES;
 
@@ -100,40 +99,38 @@ export function createEdge(options: EdgeOptions): Edge {
     deadline_ms: s.REQUEST_DEADLINE_MS,
     draining: options.draining,
     middleware: [
+      // Commands forwarded by another instance, which authenticated, limited and validated them:
+      // answered here, before (and without) any of the middleware below.
+      forwarder.serve(),
       securityHeaders({ cors_origins: s.CORS_ORIGINS }),
-      forwarder.recognise(),
       // Both limits get the root logger: their counters' store names its own module (`rate-limit`,
       // with `limits: 'auth_failures'` or `'api'`), and a second `module` would repeat the key.
-      unlessForwarded(
-        authFailureLimit({
-          counters: storage.rateLimitCounters,
-          key_prefix: `${s.REDIS_KEY_PREFIX}auth`,
-          max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
-          log,
-        }),
-      ),
+      authFailureLimit({
+        counters: storage.rateLimitCounters,
+        key_prefix: `${s.REDIS_KEY_PREFIX}auth`,
+        max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
+        log,
+      }),
       authenticate(users, s.ADMIN_API_KEY, { ttl_ms: s.AUTH_CACHE_TTL_MS }),
-      unlessForwarded(
-        rateLimits({
-          counters: storage.rateLimitCounters,
-          key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
-          global_per_min: s.RATE_LIMIT_GLOBAL_PER_MIN,
-          balance_per_min: s.RATE_LIMIT_BALANCE_PER_MIN,
-          transactions_per_min: s.RATE_LIMIT_TRANSACTIONS_PER_MIN,
-          log,
-        }),
-      ),
+      rateLimits({
+        counters: storage.rateLimitCounters,
+        key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
+        global_per_min: s.RATE_LIMIT_GLOBAL_PER_MIN,
+        balance_per_min: s.RATE_LIMIT_BALANCE_PER_MIN,
+        transactions_per_min: s.RATE_LIMIT_TRANSACTIONS_PER_MIN,
+        log,
+      }),
     ],
     routers: [
       healthRoutes(dependencyChecks({ pings: storage.pings, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
       userRoutes({ users, gate, bodySizeMaxBytes }),
-      accountRoutes({ accounts, readModel, users, currencies, toOwner }),
+      accountRoutes({ accounts, readModel, users, currencies, forwarding: forwarder }),
       adminRoutes({
         reconciliation: storage.reconciliation,
         accounts,
         deadLetters,
         gate,
-        toOwner,
+        forwarding: forwarder,
         shardTable: () => ownership.table(),
       }),
       webhookRoutes({
@@ -143,10 +140,10 @@ export function createEdge(options: EdgeOptions): Edge {
         accountOf: (transaction_id) => engine.payments.accountOf(transaction_id),
         accounts,
         bodySizeMaxBytes,
-        toOwner,
+        forwarding: forwarder,
         log: log.child({ module: 'webhooks' }),
       }),
-      transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes, toOwner }),
+      transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes, forwarding: forwarder }),
       docsRoutes({ currencies }),
       meRoutes({ users }),
       eventRoutes({
@@ -162,12 +159,4 @@ export function createEdge(options: EdgeOptions): Edge {
     ],
   });
   return { app, close: () => forwarder.close() };
-}
-
-/** A forwarded request was counted by the instance the client called: not again here. */
-function unlessForwarded(middleware: Middleware): Middleware {
-  return async (ctx, next) => {
-    if (ctx.state.forwardedBy) await next();
-    else await middleware(ctx, next);
-  };
 }

@@ -7,7 +7,8 @@ import type { Context } from 'koa';
 import { createLogger } from '../logger.ts';
 import { eventually, scaled } from '../test/support/time.ts';
 import { ApiError } from './errors.ts';
-import { createForwarder, FORWARD_HOP } from './forward.ts';
+import { createApp } from './app.ts';
+import { createForwarder, FORWARD_HOP, INTERNAL_PATH, type Command } from './forward.ts';
 
 // Forwarding to the owner of a shard on kept-alive connections: what the owner receives, how it is
 // answered, and how a request without an answer is classified (as it was with fetch): a read or a
@@ -57,7 +58,11 @@ async function startOwner(
   return owner;
 }
 
-function forwarder(url: string, options: { timeout_ms?: number; wait_ms?: number } = {}) {
+function forwarder(
+  url: string,
+  options: { timeout_ms?: number; wait_ms?: number } = {},
+  secret = 'forward-test-secret',
+) {
   return createForwarder({
     leases: {
       shards: 64,
@@ -66,7 +71,7 @@ function forwarder(url: string, options: { timeout_ms?: number; wait_ms?: number
       refresh: () => Promise.resolve(),
     },
     instance: 'edge',
-    secret: 'forward-test-secret',
+    secret,
     timeout_ms: options.timeout_ms ?? scaled(5000),
     wait_ms: options.wait_ms ?? 0,
     log,
@@ -88,7 +93,7 @@ function context(method: string, url: string, headers: Record<string, string> = 
   return { ctx: ctx as unknown as Context & typeof ctx, answer };
 }
 
-test('forwarded requests reach the owner on one kept-alive connection, with the client’s headers and body', async () => {
+test('forwarded commands reach the owner on one kept-alive connection, signed, with the request id; the answer comes back', async () => {
   const owner = await startOwner();
   const forward = forwarder(owner.url);
   for (let i = 0; i < 3; i += 1) {
@@ -98,20 +103,104 @@ test('forwarded requests reach the owner on one kept-alive connection, with the 
       { authorization: 'Bearer k', 'content-type': 'application/json', 'idempotency-key': `key-${i}` },
       `{"i":${i}}`,
     );
-    assert.equal(await forward.toOwner(ctx, 'user-1'), true);
+    assert.equal(await forward.toOwner(ctx, { kind: 'test', user_id: 'user-1', i } as Command), true);
     assert.equal(ctx.status, 200);
     assert.equal((ctx.body as Buffer).toString(), '{"balance":"1.00"}');
     assert.deepEqual(answer, { 'content-type': 'application/json' });
   }
   assert.equal(owner.connections.length, 1);
   const [first] = owner.requests;
-  assert.equal(first!.url, '/api/v1/transactions?i=0');
-  assert.equal(first!.body, '{"i":0}');
-  assert.equal(first!.headers['authorization'], 'Bearer k');
-  assert.equal(first!.headers['idempotency-key'], 'key-0');
+  assert.equal(first!.method, 'POST');
+  assert.equal(first!.url, INTERNAL_PATH);
+  assert.deepEqual(JSON.parse(first!.body), {
+    request_id: 'req-0001',
+    command: { kind: 'test', user_id: 'user-1', i: 0 },
+  });
+  // The edge authenticated the client: its credentials and body stay there.
+  assert.equal(first!.headers['authorization'], undefined);
+  assert.equal(first!.headers['idempotency-key'], undefined);
   assert.equal(first!.headers['x-request-id'], 'req-0001');
   assert.match(String(first!.headers['x-gateway-forwarded']), /^edge \d+ [\w-]+$/);
   forward.close();
+});
+
+/** An owner answering forwarded commands with `serve()` (as the gateway does), and what its handler ran. */
+async function startServingOwner(secret = 'forward-test-secret') {
+  const ran: Command[] = [];
+  const served = createForwarder({
+    leases: { shards: 64, owns: () => true, ownerOf: () => undefined, refresh: () => Promise.resolve() },
+    instance: 'owner',
+    secret,
+    timeout_ms: scaled(5000),
+    wait_ms: 0,
+    log,
+  });
+  served.handle('test', (ctx, command) => {
+    ran.push(command);
+    ctx.status = 202;
+    ctx.body = { ran: command.kind, request_id: ctx.state.requestId };
+    return Promise.resolve();
+  });
+  const app = createApp({ log, middleware: [served.serve()], routers: [] });
+  const server = createServer(app.callback());
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  owners.push({ url, connections: [], requests: [], close: () => void server.close() });
+  return { url, ran };
+}
+
+test('the owner runs a signed command as sent, and answers with the request id of the client', async () => {
+  const owner = await startServingOwner();
+  const forward = forwarder(owner.url);
+  const { ctx } = context('POST', '/w', {}, '{}');
+  assert.equal(await forward.toOwner(ctx, { kind: 'test', user_id: 'user-1' }), true);
+  assert.equal(ctx.status, 202);
+  assert.deepEqual(JSON.parse((ctx.body as Buffer).toString()), { ran: 'test', request_id: 'req-0001' });
+  assert.deepEqual(owner.ran, [{ kind: 'test', user_id: 'user-1' }]);
+  forward.close();
+});
+
+test('an unsigned, forged, tampered or stale command is a 404 at the owner and runs nothing', async () => {
+  const owner = await startServingOwner();
+  const body = JSON.stringify({ request_id: 'req-0001', command: { kind: 'test', user_id: 'user-1' } });
+  // A forwarder with another key signs validly for itself: the owner must not take it.
+  const stranger = await startOwner();
+  await forwarder(stranger.url, {}, 'another-secret').toOwner(context('POST', '/w', {}, '{}').ctx, {
+    kind: 'test',
+    user_id: 'user-1',
+  });
+  const strangers = String(stranger.requests[0]!.headers['x-gateway-forwarded']);
+  const [, at, mac] = strangers.split(' ');
+  const attempts: Record<string, string>[] = [
+    {},
+    { 'x-gateway-forwarded': 'garbage' },
+    { 'x-gateway-forwarded': strangers },
+    { 'x-gateway-forwarded': `edge ${at} ${mac}` },
+    { 'x-gateway-forwarded': `edge ${Number(at) - 3600} ${'A'.repeat(43)}` },
+  ];
+  for (const headers of attempts) {
+    const answer = await fetch(owner.url + INTERNAL_PATH, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body,
+    });
+    assert.equal(answer.status, 404, JSON.stringify(headers));
+    assert.equal(((await answer.json()) as { error: string }).error, 'not_found');
+  }
+  // A valid signature of another body does not carry over to this one.
+  const signed = await startOwner();
+  await forwarder(signed.url).toOwner(context('POST', '/w', {}, '{}').ctx, { kind: 'test', user_id: 'user-2' });
+  const tampered = await fetch(owner.url + INTERNAL_PATH, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'x-gateway-forwarded': String(signed.requests[0]!.headers['x-gateway-forwarded']),
+    },
+    body,
+  });
+  assert.equal(tampered.status, 404);
+  assert.deepEqual(owner.ran, []);
 });
 
 test('a write whose kept-alive connection the owner drops is outcome_unknown, and is not sent again', async () => {
@@ -120,8 +209,10 @@ test('a write whose kept-alive connection the owner drops is outcome_unknown, an
     response.end('{}');
   });
   const forward = forwarder(owner.url);
-  assert.equal(await forward.toOwner(context('POST', '/w', {}, '{}').ctx, 'user-1'), true);
-  const error = await forward.toOwner(context('POST', '/w', {}, '{}').ctx, 'user-1').catch((e: unknown) => e);
+  assert.equal(await forward.toOwner(context('POST', '/w', {}, '{}').ctx, { kind: 'test', user_id: 'user-1' }), true);
+  const error = await forward
+    .toOwner(context('POST', '/w', {}, '{}').ctx, { kind: 'test', user_id: 'user-1' })
+    .catch((e: unknown) => e);
   assert.ok(error instanceof ApiError);
   assert.equal(error.code, 'outcome_unknown');
   assert.equal(owner.requests.length, 2);
@@ -134,9 +225,9 @@ test('a read whose kept-alive connection the owner drops is answered on a new on
     response.end('{}');
   });
   const forward = forwarder(owner.url);
-  assert.equal(await forward.toOwner(context('GET', '/r').ctx, 'user-1'), true);
+  assert.equal(await forward.toOwner(context('GET', '/r').ctx, { kind: 'test', user_id: 'user-1' }), true);
   const { ctx } = context('GET', '/r');
-  assert.equal(await forward.toOwner(ctx, 'user-1'), true);
+  assert.equal(await forward.toOwner(ctx, { kind: 'test', user_id: 'user-1' }), true);
   assert.equal(ctx.status, 200);
   assert.deepEqual(
     owner.requests.map((request) => request.connection),
@@ -148,10 +239,14 @@ test('a read whose kept-alive connection the owner drops is answered on a new on
 test('an owner that does not answer: a write is outcome_unknown at the timeout, a read 503 shard_unavailable', async () => {
   const owner = await startOwner(() => undefined);
   const forward = forwarder(owner.url, { timeout_ms: scaled(300) });
-  const write = await forward.toOwner(context('POST', '/w', {}, '{}').ctx, 'user-1').catch((e: unknown) => e);
+  const write = await forward
+    .toOwner(context('POST', '/w', {}, '{}').ctx, { kind: 'test', user_id: 'user-1' })
+    .catch((e: unknown) => e);
   assert.ok(write instanceof ApiError);
   assert.equal(write.code, 'outcome_unknown');
-  const read = await forward.toOwner(context('GET', '/r').ctx, 'user-1').catch((e: unknown) => e);
+  const read = await forward
+    .toOwner(context('GET', '/r').ctx, { kind: 'test', user_id: 'user-1' })
+    .catch((e: unknown) => e);
   assert.ok(read instanceof ApiError);
   assert.equal(read.code, 'shard_unavailable');
   forward.close();
@@ -161,7 +256,9 @@ test('an owner that refuses the connection: even a write looks for the owner aga
   const owner = await startOwner();
   owner.close();
   const forward = forwarder(owner.url);
-  const error = await forward.toOwner(context('POST', '/w', {}, '{}').ctx, 'user-1').catch((e: unknown) => e);
+  const error = await forward
+    .toOwner(context('POST', '/w', {}, '{}').ctx, { kind: 'test', user_id: 'user-1' })
+    .catch((e: unknown) => e);
   assert.ok(error instanceof ApiError);
   assert.equal(error.code, 'shard_unavailable');
   forward.close();
@@ -170,7 +267,7 @@ test('an owner that refuses the connection: even a write looks for the owner aga
 test('close ends the connections to the owners at once, not when they would idle out', async () => {
   const owner = await startOwner();
   const forward = forwarder(owner.url);
-  await forward.toOwner(context('GET', '/r').ctx, 'user-1');
+  await forward.toOwner(context('GET', '/r').ctx, { kind: 'test', user_id: 'user-1' });
   assert.equal(owner.connections[0]!.destroyed, false);
   forward.close();
   assert.ok(scaled(500) < FORWARD_HOP.idle_ms);

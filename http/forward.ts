@@ -4,23 +4,41 @@ import { shardOf } from '../engine/shards.ts';
 import type { ShardLeases } from '../engine/shard-leases.ts';
 import { createHop, HOP_DEFAULTS, HopError } from '../hop.ts';
 import type { Logger } from '../logger.ts';
+import { readRawBody } from './body.ts';
 import { errors } from './errors.ts';
 
-/** The request headers an owner needs to answer as if the client had called it. */
-const PASSED_ON = [
-  'authorization',
-  'content-type',
-  'idempotency-key',
-  'webhook-id',
-  'webhook-timestamp',
-  'webhook-signature',
-  'user-agent',
-];
+/**
+ * Where an owner takes the commands other instances forward to it. It is not a route of the public
+ * API: an internal middleware answers it before authentication and the rate limits, and only a call
+ * signed by another instance gets past it (anything else is a 404, as for a path that does not exist).
+ */
+export const INTERNAL_PATH = '/internal/v1/commands';
 /** The owner's answer headers that the client sees (the edge's own, such as rate limits, stay). */
 const PASSED_BACK = ['content-type', 'idempotent-replayed', 'retry-after', 'www-authenticate', 'location'];
 const HEADER = 'x-gateway-forwarded';
 /** How far a forwarded request's timestamp may be from the receiver's clock. */
 const SKEW_S = 60;
+/** The route's body (up to the client's limit) and the rest of the command fit in twice the limit. */
+const ENVELOPE_OVERHEAD_BYTES = 16 * 1024;
+
+/**
+ * What a route asks of an account's owner once the edge has authenticated, rate-limited and validated
+ * the request: `kind` names the route's handler (registered with `handle`), `user_id` the account; the
+ * rest (the typed command's fields, the idempotency attempt) is the route's own and is sent as JSON.
+ */
+export interface Command {
+  kind: string;
+  user_id: string;
+}
+
+/** Runs a command on this instance and answers on `ctx` exactly as the route answers a direct request. */
+export type CommandHandler<C extends Command = Command> = (ctx: Context, command: C) => Promise<void>;
+
+/** What a forwarded call carries: the command and the client's request id (the answer and the journal show it). */
+interface Envelope {
+  request_id: string;
+  command: Command;
+}
 /** The forwarding hop's own bounds (FORWARD_TIMEOUT_MS bounds the whole request and its headers). */
 export const FORWARD_HOP = {
   /** Keep-alive connections to one owner at most; further forwarded requests queue, within their timeout. */
@@ -40,16 +58,19 @@ export interface ForwarderOptions {
   timeout_ms: number;
   /** How long a request waits for an owner when its shard has none, before 503. */
   wait_ms: number;
+  /** The client's body limit (BODY_SIZE_MAX_BYTES): a forwarded command carries at most that much of it. */
+  body_max_bytes?: number;
   log: Logger;
 }
 
 /**
  * Sends a request for an account owned by another instance to that instance, and its answer back.
- * The receiving edge authenticates and rate-limits the client; the owner authenticates again (with the
- * client's own credentials) but, trusting the signed `X-Gateway-Forwarded`, does not count it twice.
- * A forwarded request is never forwarded again: an instance that got one for a shard it no longer
- * owns answers 503 `shard_unavailable` at once, and the sender looks for the owner again, within its
- * own bounded wait; only then does the client get the 503.
+ * The receiving edge authenticates, rate-limits and validates the client's request, and sends the
+ * owner only the command left to run (idempotency gate, actor, render), signed with the cluster's key
+ * (`X-Gateway-Forwarded`): the owner runs none of the edge's middleware for it. A forwarded command is
+ * never forwarded again: an instance that got one for a shard it no longer owns answers 503
+ * `shard_unavailable` at once, and the sender looks for the owner again, within its own bounded wait;
+ * only then does the client get the 503.
  */
 export function createForwarder(options: ForwarderOptions) {
   const hop = createHop({
@@ -61,43 +82,43 @@ export function createForwarder(options: ForwarderOptions) {
   const key = createHash('sha256').update(`pgw-forward:${options.secret}`).digest();
   const sign = (parts: string[]) => createHmac('sha256', key).update(parts.join('\n')).digest('base64url');
 
-  function signature(ctx: Context, at_s: number): string {
-    return sign([options.instance, String(at_s), ctx.method, ctx.originalUrl, ctx.state.requestId]);
+  /** `from at mac`: the sending instance, when (s), and the MAC of both with the whole body. */
+  function signature(at_s: number, body: string): string {
+    return `${options.instance} ${at_s} ${sign([options.instance, String(at_s), body])}`;
   }
 
-  /** Whether `value` is a valid signature of this request by another instance; returns that instance. */
-  function verify(ctx: Context, value: string): string | undefined {
+  /** Whether `value` is a valid signature of `body` by another instance, recent enough; returns that instance. */
+  function verify(value: string, body: string): string | undefined {
     const [from, at, mac] = value.split(' ');
     const at_s = Number(at);
     if (!from || !mac || !Number.isInteger(at_s) || Math.abs(Date.now() / 1000 - at_s) > SKEW_S) return undefined;
-    const expected = Buffer.from(sign([from, String(at_s), ctx.method, ctx.originalUrl, ctx.state.requestId]));
+    const expected = Buffer.from(sign([from, String(at_s), body]));
     const given = Buffer.from(mac);
     return given.length === expected.length && timingSafeEqual(given, expected) ? from : undefined;
   }
 
+  const handlers = new Map<string, CommandHandler>();
+  const body_max_bytes = 2 * (options.body_max_bytes ?? 1024 * 1024) + ENVELOPE_OVERHEAD_BYTES;
+
   type Relayed = 'answered' | 'unreachable';
 
-  async function relay(ctx: Context, owner: { id: string; url: string }): Promise<Relayed> {
-    const at_s = Math.floor(Date.now() / 1000);
+  async function relay(ctx: Context, owner: { id: string; url: string }, body: string): Promise<Relayed> {
     const headers: Record<string, string> = {
+      'content-type': 'application/json',
       'x-request-id': ctx.state.requestId,
-      [HEADER]: `${options.instance} ${at_s} ${signature(ctx, at_s)}`,
+      [HEADER]: signature(Math.floor(Date.now() / 1000), body),
     };
-    for (const name of PASSED_ON) {
-      const value = ctx.get(name);
-      if (value) headers[name] = value;
-    }
-    const body = ctx.method === 'GET' || ctx.method === 'HEAD' ? undefined : ctx.state.rawBody;
+    // The client's method tells a read (safe to send again) from a write (its outcome may be unknown).
+    const read = ctx.method === 'GET' || ctx.method === 'HEAD';
     let response;
-    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') ctx.state.writeSent = true;
+    if (!read) ctx.state.writeSent = true;
     try {
-      // Redirects are not followed: the owner's 3xx and its Location go back as they are.
-      response = await hop.request(owner.url, ctx.originalUrl, { method: ctx.method, headers, body });
+      response = await hop.request(owner.url, INTERNAL_PATH, { method: 'POST', headers, body, idempotent: read });
     } catch (error) {
       const code = error instanceof HopError ? error.code : undefined;
       options.log.warn({ owner: owner.id, err: error, code }, 'forwarding failed');
       // Refused before anything was sent, or a read (safe to repeat): look for the owner again.
-      if (code === 'ECONNREFUSED' || ctx.method === 'GET') return 'unreachable';
+      if (code === 'ECONNREFUSED' || read) return 'unreachable';
       // A write that may have reached the owner (a timeout, a reset — also of a reused keep-alive
       // socket as the request went out): its outcome is unknown to us (the key replays it).
       throw errors.outcomeUnknown();
@@ -114,29 +135,57 @@ export function createForwarder(options: ForwarderOptions) {
   }
 
   return {
-    /** Marks requests another instance forwarded (signature checked), so the edge does not count them twice. */
-    recognise(): Middleware {
+    /** Registers how this instance runs the commands of `kind` that other instances forward to it. */
+    handle<C extends Command>(kind: C['kind'], run: CommandHandler<C>): void {
+      if (handlers.has(kind)) throw new Error(`a handler for ${kind} is registered already`);
+      handlers.set(kind, run as CommandHandler);
+    },
+
+    /**
+     * Answers the forwarded commands at INTERNAL_PATH, ahead of the edge's middleware (nothing of which
+     * runs for them): a call without a valid signature, or with a command no route handles, is a 404
+     * and changes nothing. A command for a shard this instance no longer owns is 503 `shard_unavailable`.
+     */
+    serve(): Middleware {
       return async (ctx, next) => {
-        const value = ctx.get(HEADER);
-        if (value) ctx.state.forwardedBy = verify(ctx, value);
-        await next();
+        if (ctx.path !== INTERNAL_PATH) {
+          await next();
+          return;
+        }
+        (ctx as { _matchedRoute?: string })._matchedRoute = INTERNAL_PATH;
+        const signed = ctx.get(HEADER);
+        if (ctx.method !== 'POST' || !signed) throw errors.notFound({ what: 'route' });
+        const raw = (await readRawBody(ctx, body_max_bytes)).toString('utf8');
+        const from = verify(signed, raw);
+        if (!from) throw errors.notFound({ what: 'route' });
+        // Signed by an instance of this cluster: the JSON is what its forwarder wrote.
+        const { request_id, command } = JSON.parse(raw) as Envelope;
+        const run = handlers.get(command.kind);
+        if (!run) throw errors.notFound({ what: 'route' });
+        ctx.state.forwardedBy = from;
+        if (request_id !== ctx.state.requestId) {
+          ctx.state.requestId = request_id;
+          ctx.set('X-Request-ID', request_id);
+        }
+        if (!options.leases.owns(shardOf(command.user_id, options.leases.shards))) throw errors.shardUnavailable();
+        await run(ctx, command);
       };
     },
 
     /**
-     * Answers the request from the owner of `user_id`'s shard when that is another instance (true);
-     * false when this instance owns it and should answer itself. With no owner reachable within
-     * `wait_ms`, 503 `shard_unavailable` with Retry-After.
+     * Answers the request from the owner of `command.user_id`'s shard when that is another instance
+     * (true); false when this instance owns it and should run the command itself. With no owner
+     * reachable within `wait_ms`, 503 `shard_unavailable` with Retry-After.
      */
-    async toOwner(ctx: Context, user_id: string): Promise<boolean> {
-      const shard = shardOf(user_id, options.leases.shards);
+    async toOwner(ctx: Context, command: Command): Promise<boolean> {
+      const shard = shardOf(command.user_id, options.leases.shards);
+      if (options.leases.owns(shard)) return false;
+      const body = JSON.stringify({ request_id: ctx.state.requestId, command } satisfies Envelope);
       const deadline = Date.now() + options.wait_ms;
       for (;;) {
         if (options.leases.owns(shard)) return false;
-        // Forwarded here, but the shard moved on: the sender, which waits, looks for the owner again.
-        if (ctx.state.forwardedBy) throw errors.shardUnavailable();
         const owner = options.leases.ownerOf(shard);
-        if (owner && owner.id !== options.instance && (await relay(ctx, owner)) === 'answered') return true;
+        if (owner && owner.id !== options.instance && (await relay(ctx, owner, body)) === 'answered') return true;
         if (Date.now() >= deadline) throw errors.shardUnavailable();
         await new Promise((resolve) => setTimeout(resolve, 100));
         await options.leases.refresh().catch(() => undefined);
@@ -150,5 +199,8 @@ export function createForwarder(options: ForwarderOptions) {
 
 export type Forwarder = ReturnType<typeof createForwarder>;
 
-/** What a route calls before asking an account's actor: true when the owner already answered. */
-export type ToOwner = (ctx: Context, user_id: string) => Promise<boolean>;
+/**
+ * What a route needs of forwarding: `toOwner` before it runs a command (true when the owner, elsewhere,
+ * already answered), and `handle` to run the commands forwarded to this instance as it runs its own.
+ */
+export type Forwarding = Pick<Forwarder, 'toOwner' | 'handle'>;

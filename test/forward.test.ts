@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import type { Context } from 'koa';
 import type { Gateway } from '../gateway.ts';
-import { client, createUser, startTestGateway } from './support/gateway.ts';
+import { createForwarder, type Command } from '../http/forward.ts';
+import { createLogger } from '../logger.ts';
+import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
+import { scaled } from './support/time.ts';
 
-// The owner trusts a forwarded request (it skips the limits, which the receiving instance applied)
-// only when its X-Gateway-Forwarded header is signed with the cluster's key. A client cannot forge one.
+// The owner runs a forwarded command (without auth and limits, which the receiving instance applied)
+// only when its X-Gateway-Forwarded header is signed with the cluster's key. A client cannot forge one,
+// and the header on a public route changes nothing.
 
 let gateway: Gateway;
 let request: ReturnType<typeof client>;
@@ -50,4 +55,83 @@ test('the shard table: this lone instance owns every shard, each with an epoch a
     assert.ok(BigInt(row.epoch) >= 1n);
     assert.ok(Date.parse(row.lease_expires_at) > Date.now());
   }
+});
+
+/** Signs and sends commands to `gateway` as another instance of the cluster would (the cluster's key). */
+function otherInstance(secret = ADMIN_KEY) {
+  return createForwarder({
+    leases: { shards: 64, owns: () => false, ownerOf: () => ({ id: 'gw', url: gateway.url }), refresh: async () => {} },
+    instance: 'other-instance',
+    secret,
+    timeout_ms: scaled(5000),
+    wait_ms: 0,
+    log: createLogger('silent'),
+  });
+}
+
+/** What the owner answered a forwarded command, as the forwarding instance sees it. */
+async function forward(from: ReturnType<typeof otherInstance>, method: string, command: Command) {
+  const headers: Record<string, string> = {};
+  const ctx = {
+    method,
+    state: { requestId: `fwd-${crypto.randomUUID()}` },
+    set: (name: string, value: string) => void (headers[name.toLowerCase()] = value),
+    status: 404,
+    body: undefined as unknown,
+  };
+  assert.equal(await from.toOwner(ctx as unknown as Context, command), true);
+  return { status: ctx.status, headers, text: (ctx.body as Buffer).toString() };
+}
+
+test('a signed forwarded command skips auth and the limits: it does not count against an exhausted user', async () => {
+  const user = await createUser(request, 'Counted once');
+  const other = otherInstance();
+  const balance = () => request('GET', `/api/v1/users/${user.id}/balance`, { key: user.api_key });
+  assert.equal((await balance()).status, 200); // 1 of 2 this minute
+  for (let i = 0; i < 3; i += 1) {
+    // No credentials at all: the instance that forwarded it authenticated the client.
+    const answer = await forward(other, 'GET', { kind: 'read_balance', user_id: user.id });
+    assert.equal(answer.status, 200, answer.text);
+    assert.equal(JSON.parse(answer.text).user_id, user.id);
+  }
+  assert.equal((await balance()).status, 200, 'the forwarded reads were not counted'); // 2 of 2
+  assert.equal((await balance()).status, 429);
+  // Exhausted at this instance, still answered for the instance that counted it there.
+  assert.equal((await forward(other, 'GET', { kind: 'read_balance', user_id: user.id })).status, 200);
+  other.close();
+});
+
+test('an unsigned or wrongly signed internal command is a 404 and writes nothing', async () => {
+  const user = await createUser(request, 'Unforged');
+  const command = {
+    kind: 'create_transaction',
+    user_id: user.id,
+    type: 'deposit',
+    input: { amount: 500, currency: 'USD' },
+    attempt: { caller: user.id, key: crypto.randomUUID(), fingerprint: 'x' },
+  };
+  const body = JSON.stringify({ request_id: 'forged-request-0002', command });
+  const at = Math.floor(Date.now() / 1000);
+  for (const signature of [undefined, `other-instance ${at} ${'A'.repeat(43)}`, 'garbage']) {
+    const answer = await request('POST', '/internal/v1/commands', {
+      raw: body,
+      headers: { 'content-type': 'application/json', ...(signature ? { 'x-gateway-forwarded': signature } : {}) },
+    });
+    assert.equal(answer.status, 404, answer.text);
+    assert.equal(answer.json.error, 'not_found');
+  }
+  // Signed with another key: a valid signature, of the wrong cluster.
+  const stranger = otherInstance('not-the-cluster-key-0123456789');
+  const refused = await forward(stranger, 'POST', command);
+  assert.equal(refused.status, 404, refused.text);
+  stranger.close();
+  const list = await request('GET', `/api/v1/deposits?user_id=${user.id}`, { key: user.api_key });
+  assert.equal(list.status, 200);
+  assert.deepEqual(list.json.data, []);
+  // Not a route of the public API either way: the client's credentials do not open it.
+  const withKey = await request('POST', '/internal/v1/commands', {
+    key: ADMIN_KEY,
+    body: { request_id: 'x', command },
+  });
+  assert.equal(withKey.status, 404);
 });

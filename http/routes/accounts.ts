@@ -1,5 +1,5 @@
-import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
+import type { Context } from 'koa';
 import type { Registry } from '../../engine/registry.ts';
 import { balanceOf } from '../../engine/account.ts';
 import { toWire } from '../../engine/money.ts';
@@ -8,6 +8,7 @@ import type { UserStore } from '../../persistence/users.ts';
 import { mayActFor, requireCaller, type Caller } from '../auth.ts';
 import { decodeCursor } from '../cursor.ts';
 import { errors, refusalError } from '../errors.ts';
+import type { Command, Forwarding } from '../forward.ts';
 import { historyQuery, PAGE_LIMIT_DEFAULT, userIdParams } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
 import { sendPage } from './pages.ts';
@@ -17,7 +18,12 @@ export interface AccountRoutesDeps {
   readModel: ReadModel;
   users: UserStore;
   currencies: readonly string[];
-  toOwner: ToOwner;
+  forwarding: Forwarding;
+}
+
+/** A balance read, authorised where the request arrived, for the account's owner to answer. */
+interface BalanceCommand extends Command {
+  kind: 'read_balance';
 }
 
 /** GET /users/{user_id}/balance (from the live actor) and /users/{user_id}/transactions (read model). */
@@ -33,7 +39,13 @@ export function accountRoutes(deps: AccountRoutesDeps): Router {
 
   router.get('/balance', async (ctx) => {
     const user_id = await visibleUser(requireCaller(ctx.state), ctx.params);
-    if (await deps.toOwner(ctx, user_id)) return;
+    const command: BalanceCommand = { kind: 'read_balance', user_id };
+    if (await deps.forwarding.toOwner(ctx, command)) return;
+    await balance(ctx, command);
+  });
+
+  /** The balance from the live actor, on the account's owner. */
+  async function balance(ctx: Context, { user_id }: BalanceCommand): Promise<void> {
     const reply = await deps.accounts.ask(user_id, { kind: 'read' });
     if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
     const currencies = [...new Set([...deps.currencies, ...Object.keys(reply.state.balances)])];
@@ -44,7 +56,8 @@ export function accountRoutes(deps: AccountRoutesDeps): Router {
         return { currency, available: toWire(balance.available), held: toWire(balance.held) };
       }),
     };
-  });
+  }
+  deps.forwarding.handle('read_balance', balance);
 
   router.get('/transactions', async (ctx) => {
     const user_id = await visibleUser(requireCaller(ctx.state), ctx.params);

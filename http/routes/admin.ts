@@ -1,4 +1,3 @@
-import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import type { ActorReply } from '../../engine/account-actor.ts';
@@ -9,6 +8,7 @@ import type { ReconciliationReader } from '../../persistence/reconciliation-read
 import { requireAdmin } from '../auth.ts';
 import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { errorBody, errors, refusalError } from '../errors.ts';
+import type { Command, Forwarding } from '../forward.ts';
 import {
   fingerprint,
   idempotencyKey,
@@ -26,8 +26,15 @@ export interface AdminRoutesDeps {
   accounts: Registry;
   deadLetters: DeadLetterStore;
   gate: IdempotencyGate;
-  toOwner: ToOwner;
+  forwarding: Forwarding;
   shardTable: () => Promise<unknown>;
+}
+
+/** An admin's retry of a dead letter, authorised where the request arrived, for the account's owner to run. */
+interface RetryCommand extends Command {
+  kind: 'retry_dead_letter';
+  id: string;
+  attempt: Attempt;
 }
 
 /** A dead letter as the API shows it. */
@@ -80,7 +87,13 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
     const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, {}) };
     // The account's owner retries it (its payment workers run there).
     const found = await deps.deadLetters.find(id);
-    if (found && (await deps.toOwner(ctx, found.user_id))) return;
+    const command: RetryCommand = { kind: 'retry_dead_letter', user_id: found?.user_id ?? '', id, attempt };
+    if (found && (await deps.forwarding.toOwner(ctx, command))) return;
+    await retry(ctx, command);
+  });
+
+  /** The retry's work on the account's owner (or here, for a letter that does not exist). */
+  async function retry(ctx: Context, { id, attempt }: RetryCommand): Promise<void> {
     // Set when the actor found the key taken by a request of its batch: a replay too.
     let replayedAfterConflict = false;
     const { response, replayed } = await deps.gate.run(
@@ -111,7 +124,8 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
       renderRetry,
     );
     sendStored(ctx, response, replayed || replayedAfterConflict);
-  });
+  }
+  deps.forwarding.handle('retry_dead_letter', retry);
 
   /**
    * Journals the admin's retry in the transaction's audit trail (cause `admin`, this request's id),

@@ -1,7 +1,7 @@
-import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
 import type { Context } from 'koa';
 import { v7 as uuidv7 } from 'uuid';
+import type { z } from 'zod';
 import { TRANSACTION_TYPES, type TransactionType } from '../../engine/account.ts';
 import type { Registry } from '../../engine/registry.ts';
 import type { ReadModel } from '../../persistence/read-model.ts';
@@ -9,11 +9,13 @@ import type { UserStore } from '../../persistence/users.ts';
 import { mayActFor, requireCaller, type Caller } from '../auth.ts';
 import { readJsonBody } from '../body.ts';
 import { decodeCursor } from '../cursor.ts';
+import type { Command, Forwarding } from '../forward.ts';
 import { errorBody, errors, refusalError, rejectionError } from '../errors.ts';
 import {
   fingerprint,
   idempotencyKey,
   sendStored,
+  type Attempt,
   type IdempotencyGate,
   type RenderOutcome,
   type StoredResponse,
@@ -30,7 +32,15 @@ export interface TransactionRoutesDeps {
   gate: IdempotencyGate;
   currencies: readonly string[];
   bodySizeMaxBytes: number;
-  toOwner: ToOwner;
+  forwarding: Forwarding;
+}
+
+/** A create, authenticated and validated where the request arrived, for the account's owner to run. */
+interface CreateCommand extends Command {
+  kind: 'create_transaction';
+  type: TransactionType;
+  input: Omit<z.infer<ReturnType<typeof transactionBody>>, 'user_id'>;
+  attempt: Attempt;
 }
 
 const PATHS: Record<TransactionType, string> = { deposit: '/api/v1/deposits', withdrawal: '/api/v1/withdrawals' };
@@ -67,10 +77,20 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
   async function create(ctx: Context, type: TransactionType): Promise<void> {
     const caller = requireCaller(ctx.state);
     const key = idempotencyKey(ctx);
-    const input = parseInput(body, await readJsonBody(ctx, deps.bodySizeMaxBytes));
-    const user_id = await targetUser(caller, input.user_id, deps.users);
-    if (await deps.toOwner(ctx, user_id)) return;
-    const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', ctx.path, input) };
+    const { user_id: named, ...input } = parseInput(body, await readJsonBody(ctx, deps.bodySizeMaxBytes));
+    const user_id = await targetUser(caller, named, deps.users);
+    const attempt = {
+      caller: caller.id,
+      key,
+      fingerprint: fingerprint('POST', ctx.path, { ...input, user_id: named }),
+    };
+    const command: CreateCommand = { kind: 'create_transaction', user_id, type, input, attempt };
+    if (await deps.forwarding.toOwner(ctx, command)) return;
+    await run(ctx, command);
+  }
+
+  /** The create's work on the account's owner: the idempotency gate, the actor, the answer. */
+  async function run(ctx: Context, { user_id, type, input, attempt }: CreateCommand): Promise<void> {
     const id = uuidv7();
     // Set when the actor found the key taken (by a request of its batch, or elsewhere): a replay too.
     let replayedAfterConflict = false;
@@ -110,6 +130,7 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     );
     sendStored(ctx, response, replayed || replayedAfterConflict);
   }
+  deps.forwarding.handle('create_transaction', run);
 
   async function show(ctx: Context, type: TransactionType): Promise<void> {
     const caller = requireCaller(ctx.state);

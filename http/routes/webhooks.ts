@@ -1,5 +1,6 @@
-import type { ToOwner } from '../forward.ts';
 import Router from '@koa/router';
+import type { Context } from 'koa';
+import type { z } from 'zod';
 import { BANK_DECLINED } from '../../engine/account.ts';
 import type { Registry } from '../../engine/registry.ts';
 import type { Inbox } from '../../persistence/inbox.ts';
@@ -7,6 +8,7 @@ import type { ReadModel } from '../../persistence/read-model.ts';
 import type { Logger } from '../../logger.ts';
 import { readJsonBody } from '../body.ts';
 import { errors, refusalError } from '../errors.ts';
+import type { Command, Forwarding } from '../forward.ts';
 import { bankCallbackBody, bankCallbackHeaders } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
 import { verifyWebhook } from '../webhook-signature.ts';
@@ -19,8 +21,15 @@ export interface WebhookRoutesDeps {
   accountOf: (transaction_id: string) => string | undefined;
   accounts: Registry;
   bodySizeMaxBytes: number;
-  toOwner: ToOwner;
+  forwarding: Forwarding;
   log: Logger;
+}
+
+/** A bank callback, verified and validated where it arrived, for the owner of its account to apply. */
+interface SettleCommand extends Command {
+  kind: 'settle_callback';
+  /** The callback as the inbox records it (its webhook-id, transaction and validated body). */
+  receipt: { webhook_id: string; reference: string; payload: z.infer<typeof bankCallbackBody> };
 }
 
 /**
@@ -45,7 +54,7 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
     const callback = parseInput(bankCallbackBody, parsed);
     // The inbox must be able to record the id with the result: check it before applying.
     parseInput(bankCallbackHeaders, { 'webhook-id': verified.id }, 'headers');
-    const { reference, status, failure_code, failure_message } = callback.data;
+    const { reference, status } = callback.data;
     const user_id =
       status === 'processing'
         ? undefined
@@ -58,14 +67,26 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
       return;
     }
     ctx.state.transactionId = reference;
-    if (await deps.toOwner(ctx, user_id)) return;
-    const receipt = { webhook_id: verified.id, reference, payload: callback };
+    const command: SettleCommand = {
+      kind: 'settle_callback',
+      user_id,
+      receipt: { webhook_id: verified.id, reference, payload: callback },
+    };
+    if (await deps.forwarding.toOwner(ctx, command)) return;
+    await settle(ctx, command);
+  });
+
+  /** The callback's work on the account's owner: the actor settles and records it, or it changes nothing. */
+  async function settle(ctx: Context, { user_id, receipt }: SettleCommand): Promise<void> {
+    const { reference, payload } = receipt;
+    const { status, failure_code, failure_message } = payload.data;
+    ctx.state.transactionId = reference;
     const reply = await deps.accounts.ask(user_id, {
       kind: 'command',
       command: {
         type: 'settle',
         transaction_id: reference,
-        outcome: status,
+        outcome: status as 'succeeded' | 'failed',
         ...(status === 'failed'
           ? {
               failure: {
@@ -81,21 +102,21 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
       receipt,
     });
     if (reply.kind !== 'done') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
+    const webhook_id = receipt.webhook_id;
     if (reply.outcome.kind !== 'noop') {
-      deps.log.info(
-        { webhook_id: verified.id, transaction_id: reference, user_id, outcome: status },
-        'callback applied',
-      );
+      deps.log.info({ webhook_id, transaction_id: reference, user_id, outcome: status }, 'callback applied');
       ctx.body = { status: 'applied' };
       return;
     }
     // Already final: a redelivery of the callback that settled it, or another callback for it.
     const fresh = await deps.inbox.record(receipt);
     deps.log.info(
-      { webhook_id: verified.id, transaction_id: reference, user_id, outcome: status },
+      { webhook_id, transaction_id: reference, user_id, outcome: status },
       fresh ? 'callback for a finished transaction: no change' : 'callback redelivered: no change',
     );
     ctx.body = { status: fresh ? 'already_final' : 'duplicate' };
-  });
+  }
+  deps.forwarding.handle('settle_callback', settle);
+
   return router;
 }
