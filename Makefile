@@ -50,7 +50,7 @@ seed: ## the demo users of CREDENTIALS.md (COMPOSE=1: in the compose stack)
 	npm run seed
 endif
 
-up: ## build the image and start everything: lb :3000, gateway-1 :3001, gateway-2 :3002, dashboard :5555, bank :4000
+up: ## build the image and start everything: front door :3000, gateway-1 :3001, gateway-2 :3002, dashboard :5555, bank :4000
 	$(DC) up -d --build
 
 down: ## stop and remove the containers (the data volumes stay)

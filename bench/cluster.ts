@@ -21,6 +21,8 @@ export interface Instance {
 
 export interface Cluster {
   instances: Instance[];
+  /** The cluster's REDIS_KEY_PREFIX (its registry and shard table), for a front door to read. */
+  prefix: string;
   /** The owner of each shard, by shard number, as the shard table read when the cluster settled. */
   owners: string[];
   /** Reads the owners again (to check that they did not move during the load). */
@@ -107,7 +109,7 @@ export async function startCluster(count: number, tag: string): Promise<Cluster>
     log(
       `${tag}: ${owners.length} shards settled in ${Math.round(performance.now() - settling)} ms (${share.join(', ')})`,
     );
-    return { instances, owners, readOwners: () => shardOwners(instances[0]!.url), stop };
+    return { instances, prefix, owners, readOwners: () => shardOwners(instances[0]!.url), stop };
   } catch (error) {
     await stop();
     throw error;

@@ -1,5 +1,6 @@
 import type autocannon from 'autocannon';
 import { endToEnd } from './end-to-end.ts';
+import { frontDoor } from './front-door.ts';
 import { hotAccount } from './hot-account.ts';
 import {
   connect,
@@ -101,6 +102,7 @@ const scenarios: Record<string, () => Promise<Result | Report>> = {
   memory,
   lists,
   two_instances: twoInstances,
+  front_door: frontDoor,
 };
 
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios);

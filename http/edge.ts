@@ -5,6 +5,7 @@ import type { Engine } from '../engine/engine.ts';
 import type { Logger } from '../logger.ts';
 import type { RequestObservation } from '../metrics.ts';
 import type { Storage } from '../persistence/storage.ts';
+import { accountShard } from './account-shard.ts';
 import { createApp } from './app.ts';
 import { authenticate } from './auth.ts';
 import { authFailureLimit } from './auth-failure-limit.ts';
@@ -103,6 +104,8 @@ export function createEdge(options: EdgeOptions): Edge {
       // answered here, before (and without) any of the middleware below.
       forwarder.serve(),
       securityHeaders({ cors_origins: s.CORS_ORIGINS }),
+      // Tells a shard-aware front door where the request's account lives (read after the routes ran).
+      accountShard({ shards: ownership.shards, owns: (shard) => ownership.owns(shard) }),
       // Both limits get the root logger: their counters' store names its own module (`rate-limit`,
       // with `limits: 'auth_failures'` or `'api'`), and a second `module` would repeat the key.
       authFailureLimit({

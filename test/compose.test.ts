@@ -356,7 +356,7 @@ test('the dependency patches are applied in the image before anything runs, and 
   assert.ok(inImage('patches/postgres+3.4.9.patch'), '.dockerignore lets patches/ in');
   assert.match(read('package.json'), /"postinstall": "patch-package --error-on-fail"/);
   // A gateway that must die (a fault nothing can answer) is started again by the deployment.
-  for (const name of [...gateways, 'bank', 'lb']) {
+  for (const name of [...gateways, 'bank', 'front-door', 'lb']) {
     const restart = asText(service(name).restart, `${name}.restart`);
     assert.ok(['always', 'unless-stopped', 'on-failure'].includes(restart), `${name} restarts: ${restart}`);
   }
@@ -433,20 +433,60 @@ test('the bank: variables cli/bank.ts reads, a signing secret the gateways accep
   assert.equal(callback.url.pathname, '/webhooks/bank-callback');
 });
 
-test('the load balancer sends to every gateway instance, on its port', () => {
+/** The gateways `make up` starts (instances behind a profile are not started, so no balancer lists them). */
+const started = () => gateways.filter((name) => service(name).profiles === undefined);
+
+test('the front door: the public port 3000, falling back on every gateway, reading the shard table the gateways write', () => {
+  const door = service('front-door');
+  const env = environment('front-door');
+  assert.deepEqual(door.command, ['node', '--import', 'tsx', 'cli/front-door.ts']);
+  assert.ok(
+    ports('front-door').some((port) => port.published === '3000' && port.target === asText(env.PORT, 'PORT')),
+    'front door on host port 3000, at its PORT',
+  );
+  // Round robin over every gateway when a request's owner is unknown: each at its INTERNAL_URL.
+  const upstreams = asText(env.FRONT_DOOR_UPSTREAMS, 'FRONT_DOOR_UPSTREAMS').split(',').sort();
+  const internal = started()
+    .map((name) => asText(environment(name).INTERNAL_URL, `${name}.INTERNAL_URL`))
+    .sort();
+  assert.deepEqual(upstreams, internal);
+  // The same cluster as the gateways: one Redis, one key prefix, one shard count.
+  for (const name of gateways) {
+    for (const variable of ['REDIS_URL', 'REDIS_KEY_PREFIX', 'SHARDS']) {
+      assert.equal(env[variable], environment(name)[variable], `front door and ${name}: ${variable}`);
+    }
+  }
+  // Every variable it is given is one cli/front-door.ts reads.
+  const source = read('cli/front-door.ts');
+  for (const variable of Object.keys(env))
+    assert.match(source, new RegExp(`\\b${variable}\\b`), `front door: ${variable}`);
+  const deps = asMap(door.depends_on, 'front-door.depends_on');
+  assert.equal(asMap(deps.redis, 'redis').condition, 'service_healthy');
+  for (const name of started()) assert.ok(name in deps, `the front door starts after ${name}`);
+  const health = asList(asMap(door.healthcheck, 'front-door.healthcheck').test, 'front-door.healthcheck.test');
+  assert.match(asText(health.at(-1), 'front-door.healthcheck.test[-1]'), /127\.0\.0\.1:3000\/_front-door\/health/);
+  assert.match(read('front-door.ts'), /'\/_front-door\/health'/, 'front-door.ts answers its health check');
+  // Nothing else publishes the public port.
+  for (const name of Object.keys(services).filter((other) => other !== 'front-door')) {
+    assert.ok(!ports(name).some((port) => port.published === '3000'), `${name} publishes 3000`);
+  }
+});
+
+test('the round-robin balancer (profile round-robin) sends to every gateway instance, on its port', () => {
   const lb = service('lb');
+  assert.deepEqual(lb.profiles, ['round-robin'], 'nginx is the comparison, not started by make up');
   const mount = asList(lb.volumes, 'lb.volumes').map((volume) => asText(volume, 'lb.volumes[]'));
   assert.ok(mount.includes('./deploy/nginx.conf:/etc/nginx/nginx.conf:ro'), mount.join(', '));
   const nginx = read('deploy/nginx.conf').replace(/#.*$/gm, '');
   const upstreams = [...nginx.matchAll(/^\s*server\s+([\w.-]+:\d+)/gm)].map((m) => m[1]!).sort();
-  // Instances behind a profile are not started by `make up`, so the balancer does not list them.
-  const started = gateways.filter((name) => service(name).profiles === undefined);
-  const expected = started.map((name) => `${name}:${asText(environment(name).PORT, 'PORT', '3000')}`).sort();
+  const expected = started()
+    .map((name) => `${name}:${asText(environment(name).PORT, 'PORT', '3000')}`)
+    .sort();
   assert.deepEqual(upstreams, expected);
   const listen = /^\s*listen\s+(\d+);/m.exec(nginx)?.[1];
   assert.ok(
-    ports('lb').some((port) => port.published === '3000' && port.target === listen),
-    'lb on host port 3000',
+    ports('lb').some((port) => port.published === '3010' && port.target === listen),
+    'lb on host port 3010',
   );
   assert.doesNotMatch(nginx, /non_idempotent/, 'nginx never resends a POST');
   assert.doesNotMatch(nginx, /proxy_set_header\s+(Authorization|Idempotency-Key|X-Request-ID)\b/i);
