@@ -42,9 +42,15 @@ test('SIGKILL in the middle of a burst of deposits: every 202 survives with its 
   await Promise.all(workers);
 
   const answered = sent.filter((attempt) => attempt.status === 202);
-  const unknown = sent.filter((attempt) => attempt.status === undefined);
+  // A loaded machine may answer some with a retryable 503 (busy, deadline, outcome unknown): to the
+  // client that is an unknown outcome, as a lost answer is, and it retries with the same key.
+  const unknown = sent.filter((attempt) => attempt.status === undefined || attempt.status === 503);
   assert.ok(answered.length > 20, `only ${answered.length} deposits were answered before the kill`);
-  assert.ok(sent.every((attempt) => attempt.status === undefined || attempt.status === 202));
+  const others = sent.filter((attempt) => ![undefined, 202, 503].includes(attempt.status));
+  assert.deepEqual(
+    others.map((attempt) => [attempt.status, attempt.text]),
+    [],
+  );
 
   const second = await spawnGateway(env);
   try {
@@ -62,7 +68,7 @@ test('SIGKILL in the middle of a burst of deposits: every 202 survives with its 
       assert.equal(replay.status, 202);
       assert.equal(replay.text, attempt.text);
     }
-    // Each request whose answer was lost either committed (and replays) or never happened (and runs now).
+    // Each request whose answer was lost (or a 503) either committed (and replays) or never happened (and runs now).
     for (const attempt of unknown) {
       const retry = await after('POST', '/api/v1/deposits', {
         key: user.api_key,

@@ -130,12 +130,18 @@ describe('GET /api/v1/events on the gateway', () => {
       assert.match(response.headers.get('x-request-id') ?? '', /^[0-9a-f-]{36}$/);
       const created = await deposit(alice, 12_34);
       const seen = await reader!.transactionsUntil(settled(created.id));
+      // One change per event of the audit trail, each with the status that event left: usually
+      // pending → processing → succeeded; on a loaded machine a bank call may time out first (an
+      // attempt_failed, still pending) and the callback then settle it straight from pending.
+      const shown = await request('GET', `/api/v1/deposits/${created.id}`, { key: alice.api_key });
+      const { events, ...withoutEvents } = shown.json as { events: { status: string | null }[] };
+      let status = 'pending';
+      const expected = events.map((event) => (status = event.status ?? status));
       assert.deepEqual(
         seen.map((t) => t.status),
-        ['pending', 'processing', 'succeeded'],
+        expected,
       );
-      const shown = await request('GET', `/api/v1/deposits/${created.id}`, { key: alice.api_key });
-      const { events: _events, ...withoutEvents } = shown.json;
+      assert.equal(expected.at(-1), 'succeeded');
       assert.deepEqual(seen.at(-1), withoutEvents);
     } finally {
       controller.abort();

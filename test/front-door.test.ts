@@ -71,14 +71,17 @@ describe('the front door in front of three gateways', () => {
     }, scaled(20_000));
   }
 
-  /** Access log lines of the deposits and balance routes, on every instance (a forwarded request is logged twice). */
+  /**
+   * Access log lines of the deposits and balance routes, on every instance (a forwarded request is
+   * logged twice: on its route where it arrived, and as the signed command the owner ran).
+   */
   const routeLines = () =>
     instances
       .flatMap((i) => i.output().split('\n'))
       .filter(
         (line) =>
           line.includes('"msg":"request"') &&
-          /"path":"(\/api\/v1\/deposits|\/api\/v1\/users\/[^/"]+\/balance)"/.test(line),
+          /"path":"(\/api\/v1\/deposits|\/api\/v1\/users\/[^/"]+\/balance|\/internal\/v1\/commands)"/.test(line),
       ).length;
 
   /** Waits until the access logs hold `expected` more lines of the routes than at `from` (they are written after the answer). */

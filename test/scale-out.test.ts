@@ -195,7 +195,12 @@ async function assertBooks(cluster: Cluster, intents: Intent[], users: { id: str
   assert.equal(settlements.length, 0, 'no transaction settled twice');
   for (const user of users) {
     const expected = intents.filter((intent) => intent.user.id === user.id).reduce((sum, i) => sum + i.amount, 0);
-    const balance = await client(url)('GET', `/api/v1/users/${user.id}/balance`, { key: ADMIN_KEY });
+    // A read may meet a bounded 503 while the cluster settles after a takeover: a client retries it.
+    const balance = await eventually(async () => {
+      const answer = await client(url)('GET', `/api/v1/users/${user.id}/balance`, { key: ADMIN_KEY });
+      if (answer.status === 503) return undefined;
+      return answer;
+    });
     assert.equal(balance.status, 200, balance.text);
     assert.equal(balance.json.balances.find((b: { currency: string }) => b.currency === 'USD').available, expected);
   }

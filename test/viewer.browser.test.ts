@@ -59,7 +59,12 @@ let navigations = 0;
 const scriptErrors: string[] = [];
 
 before(async () => {
-  gateway = await startTestGateway({ BANK_MIN_DELAY_MS: '300', BANK_MAX_DELAY_MS: '600' });
+  // The bank answers slowly enough, on the machine's time scale, that the page shows a deposit open
+  // before it settles even when a loaded machine renders it late.
+  gateway = await startTestGateway({
+    BANK_MIN_DELAY_MS: String(scaled(1500)),
+    BANK_MAX_DELAY_MS: String(scaled(2000)),
+  });
   request = client(gateway.url);
   user = await createUser(request, 'Viewer Person');
   if (!existsSync(CHROMIUM)) return;

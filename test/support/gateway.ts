@@ -57,6 +57,22 @@ export interface Answer {
   json: any;
 }
 
+/**
+ * `fetch`, sending a request with an Idempotency-Key once more when its connection was reset: what a
+ * real client does, and safe by the key (the gateway replays or runs it once). A keep-alive connection
+ * can be reset when the client reuses it just as the server's keep-alive timeout closes it, which a
+ * loaded machine makes likely; a request without a key is never sent twice.
+ */
+async function fetchRetryingReset(url: string, init: RequestInit, idempotencyKey: string | undefined) {
+  try {
+    return await fetch(url, init);
+  } catch (error) {
+    const code = (error as { cause?: { code?: string } }).cause?.code;
+    if (idempotencyKey === undefined || (code !== 'ECONNRESET' && code !== 'UND_ERR_SOCKET')) throw error;
+    return fetch(url, init);
+  }
+}
+
 /** A small client for the gateway's HTTP API. */
 export function client(baseUrl: string) {
   return async function request(
@@ -78,7 +94,7 @@ export function client(baseUrl: string) {
       body = JSON.stringify(options.body);
       headers['content-type'] ??= 'application/json';
     }
-    const response = await fetch(baseUrl + path, { method, headers, body });
+    const response = await fetchRetryingReset(baseUrl + path, { method, headers, body }, options.idempotencyKey);
     const text = await response.text();
     let json: unknown;
     try {
