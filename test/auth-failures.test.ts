@@ -136,8 +136,10 @@ test('bad webhook signatures: past the limit 429 before the signature is checked
   assert.equal(await statusOf(id), 'succeeded');
 });
 
-test('a request forwarded by another instance is not counted again by the one it reaches', async () => {
-  // Signed as http/forward.ts signs for its peers; the instance that forwards counts the client.
+test("a peer's old forwarding header from a client exempts nothing: its failures count like any other", async () => {
+  // Instances forward to each other as signed commands on an internal path, answered before this
+  // limit runs (test/forward.test.ts); a public request carrying the header that forwarding once used,
+  // even correctly signed, is an ordinary request, and its failures count.
   const cluster = createHash('sha256').update(`pgw-forward:${ADMIN_KEY}`).digest();
   const forwarded = (path: string) => {
     const request_id = `forwarded-${crypto.randomUUID()}`;
@@ -148,16 +150,11 @@ test('a request forwarded by another instance is not counted again by the one it
     return { 'x-request-id': request_id, 'x-gateway-forwarded': `peer-instance ${at_s} ${mac}` };
   };
   const id = await pendingDeposit();
-  for (let i = 0; i < LIMIT + 2; i += 1) {
+  for (let i = 0; i < LIMIT; i += 1) {
     const bad = signedCallback(succeeded(id), { secret: OTHER_SECRET });
     const answer = await callback('127.0.0.15', bad, forwarded('/webhooks/bank-callback'));
     assert.equal(answer.status, 401);
   }
   const me = { authorization: `Bearer ${user.api_key}` };
-  assert.equal((await call('127.0.0.15', 'GET', '/api/v1/me', { headers: me })).status, 200);
-  // Without a valid forwarding signature, the same failures count.
-  for (let i = 0; i < LIMIT; i += 1) {
-    assert.equal((await callback('127.0.0.15', signedCallback(succeeded(id), { secret: OTHER_SECRET }))).status, 401);
-  }
   assertRateLimited(await call('127.0.0.15', 'GET', '/api/v1/me', { headers: me }));
 });
