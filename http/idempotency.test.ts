@@ -17,7 +17,7 @@ test('a request whose lookup finds the pending lookups full is answered 503 stor
   let ran = 0;
   const handler = () => {
     ran += 1;
-    return Promise.resolve({ status: 202, body: '{}' });
+    return Promise.resolve({ response: { status: 202, body: '{}' }, replayed: false });
   };
   // The first takes the one pending lookup; the second, asked in the same moment, finds none left.
   const [first, second] = await Promise.allSettled([

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Context } from 'koa';
+import type { ActorReply } from '../engine/account-actor.ts';
 import { outcomeFromStored, type KeptOutcome } from '../engine/account-codec.ts';
 import {
   IdempotencyLookupsFull,
@@ -7,7 +8,7 @@ import {
   type IdempotencyRecord,
   type IdempotencyStore,
 } from '../persistence/idempotency.ts';
-import { errors } from './errors.ts';
+import { errors, refusalError } from './errors.ts';
 
 /** A response as it goes on the wire, so that a replay can repeat it byte for byte. */
 export interface StoredResponse {
@@ -53,6 +54,12 @@ export function sendStored(ctx: Context, response: StoredResponse, replayed: boo
   ctx.type = 'application/json';
   ctx.body = response.body;
   if (replayed) ctx.set('Idempotent-Replayed', 'true');
+}
+
+/** A response, and whether it repeats a stored one (the `Idempotent-Replayed` header). */
+export interface Answer {
+  response: StoredResponse;
+  replayed: boolean;
 }
 
 export interface Attempt {
@@ -122,8 +129,24 @@ export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
       await store.insert({ ...attempt, user_id, answer: { status_code: response.status, body: response.body } });
     },
 
-    /** The stored answer for an attempt (422 when the key was used with another request), if any. */
-    lookup: (attempt: Attempt, render: RenderOutcome = RESPONSES_ONLY) => replayOrNothing(attempt, render),
+    /**
+     * The answer to an account command's reply: its outcome rendered; or, when the actor found the key
+     * taken meanwhile (by a request of its batch, or on another instance), the stored answer as a
+     * replay. Any other refusal is thrown as its error.
+     */
+    async answer(
+      attempt: Attempt,
+      reply: ActorReply,
+      render: RenderOutcome,
+      kept: Omit<KeptOutcome, 'outcome'>,
+    ): Promise<Answer> {
+      if (reply.kind === 'done') return { response: render({ ...kept, outcome: reply.outcome }), replayed: false };
+      if (reply.kind === 'refused' && reply.reason === 'idempotency_conflict') {
+        const stored = await replayOrNothing(attempt, render);
+        if (stored) return { response: stored, replayed: true };
+      }
+      throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
+    },
 
     /**
      * Replays a stored answer, or runs `handler` once and returns what it produced; `render` answers a
@@ -131,9 +154,9 @@ export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
      */
     async run(
       attempt: Attempt,
-      handler: () => Promise<StoredResponse>,
+      handler: () => Promise<Answer>,
       render: RenderOutcome = RESPONSES_ONLY,
-    ): Promise<{ response: StoredResponse; replayed: boolean }> {
+    ): Promise<Answer> {
       const slot = keySlot(attempt.caller, attempt.key);
       const running = inFlight.get(slot);
       if (running) {
@@ -145,7 +168,7 @@ export function createIdempotencyGate(store: IdempotencyStore, waitMs: number) {
       const work = (async () => {
         const stored = await replayOrNothing(attempt, render);
         if (stored) return { response: stored, replayed: true };
-        return { response: await handler(), replayed: false };
+        return handler();
       })();
       inFlight.set(slot, work);
       try {

@@ -94,8 +94,6 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
 
   /** The retry's work on the account's owner (or here, for a letter that does not exist). */
   async function retry(ctx: Context, { id, attempt }: RetryCommand): Promise<void> {
-    // Set when the actor found the key taken by a request of its batch: a replay too.
-    let replayedAfterConflict = false;
     const { response, replayed } = await deps.gate.run(
       attempt,
       async () => {
@@ -108,22 +106,15 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
         if (!reply.state.open.has(letter.transaction_id)) throw errors.transactionNotOpen();
         const retried = await deps.deadLetters.markRetried(id);
         if (!retried) throw errors.alreadyRetried();
-        const told = await requestRetry(ctx, retried, attempt);
-        if (told.kind === 'done') {
-          return renderRetry({ outcome: told.outcome, request_id: ctx.state.requestId, note: deadLetterJson(retried) });
-        }
-        if (told.kind === 'refused' && told.reason === 'idempotency_conflict') {
-          const stored = await deps.gate.lookup(attempt, renderRetry);
-          replayedAfterConflict = stored !== undefined;
-          if (stored) return stored;
-        }
-        // The letter stays retried: the transaction is open and no longer dead-lettered, so the
-        // open-payment sweep hands it to a worker even though the retry's event was not journaled.
-        throw refusalError(told.kind === 'refused' ? told.reason : 'failed');
+        const note = deadLetterJson(retried);
+        const told = await requestRetry(ctx, retried, { ...attempt, note });
+        // Refused: the letter stays retried; the transaction is open and no longer dead-lettered, so
+        // the open-payment sweep hands it to a worker even though the retry's event was not journaled.
+        return deps.gate.answer(attempt, told, renderRetry, { request_id: ctx.state.requestId, note });
       },
       renderRetry,
     );
-    sendStored(ctx, response, replayed || replayedAfterConflict);
+    sendStored(ctx, response, replayed);
   }
   deps.forwarding.handle('retry_dead_letter', retry);
 
@@ -132,7 +123,11 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
    * with the request's idempotency record in the same commit; that commit hands the transaction to a
    * payment worker.
    */
-  function requestRetry(ctx: Context, letter: DeadLetterRow, attempt: Attempt): Promise<ActorReply> {
+  function requestRetry(
+    ctx: Context,
+    letter: DeadLetterRow,
+    idempotency: Attempt & { note: unknown },
+  ): Promise<ActorReply> {
     return deps.accounts.ask(letter.user_id, {
       kind: 'command',
       command: {
@@ -142,7 +137,7 @@ export function adminRoutes(deps: AdminRoutesDeps): Router {
         cause: 'admin',
         request_id: ctx.state.requestId,
       },
-      idempotency: { ...attempt, note: deadLetterJson(letter) },
+      idempotency,
     });
   }
 

@@ -10,7 +10,7 @@ import { mayActFor, requireCaller, type Caller } from '../auth.ts';
 import { readJsonBody } from '../body.ts';
 import { decodeCursor } from '../cursor.ts';
 import type { Command, Forwarding } from '../forward.ts';
-import { errorBody, errors, refusalError, rejectionError } from '../errors.ts';
+import { errorBody, errors, rejectionError } from '../errors.ts';
 import {
   fingerprint,
   idempotencyKey,
@@ -92,8 +92,6 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
   /** The create's work on the account's owner: the idempotency gate, the actor, the answer. */
   async function run(ctx: Context, { user_id, type, input, attempt }: CreateCommand): Promise<void> {
     const id = uuidv7();
-    // Set when the actor found the key taken (by a request of its batch, or elsewhere): a replay too.
-    let replayedAfterConflict = false;
     const { response, replayed } = await deps.gate.run(
       attempt,
       async () => {
@@ -115,20 +113,12 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
           },
           idempotency: attempt,
         });
-        if (reply.kind === 'done') {
-          if (reply.outcome.kind === 'accepted') ctx.state.transactionId = id;
-          return render({ outcome: reply.outcome, request_id: ctx.state.requestId });
-        }
-        if (reply.kind === 'refused' && reply.reason === 'idempotency_conflict') {
-          const stored = await deps.gate.lookup(attempt, render);
-          replayedAfterConflict = stored !== undefined;
-          if (stored) return stored;
-        }
-        throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
+        if (reply.kind === 'done' && reply.outcome.kind === 'accepted') ctx.state.transactionId = id;
+        return deps.gate.answer(attempt, reply, render, { request_id: ctx.state.requestId });
       },
       render,
     );
-    sendStored(ctx, response, replayed || replayedAfterConflict);
+    sendStored(ctx, response, replayed);
   }
   deps.forwarding.handle('create_transaction', run);
 

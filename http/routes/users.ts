@@ -38,7 +38,10 @@ export function userRoutes(deps: UserRoutesDeps): Router {
         answer: { status_code: 201, body: JSON.stringify({ ...userJson(created), api_key: null }) },
       }));
       if (!user) throw errors.emailTaken();
-      return { status: 201, body: JSON.stringify({ ...userJson(user), api_key: apiKey.key }) };
+      return {
+        response: { status: 201, body: JSON.stringify({ ...userJson(user), api_key: apiKey.key }) },
+        replayed: false,
+      };
     });
     sendStored(ctx, response, replayed);
   });
