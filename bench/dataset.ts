@@ -4,7 +4,7 @@ import { reserve, userKey } from './lib.ts';
 
 // Data sets written straight into Postgres with INSERT … SELECT, in the shapes the gateway itself writes
 // (persistence/journal.ts, persistence/snapshots.ts, engine/account-codec.ts):
-// - users: api_key_hash = sha256(userKey(i)), as http/auth.ts hashes keys;
+// - users, and their keys in api_keys: key_hash = sha256(userKey(i)), as http/auth.ts hashes keys;
 // - per user, `deposits` USD deposits, each two journal events (transaction_created, then
 //   transaction_succeeded after 2 s), seq 1 … 2·deposits, payloads as account-codec's toStored writes them;
 // - the transactions read model: one succeeded row per deposit;
@@ -76,9 +76,13 @@ export async function generateAccounts(sql: Sql, options: DatasetOptions): Promi
         INSERT INTO bench_accounts (i, user_id, shard)
         SELECT (e->>0)::int, (e->>1)::uuid, (e->>2)::int FROM jsonb_array_elements(${JSON.stringify(rows)}::text::jsonb) e`;
       await conn`
-        INSERT INTO users (id, name, email, api_key_hash, created_at)
-        SELECT user_id, 'bench ' || i, 'bench' || i || '@bench.test',
-               sha256(convert_to('pgw_bench_user_' || lpad(i::text, 8, '0'), 'UTF8')), ${base}::timestamptz
+        INSERT INTO users (id, name, email, created_at)
+        SELECT user_id, 'bench ' || i, 'bench' || i || '@bench.test', ${base}::timestamptz
+        FROM bench_accounts WHERE i BETWEEN ${first} AND ${last}`;
+      await conn`
+        INSERT INTO api_keys (id, user_id, key_hash, created_at)
+        SELECT gen_random_uuid(), user_id, sha256(convert_to('pgw_bench_user_' || lpad(i::text, 8, '0'), 'UTF8')),
+               ${base}::timestamptz
         FROM bench_accounts WHERE i BETWEEN ${first} AND ${last}`;
     });
     // One row per deposit, with its id, amount and times, shared by the three tables below.

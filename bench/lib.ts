@@ -109,13 +109,11 @@ export async function seedUsers(count: number): Promise<{ id: string; key: strin
   const users = Array.from({ length: count }, (_, i) => ({ id: crypto.randomUUID(), key: userKey(i) }));
   const sql = connect('bench-seed');
   for (let from = 0; from < users.length; from += 5000) {
-    const rows = users.slice(from, from + 5000).map((u, j) => ({
-      id: u.id,
-      name: `bench ${from + j}`,
-      email: `bench${from + j}@bench.test`,
-      api_key_hash: hashApiKey(u.key),
-    }));
+    const slice = users.slice(from, from + 5000);
+    const rows = slice.map((u, j) => ({ id: u.id, name: `bench ${from + j}`, email: `bench${from + j}@bench.test` }));
+    const keys = slice.map((u) => ({ id: crypto.randomUUID(), user_id: u.id, key_hash: hashApiKey(u.key) }));
     await sql`INSERT INTO users ${sql(rows)}`;
+    await sql`INSERT INTO api_keys ${sql(keys)}`;
   }
   await sql.end();
   return users;

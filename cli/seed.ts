@@ -1,5 +1,6 @@
+import { v7 as uuidv7 } from 'uuid';
 import { loadConfig } from '../config.ts';
-import { hashApiKey } from '../http/auth.ts';
+import { hashApiKey, KEY_SHOWN_PREFIX_LENGTH } from '../http/auth.ts';
 import { createSql } from '../persistence/sql.ts';
 
 /** The demo users that CREDENTIALS.md lists; their keys are public and meant for local use only. */
@@ -28,10 +29,16 @@ const config = loadConfig();
 const sql = createSql(config.DATABASE_URL, { pool_max: 1, application_name: 'gateway-seed' });
 try {
   for (const user of DEMO_USERS) {
-    await sql`
-      INSERT INTO users (id, name, email, api_key_hash)
-      VALUES (${user.id}, ${user.name}, ${user.email}, ${hashApiKey(user.api_key)})
-      ON CONFLICT (id) DO UPDATE SET api_key_hash = excluded.api_key_hash, revoked_at = NULL`;
+    // The demo key works again after a run that revoked it; keys added meanwhile stay as they are.
+    await sql.begin(async (tx) => {
+      await tx`
+        INSERT INTO users (id, name, email) VALUES (${user.id}, ${user.name}, ${user.email})
+        ON CONFLICT (id) DO UPDATE SET revoked_at = NULL`;
+      await tx`
+        INSERT INTO api_keys (id, user_id, key_hash, prefix, label)
+        VALUES (${uuidv7()}, ${user.id}, ${hashApiKey(user.api_key)}, ${user.api_key.slice(0, KEY_SHOWN_PREFIX_LENGTH)}, 'demo')
+        ON CONFLICT (key_hash) DO UPDATE SET revoked_at = NULL`;
+    });
     console.log(`${user.name.padEnd(11)} ${user.id}  ${user.api_key}`);
   }
 } finally {

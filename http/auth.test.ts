@@ -36,9 +36,9 @@ function countingUsers(): { users: UserStore; lookups: () => number } {
 }
 
 async function newUser(users: UserStore): Promise<{ id: string; key: string }> {
-  const { key, hash } = newApiKey();
+  const { key, hash, prefix } = newApiKey();
   const id = randomUUID();
-  await users.insert({ id, name: 'cache', email: `${id}@example.test`, api_key_hash: hash });
+  await users.insert({ id, name: 'cache', email: `${id}@example.test`, api_key: { id: randomUUID(), hash, prefix } });
   return { id, key };
 }
 
@@ -50,7 +50,7 @@ async function startApp(users: UserStore, cache: KeyCacheOptions) {
   });
   const app = createApp({
     log: createLogger('silent'),
-    middleware: [authenticate(users, ADMIN_KEY, cache)],
+    middleware: [authenticate(createKeyCache(users, cache), ADMIN_KEY)],
     routers: [router],
   });
   const server: Server = app.listen(0, '127.0.0.1');
@@ -108,14 +108,14 @@ test('with a TTL of 0 every request asks Postgres, and a revocation takes effect
 
 test('unknown keys are not cached: a key issued after a failed attempt works at once', async () => {
   const { users, lookups } = countingUsers();
-  const { key, hash } = newApiKey();
+  const { key, hash, prefix } = newApiKey();
   const app = await startApp(users, { ttl_ms: 60_000 });
   try {
     assert.equal((await app.call(key)).status, 401);
     assert.equal((await app.call(key)).status, 401);
     assert.equal(lookups(), 2);
     const id = randomUUID();
-    await users.insert({ id, name: 'late', email: `${id}@example.test`, api_key_hash: hash });
+    await users.insert({ id, name: 'late', email: `${id}@example.test`, api_key: { id: randomUUID(), hash, prefix } });
     assert.deepEqual(await app.call(key), { status: 200, json: { caller: id } });
   } finally {
     await app.close();

@@ -17,10 +17,16 @@ export function bearerKey(header: string): string | undefined {
   return BEARER.exec(header)?.[1];
 }
 
-/** A new random API key (256 bits) and the digest that is stored in its place. */
-export function newApiKey(): { key: string; hash: Buffer } {
+/** How many characters of a key are kept and shown, so that a person can tell keys apart. */
+export const KEY_SHOWN_PREFIX_LENGTH = 12;
+
+/**
+ * A new random API key (256 bits), the digest that is stored in its place, and its first characters
+ * (the fixed `pgw_` and 8 random ones: 48 of its 256 bits, too few to help a guess).
+ */
+export function newApiKey(): { key: string; hash: Buffer; prefix: string } {
   const key = KEY_PREFIX + randomBytes(32).toString('base64url');
-  return { key, hash: hashApiKey(key) };
+  return { key, hash: hashApiKey(key), prefix: key.slice(0, KEY_SHOWN_PREFIX_LENGTH) };
 }
 
 /** SHA-256 of a key: keys are random and long, so a fast hash is enough (no password stretching). */
@@ -94,17 +100,22 @@ export function createKeyCache(users: UserStore, options: KeyCacheOptions = {}) 
       }
       return loading.get(id) ?? load(id, hash);
     },
+    /** Drops a key this process revoked, so that it stops working here at once (elsewhere: within the TTL). */
+    forget(hash: Buffer): void {
+      entries.delete(hash.toString('latin1'));
+    },
     size: () => entries.size,
   };
 }
+
+export type KeyCache = ReturnType<typeof createKeyCache>;
 
 /**
  * Resolves the Bearer key to a caller; routes that need one call `requireCaller`. Users' keys are
  * looked up through a `createKeyCache` (see there for how stale it may be).
  */
-export function authenticate(users: UserStore, adminKey: string, cache: KeyCacheOptions = {}): Middleware {
+export function authenticate(keys: KeyCache, adminKey: string): Middleware {
   const adminHash = hashApiKey(adminKey);
-  const keys = createKeyCache(users, cache);
   return async (ctx, next) => {
     const header = ctx.get('Authorization');
     if (header) {

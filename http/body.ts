@@ -33,3 +33,10 @@ export async function readJsonBody(ctx: Context, limitBytes: number): Promise<un
     throw errors.malformedJson();
   }
 }
+
+/** A JSON body that may be left out: `{}` when the request has none (no length, or length 0, and no chunks). */
+export async function readOptionalJsonBody(ctx: Context, limitBytes: number): Promise<unknown> {
+  const chunked = ctx.get('Transfer-Encoding') !== '';
+  if (!chunked && (ctx.get('Content-Length') === '' || ctx.get('Content-Length') === '0')) return {};
+  return readJsonBody(ctx, limitBytes);
+}

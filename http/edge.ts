@@ -7,13 +7,14 @@ import type { RequestObservation } from '../metrics.ts';
 import type { Storage } from '../persistence/storage.ts';
 import { accountShard } from './account-shard.ts';
 import { createApp } from './app.ts';
-import { authenticate } from './auth.ts';
+import { authenticate, createKeyCache } from './auth.ts';
 import { authFailureLimit } from './auth-failure-limit.ts';
 import { createForwarder } from './forward.ts';
 import { createIdempotencyGate } from './idempotency.ts';
 import { rateLimits } from './rate-limit.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { apiKeyRoutes } from './routes/api-keys.ts';
 import { docsRoutes } from './routes/docs.ts';
 import { eventRoutes } from './routes/events.ts';
 import { dependencyChecks, healthRoutes } from './routes/health.ts';
@@ -93,6 +94,7 @@ export function createEdge(options: EdgeOptions): Edge {
   });
   const currencies = s.CURRENCIES;
   const bodySizeMaxBytes = s.BODY_SIZE_MAX_BYTES;
+  const keyCache = createKeyCache(users, { ttl_ms: s.AUTH_CACHE_TTL_MS });
 
   const app = createApp({
     log: log.child({ module: 'http' }),
@@ -114,7 +116,7 @@ export function createEdge(options: EdgeOptions): Edge {
         max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
         log,
       }),
-      authenticate(users, s.ADMIN_API_KEY, { ttl_ms: s.AUTH_CACHE_TTL_MS }),
+      authenticate(keyCache, s.ADMIN_API_KEY),
       rateLimits({
         counters: storage.rateLimitCounters,
         key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
@@ -127,6 +129,7 @@ export function createEdge(options: EdgeOptions): Edge {
     routers: [
       healthRoutes(dependencyChecks({ pings: storage.pings, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
       userRoutes({ users, gate, bodySizeMaxBytes }),
+      apiKeyRoutes({ users, apiKeys: storage.apiKeys, keyCache, gate, bodySizeMaxBytes }),
       accountRoutes({ accounts, readModel, users, currencies, forwarding: forwarder }),
       adminRoutes({
         reconciliation: storage.reconciliation,

@@ -116,6 +116,11 @@ export const errors = {
   alreadyRetried: defineError(409, 'already_retried', 'This dead letter was already retried.'),
   transactionNotOpen: defineError(409, 'transaction_not_open', 'The transaction is already final.'),
   transactionExists: defineError(409, 'transaction_exists', 'A transaction with this id already exists.'),
+  tooManyApiKeys: defineError(
+    409,
+    'too_many_api_keys',
+    'This user already holds {active_max} active API keys; revoke one before adding another.',
+  ),
   payloadTooLarge: defineError(413, 'payload_too_large', 'The request body is larger than {limit_bytes} bytes.'),
   unsupportedMediaType: defineError(415, 'unsupported_media_type', 'Send the request body as application/json.'),
   hostNotAllowed: defineError(

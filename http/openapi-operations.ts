@@ -3,7 +3,10 @@ import { z } from 'zod';
 import type { TransactionType } from '../engine/account.ts';
 import { ACTOR_REFUSAL_CODES, rejectionCode, type ErrorCode } from './errors.ts';
 import {
+  apiKey,
+  apiKeyList,
   balance,
+  createdApiKey,
   createdUser,
   deadLetterPage,
   deadLetterRetry,
@@ -15,10 +18,13 @@ import {
   transactionPage,
   transactionWithEvents,
   user,
+  userPage,
   webhookOutcome,
 } from './response-schemas.ts';
 import {
+  apiKeyParams,
   bankCallbackBody,
+  createApiKeyBody,
   createUserBody,
   deadLetterListQuery,
   deadLetterParams,
@@ -26,8 +32,10 @@ import {
   historyQuery,
   transactionBody,
   transactionIdParams,
+  transactionListQuery,
   typedListQuery,
   userIdParams,
+  userListQuery,
 } from './schemas.ts';
 
 /** Who may call an operation, which decides its security requirement. */
@@ -145,6 +153,61 @@ export function operations(currencies: readonly string[]): Operation[] {
     },
     {
       method: 'get',
+      path: '/api/v1/users',
+      operationId: 'listUsers',
+      tag: 'Users',
+      summary: 'Find users by id, name or email',
+      description: `${LISTED} \`search\` is a user id (exact match) or text found in the name or the email.`,
+      access: 'admin',
+      request: { query: userListQuery },
+      answers: { 200: json(userPage, 'A page of users.') },
+      errors: ['validation_error', 'invalid_cursor'],
+    },
+    {
+      method: 'get',
+      path: '/api/v1/users/{user_id}/api-keys',
+      operationId: 'listApiKeys',
+      tag: 'API keys',
+      summary: "A user's API keys, active and revoked",
+      description: 'Never the keys themselves: each shows its first 12 characters.',
+      access: 'caller',
+      request: { params: userIdParams },
+      answers: { 200: json(apiKeyList, 'The keys, oldest first.') },
+      errors: ['validation_error', 'not_found'],
+    },
+    {
+      method: 'post',
+      path: '/api/v1/users/{user_id}/api-keys',
+      operationId: 'createApiKey',
+      tag: 'API keys',
+      summary: 'Add an API key (to rotate: add, switch over, revoke the old one)',
+      description:
+        'A user holds at most two active keys, so that a client can switch to a new key before the old ' +
+        'one stops working. The body may be left out.',
+      access: 'caller',
+      request: {
+        params: userIdParams,
+        body: { required: false, content: { 'application/json': { schema: createApiKeyBody } } },
+      },
+      answers: { 201: json(createdApiKey, 'Added; `api_key` is shown this once.') },
+      errors: ['validation_error', 'not_found', 'too_many_api_keys'],
+    },
+    {
+      method: 'post',
+      path: '/api/v1/users/{user_id}/api-keys/{key_id}/revoke',
+      operationId: 'revokeApiKey',
+      tag: 'API keys',
+      summary: 'Revoke an API key',
+      description:
+        'The key stops authenticating on the instance that answers at once, and on every other within ' +
+        '`AUTH_CACHE_TTL_MS` (5 s by default). Revoking a revoked key answers it unchanged.',
+      access: 'caller',
+      request: { params: apiKeyParams },
+      answers: { 200: json(apiKey, 'The key, revoked.') },
+      errors: ['validation_error', 'not_found'],
+    },
+    {
+      method: 'get',
       path: '/api/v1/users/{user_id}',
       operationId: 'getUser',
       tag: 'Users',
@@ -175,6 +238,18 @@ export function operations(currencies: readonly string[]): Operation[] {
       description: `${LISTED} Rate limited per caller, together with the deposit and withdrawal lists.`,
       access: 'caller',
       request: { params: userIdParams, query: historyQuery },
+      answers: { 200: json(transactionPage, 'A page of transactions.') },
+      errors: ['validation_error', 'invalid_cursor', 'not_found'],
+    },
+    {
+      method: 'get',
+      path: '/api/v1/transactions',
+      operationId: 'listTransactions',
+      tag: 'Balances and history',
+      summary: "Deposits and withdrawals: every user's for the admin, your own for a user",
+      description: `${LISTED} The admin may name a \`user_id\`; a user naming another gets 404. Rate limited per caller, together with the other lists.`,
+      access: 'caller',
+      request: { query: transactionListQuery },
       answers: { 200: json(transactionPage, 'A page of transactions.') },
       errors: ['validation_error', 'invalid_cursor', 'not_found'],
     },

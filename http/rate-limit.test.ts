@@ -10,7 +10,7 @@ import { rateLimitCounters } from '../persistence/rate-limit-counters.ts';
 import { createRedis } from '../persistence/redis.ts';
 import type { UserStore } from '../persistence/users.ts';
 import { createApp } from './app.ts';
-import { authenticate, hashApiKey, requireCaller } from './auth.ts';
+import { authenticate, createKeyCache, hashApiKey, requireCaller } from './auth.ts';
 import { addressKey, authFailureLimit } from './auth-failure-limit.ts';
 import { rateLimits } from './rate-limit.ts';
 import { REDIS_RETRY_MS, type RedisDownPolicy } from './rate-limit-store.ts';
@@ -112,7 +112,7 @@ async function startInstance(setup: Setup): Promise<Instance> {
         max_per_min: setup.auth_failures ?? 20,
         timeout_ms: setup.timeout_ms,
       }),
-      authenticate(users, ADMIN_KEY),
+      authenticate(createKeyCache(users), ADMIN_KEY),
       rateLimits({
         ...shared,
         global_per_min: setup.global ?? 1000,

@@ -31,7 +31,7 @@ export interface RateLimitOptions {
 const API_PATH = /^\/api\/v1(?:\/|$)/i;
 const BALANCE_PATH = /^\/api\/v1\/users\/([^/]+)\/balance\/?$/i;
 const USER_TRANSACTIONS_PATH = /^\/api\/v1\/users\/([^/]+)\/transactions\/?$/i;
-const TRANSACTION_LISTS_PATH = /^\/api\/v1\/(?:deposits|withdrawals)\/?$/i;
+const TRANSACTION_LISTS_PATH = /^\/api\/v1\/(?:deposits|withdrawals|transactions)\/?$/i;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 type PerUserPolicy = 'balance' | 'transactions';
@@ -67,7 +67,7 @@ function bucket(caller: Caller, target: string | undefined): string {
 /**
  * The API's rate limits, counted in Redis so that they hold across instances: a global limit over
  * every `/api/v1` request, and per caller the balance limit and one shared limit for the transaction
- * lists (`/users/:id/transactions`, `/deposits`, `/withdrawals`). Fixed 60 s windows. Runs after
+ * lists (`/users/:id/transactions`, `/transactions`, `/deposits`, `/withdrawals`). Fixed 60 s windows. Runs after
  * authentication; anonymous requests only count against the global limit (their routes answer 401).
  */
 export function rateLimits(options: RateLimitOptions): Middleware {

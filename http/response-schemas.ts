@@ -124,6 +124,38 @@ function page<T extends z.ZodType>(item: T, id: string) {
 
 export const transactionPage = page(transaction, 'TransactionPage');
 
+/** A user in the admin's list, with how many of its keys authenticate now. */
+export const listedUser = user
+  .extend({ api_keys_active: z.number().int().min(0).meta({ description: 'Keys not revoked.' }) })
+  .meta({ id: 'ListedUser' });
+
+export const userPage = page(listedUser, 'UserPage');
+
+/** An API key as the API shows it: never the key itself after its creation. */
+export const apiKey = z
+  .object({
+    id: uuid,
+    user_id: uuid,
+    label: z.string().nullable(),
+    prefix: z.string().nullable().meta({
+      description: "The key's first 12 characters, to tell keys apart; null for keys issued before keys had ids.",
+    }),
+    created_at: dateTime,
+    revoked_at: dateTime.nullable(),
+  })
+  .meta({ id: 'ApiKey' });
+
+/** The answer to adding a key: the key, shown this once. */
+export const createdApiKey = apiKey
+  .extend({
+    api_key: z.string().nullable().meta({
+      description: 'The new key, shown once; null in a replay with the same Idempotency-Key.',
+    }),
+  })
+  .meta({ id: 'CreatedApiKey' });
+
+export const apiKeyList = z.object({ data: z.array(apiKey) }).meta({ id: 'ApiKeyList' });
+
 /** A user's balances: one entry per configured currency, and any other the account holds. */
 export const balance = z
   .object({

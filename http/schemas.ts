@@ -25,6 +25,18 @@ export const createUserBody = z.strictObject({
 
 export const userIdParams = z.strictObject({ user_id: uuid });
 
+/** The body of POST /users/{user_id}/api-keys (may be empty). */
+export const createApiKeyBody = z.strictObject({
+  label: text()
+    .trim()
+    .min(1)
+    .max(100)
+    .optional()
+    .meta({ description: 'A name to tell the key apart, e.g. where it is used.' }),
+});
+
+export const apiKeyParams = z.strictObject({ user_id: uuid, key_id: uuid });
+
 /** Amounts on the wire: a JSON integer of minor units, 1 to 1e12. Strings and fractions are refused. */
 export const amount = z
   .number({ message: 'must be a JSON number of minor units (e.g. 1050 for 10.50)' })
@@ -149,6 +161,14 @@ export const typedListQuery = z.strictObject({ ...pageQuery, ...filters, user_id
 /** Query of GET /events: the admin may name one user (else every user's changes); a user only themselves. */
 export const eventsQuery = z.strictObject({ user_id: uuid.optional() });
 
+/** Query of GET /transactions: every user's for the admin (or the one named), the caller's own for a user. */
+export const transactionListQuery = z.strictObject({
+  ...pageQuery,
+  ...filters,
+  type: z.enum(TRANSACTION_TYPES).optional(),
+  user_id: uuid.optional(),
+});
+
 /** Query of GET /users/{user_id}/transactions. */
 export const historyQuery = z.strictObject({
   ...pageQuery,
@@ -157,6 +177,16 @@ export const historyQuery = z.strictObject({
 });
 
 export const transactionIdParams = z.strictObject({ id: uuid });
+
+/** Query of GET /users (admin): a page, newest first, optionally searched. */
+export const userListQuery = z.strictObject({
+  search: text()
+    .trim()
+    .max(320)
+    .optional()
+    .meta({ description: 'A user id (exact), or text found in the name or the email (case-insensitive).' }),
+  ...pageQuery,
+});
 
 /** Query of GET /admin/dead-letters: a page, newest first. */
 export const deadLetterListQuery = z.strictObject({ ...pageQuery });

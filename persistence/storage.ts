@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../logger.ts';
+import { createApiKeyStore, type ApiKeyStore } from './api-keys.ts';
 import { createDeadLetterStore, type DeadLetterStore } from './dead-letters.ts';
 import { createFeedChannel, type FeedChannel } from './feed-channel.ts';
 import { createIdempotencyStore, type IdempotencyStore } from './idempotency.ts';
@@ -44,6 +45,7 @@ export interface Storage {
   /** A second connection for the cluster's channels (a subscribed connection runs no other command). */
   subscriber: Redis;
   users: UserStore;
+  apiKeys: ApiKeyStore;
   idempotency: IdempotencyStore;
   readModel: ReadModel;
   leases: LeaseStore;
@@ -88,6 +90,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     redis,
     subscriber,
     users: createUserStore(sql, idempotency),
+    apiKeys: createApiKeyStore(sql, idempotency),
     idempotency,
     readModel: createReadModel(sql),
     leases: createLeaseStore(sql),

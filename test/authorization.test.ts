@@ -77,7 +77,12 @@ const PRINCIPALS = [
 const MATRIX: readonly (readonly [string, readonly number[]])[] = [
   //                                                owner other admin none bad  basic unknown revoked
   ['POST /api/v1/users',                              [403,  403,  201,  401, 401, 401,  401,    401]],
+  ['GET /api/v1/users',                               [403,  403,  200,  401, 401, 401,  401,    401]],
   ['GET /api/v1/users/{user_id}',                     [200,  404,  200,  401, 401, 401,  401,    401]],
+  ['GET /api/v1/users/{user_id}/api-keys',            [200,  404,  200,  401, 401, 401,  401,    401]],
+  ['POST /api/v1/users/{user_id}/api-keys',           [201,  404,  201,  401, 401, 401,  401,    401]],
+  ['POST /api/v1/users/{user_id}/api-keys/{spare_key_id}/revoke', [200, 404, 200, 401, 401, 401, 401, 401]],
+  ['GET /api/v1/transactions?user_id={user_id}',      [200,  404,  200,  401, 401, 401,  401,    401]],
   ['GET /api/v1/users/{user_id}/balance',             [200,  404,  200,  401, 401, 401,  401,    401]],
   ['GET /api/v1/users/{user_id}/transactions',        [200,  404,  200,  401, 401, 401,  401,    401]],
   ['POST /api/v1/deposits',                           [202,  404,  202,  401, 401, 401,  401,    401]],
@@ -93,6 +98,8 @@ const MATRIX: readonly (readonly [string, readonly number[]])[] = [
 /** The POST bodies; a body that names a user names the target, so that another user acts for the owner. */
 const BODIES: Record<string, (target: Subject) => unknown> = {
   '/api/v1/users': () => ({ name: 'Matrix', email: `matrix-${crypto.randomUUID()}@example.test` }),
+  '/api/v1/users/{user_id}/api-keys': () => ({ label: 'matrix' }),
+  '/api/v1/users/{user_id}/api-keys/{spare_key_id}/revoke': () => ({}),
   '/api/v1/deposits': (target) => ({ amount: 100, currency: 'USD', user_id: target.id }),
   '/api/v1/withdrawals': (target) => ({ amount: 1, currency: 'USD', user_id: target.id }),
 };
@@ -106,12 +113,28 @@ function assertErrorShape(answer: Answer, code: string): void {
   assert.equal(answer.json.request_id, answer.headers.get('x-request-id'));
 }
 
+/**
+ * A key of the target that a revocation may take away (the admin adds it: the target keeps the key the
+ * other tests use); any id where the target can get none (a revoked user), whose request is refused first.
+ */
+async function spareKey(target: Subject): Promise<string> {
+  const added = await post(`/api/v1/users/${target.id}/api-keys`, ADMIN_KEY, { label: 'spare' });
+  return added.status === 201 ? (added.json.id as string) : crypto.randomUUID();
+}
+
 /** A successful answer shows the target's resources and nobody else's. */
-function assertConcerns(answer: Answer, route: string, target: Subject): void {
+async function assertConcerns(answer: Answer, route: string, target: Subject): Promise<void> {
   const json = answer.json;
   if (route === 'GET /api/v1/users/{user_id}') assert.equal(json.id, target.id);
   if (route === 'POST /api/v1/users') issuedKeys.push(json.api_key);
+  if (route === 'POST /api/v1/users/{user_id}/api-keys') {
+    // The key works, and is revoked again so that the target stays under its limit of active keys.
+    assert.equal((await request('GET', '/api/v1/me', { key: json.api_key })).json.id, target.id);
+    issuedKeys.push(json.api_key);
+    assert.equal((await post(`/api/v1/users/${target.id}/api-keys/${json.id}/revoke`, ADMIN_KEY, {})).status, 200);
+  }
   if (typeof json.user_id === 'string') assert.equal(json.user_id, target.id);
+  if (route === 'GET /api/v1/users') return; // every user: no one target.
   if (Array.isArray(json.data)) {
     assert.ok(json.data.length > 0);
     for (const row of json.data) assert.equal(row.user_id, target.id);
@@ -129,17 +152,21 @@ for (const [route, statuses] of MATRIX) {
           user_id: target.id,
           deposit_id: target.deposit_id,
           withdrawal_id: target.withdrawal_id,
+          ...(template.includes('{spare_key_id}') ? { spare_key_id: await spareKey(target) } : {}),
         };
         const path = template.replace(/\{(\w+)\}/g, (_, name: string) => ids[name]!);
         const authorization = principal.authorization();
         const answer = await request(method, path, {
           headers: authorization ? { authorization } : {},
-          ...(method === 'POST' ? { body: BODIES[path]!(target), idempotencyKey: crypto.randomUUID() } : {}),
+          ...(method === 'POST' ? { body: BODIES[template]!(target), idempotencyKey: crypto.randomUUID() } : {}),
         });
+        // The spare key goes (if the request left it), so that the target stays under its limit of keys.
+        if (ids.spare_key_id)
+          await post(`/api/v1/users/${target.id}/api-keys/${ids.spare_key_id}/revoke`, ADMIN_KEY, {});
         assert.equal(answer.status, status, answer.text);
         if (status === 401) assert.equal(answer.headers.get('www-authenticate'), 'Bearer');
         if (status >= 400) assertErrorShape(answer, ERROR_CODES[status]!);
-        else assertConcerns(answer, route, target);
+        else await assertConcerns(answer, route, target);
       });
     });
   });

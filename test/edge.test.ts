@@ -171,8 +171,10 @@ describe('users and auth', () => {
     assert.equal(own.status, 200);
     assert.equal(own.json.id, user.id);
     assert.equal(own.json.api_key, undefined);
-    const stored = await gateway.sql`SELECT api_key_hash FROM users WHERE id = ${user.id}`;
-    assert.equal(stored[0]?.api_key_hash.length, 32);
+    const stored = await gateway.sql`SELECT key_hash, prefix FROM api_keys WHERE user_id = ${user.id}`;
+    assert.equal(stored.length, 1);
+    assert.equal(stored[0]?.key_hash.length, 32);
+    assert.equal(stored[0]?.prefix, user.api_key.slice(0, 12));
     assert.ok(!JSON.stringify(stored).includes(user.api_key));
   });
 

@@ -20,7 +20,13 @@ import {
   type RenderOutcome,
   type StoredResponse,
 } from '../idempotency.ts';
-import { PAGE_LIMIT_DEFAULT, transactionBody, transactionIdParams, typedListQuery } from '../schemas.ts';
+import {
+  PAGE_LIMIT_DEFAULT,
+  transactionBody,
+  transactionIdParams,
+  transactionListQuery,
+  typedListQuery,
+} from '../schemas.ts';
 import { eventJson, rowJson, transactionJson } from '../transaction-json.ts';
 import { parseInput } from '../validation.ts';
 import { sendPage } from './pages.ts';
@@ -131,9 +137,14 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     ctx.body = { ...rowJson(row), events: events.map(eventJson) };
   }
 
-  async function list(ctx: Context, type: TransactionType): Promise<void> {
+  /**
+   * A page of deposits or withdrawals (`type`), or of both (`GET /api/v1/transactions`, where the
+   * query may name the type): every user's for the admin, unless it names one; the caller's own for a
+   * user, who naming another user gets 404.
+   */
+  async function list(ctx: Context, type: TransactionType | undefined): Promise<void> {
     const caller = requireCaller(ctx.state);
-    const query = parseInput(typedListQuery, ctx.query, 'query');
+    const query = parseInput(type ? typedListQuery : transactionListQuery, ctx.query, 'query');
     if (caller.kind === 'user' && query.user_id !== undefined && query.user_id !== caller.id) {
       throw errors.notFound({ what: 'user' });
     }
@@ -141,12 +152,13 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     await sendPage(ctx, deps.readModel, {
       ...query,
       ...(user_id !== undefined ? { user_id } : {}),
-      type,
+      ...(type !== undefined ? { type } : {}),
       limit: query.limit ?? PAGE_LIMIT_DEFAULT,
       ...(query.cursor !== undefined ? { after: decodeCursor(query.cursor) } : {}),
     });
   }
 
+  router.get('/api/v1/transactions', (ctx) => list(ctx, undefined));
   for (const type of TRANSACTION_TYPES) {
     router.post(PATHS[type], (ctx) => create(ctx, type));
     router.get(`${PATHS[type]}/:id`, (ctx) => show(ctx, type));

@@ -1,11 +1,12 @@
 import Router from '@koa/router';
 import { v7 as uuidv7 } from 'uuid';
-import type { UserRow, UserStore } from '../../persistence/users.ts';
+import type { ListedUser, UserRow, UserStore } from '../../persistence/users.ts';
 import { mayActFor, newApiKey, requireAdmin, requireCaller } from '../auth.ts';
 import { readJsonBody } from '../body.ts';
+import { decodeCursor, encodeCursor } from '../cursor.ts';
 import { errors } from '../errors.ts';
 import { fingerprint, idempotencyKey, sendStored, type IdempotencyGate } from '../idempotency.ts';
-import { createUserBody, userIdParams } from '../schemas.ts';
+import { createUserBody, PAGE_LIMIT_DEFAULT, userIdParams, userListQuery } from '../schemas.ts';
 import { parseInput } from '../validation.ts';
 
 export interface UserRoutesDeps {
@@ -19,7 +20,15 @@ export function userJson(user: UserRow): Record<string, unknown> {
   return { id: user.id, name: user.name, email: user.email, created_at: user.created_at.toISOString() };
 }
 
-/** `POST /api/v1/users` (admin) and `GET /api/v1/users/:user_id` (owner or admin). */
+/** A user in the admin's list: with the number of keys that authenticate now. */
+function listedUserJson(user: ListedUser): Record<string, unknown> {
+  return { ...userJson(user), api_keys_active: user.api_keys_active };
+}
+
+/**
+ * `POST /api/v1/users` and `GET /api/v1/users?search=` (admin), and `GET /api/v1/users/:user_id`
+ * (owner or admin).
+ */
 export function userRoutes(deps: UserRoutesDeps): Router {
   const router = new Router({ prefix: '/api/v1/users' });
 
@@ -31,8 +40,9 @@ export function userRoutes(deps: UserRoutesDeps): Router {
     const { response, replayed } = await deps.gate.run(attempt, async () => {
       ctx.state.writeSent = true;
       const apiKey = newApiKey();
+      const first = { id: uuidv7(), hash: apiKey.hash, prefix: apiKey.prefix };
       // The key is shown once: the stored replay carries the user without it.
-      const user = await deps.users.insertAnswered({ id: uuidv7(), ...body, api_key_hash: apiKey.hash }, (created) => ({
+      const user = await deps.users.insertAnswered({ id: uuidv7(), ...body, api_key: first }, (created) => ({
         ...attempt,
         user_id: created.id,
         answer: { status_code: 201, body: JSON.stringify({ ...userJson(created), api_key: null }) },
@@ -44,6 +54,19 @@ export function userRoutes(deps: UserRoutesDeps): Router {
       };
     });
     sendStored(ctx, response, replayed);
+  });
+
+  router.get('/', async (ctx) => {
+    requireAdmin(ctx.state);
+    const query = parseInput(userListQuery, ctx.query, 'query');
+    const limit = query.limit ?? PAGE_LIMIT_DEFAULT;
+    const { rows, has_more } = await deps.users.search({
+      limit,
+      ...(query.search !== undefined ? { search: query.search } : {}),
+      ...(query.cursor !== undefined ? { after: decodeCursor(query.cursor) } : {}),
+    });
+    const last = rows[rows.length - 1];
+    ctx.body = { data: rows.map(listedUserJson), next_cursor: has_more && last ? encodeCursor(last) : null, has_more };
   });
 
   router.get('/:user_id', async (ctx) => {
