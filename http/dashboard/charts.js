@@ -73,6 +73,10 @@ const CHARTS = [
   },
 ];
 
+/** The value the legend shows: the hovered sample's, or the latest when the cursor is off the chart. */
+const shown = (u, sidx, idx, value) => (idx === null || idx === undefined ? (u.data[sidx].at(-1) ?? null) : value);
+const clock = (seconds) => (seconds === null ? '—' : new Date(seconds * 1000).toLocaleTimeString());
+
 function options(chart, width) {
   const axes = [{}, chart.axis ?? {}];
   const scales = { x: { time: true }, y: { range: chart.range } };
@@ -87,7 +91,7 @@ function options(chart, width) {
     axes,
     cursor: { drag: { x: false, y: false } },
     series: [
-      {},
+      { label: 'time', value: (u, value, sidx, idx) => clock(shown(u, sidx, idx, value)) },
       ...chart.series.map((s) => ({
         label: s.label,
         stroke: s.stroke,
@@ -95,7 +99,7 @@ function options(chart, width) {
         width: 2,
         scale: s.scale ?? 'y',
         spanGaps: false,
-        value: (u, value) => s.show(value),
+        value: (u, value, sidx, idx) => s.show(shown(u, sidx, idx, value)),
         paths: s.stepped ? uPlot.paths.stepped({ align: 1 }) : undefined,
       })),
     ],

@@ -49,7 +49,7 @@ export interface DashboardOptions extends OverviewSources {
   port: number;
   /** Host names answered besides loopback and `host` (DASHBOARD_ALLOWED_HOSTS). */
   allowed_hosts: readonly string[];
-  /** What `GET /api/state` and `GET /metrics` ask for (ADMIN_API_KEY). */
+  /** What `GET /api/state`, `GET /api/series` and `GET /metrics` ask for (ADMIN_API_KEY). */
   admin_key: string;
   /** Where `/metrics` and the charts read the counters from. */
   metrics: MetricsRegistry;
