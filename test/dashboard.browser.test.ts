@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { Gateway } from '../gateway.ts';
 import { ADMIN_KEY, client, createUser, settle, startTestGateway } from './support/gateway.ts';
-import { scaled } from './support/time.ts';
+import { elapse, scaled } from './support/time.ts';
 
 // The task dashboard in headless Chromium (Debian's package), against a gateway whose bank accepts at
 // once and settles only when the test says so: a deposit is in flight until then.
@@ -72,6 +72,15 @@ function legend(chart: string): Promise<string[][]> {
   );
 }
 
+/**
+ * Page source (this project's TypeScript has no DOM types, and compiled functions would carry helpers
+ * the page lacks) that makes the tab hidden or shown, as switching tabs does, and tells the page.
+ */
+const hide = (hidden: boolean) => `
+  Object.defineProperty(document, 'hidden', { configurable: true, get: () => ${hidden} });
+  document.dispatchEvent(new Event('visibilitychange'));
+`;
+
 /** Clicks a cell and answers what the browser then has selected: the text an operator would copy. */
 async function selectedByClick(selector: string): Promise<string> {
   await page.click(selector);
@@ -134,5 +143,25 @@ describe('the task dashboard in a browser', () => {
     await page.waitForSelector('#payments tr:has-text("No payment is being driven.")');
     await page.screenshot({ path: `${SCREENSHOTS}dashboard.png`, fullPage: true });
     assert.deepEqual(scriptErrors, []);
+  });
+
+  test('a hidden tab asks nothing; shown again, it reads at once', async (t) => {
+    if (!ready(t)) return;
+    const asked: string[] = [];
+    const count = (request: { url(): string }) => asked.push(new URL(request.url()).pathname);
+    page.on('request', count);
+    try {
+      await page.evaluate(hide(true));
+      // A poll already due when the tab hid may still run, once per reader; then nothing is asked.
+      await elapse(scaled(3000));
+      assert.ok(asked.filter((path) => path === '/api/series').length <= 1, asked.join(' '));
+      assert.ok(asked.filter((path) => path === '/api/state').length <= 1, asked.join(' '));
+
+      const shown = page.waitForRequest((request) => request.url().endsWith('/api/series'));
+      await page.evaluate(hide(false));
+      await shown;
+    } finally {
+      page.off('request', count);
+    }
   });
 });
