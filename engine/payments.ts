@@ -338,6 +338,9 @@ export function createPayments(options: PaymentsOptions) {
 
     inFlight: (): PaymentView[] => [...workers.values()].map((worker) => ({ ...worker.view })),
 
+    /** How many payments are driven here now, without copying their views (sampled every second). */
+    inFlightCount: (): number => workers.size,
+
     /** Stops every worker where it stands; their transactions resume after the next recovery. */
     stop(): void {
       stopped = true;
