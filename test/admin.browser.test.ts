@@ -94,7 +94,9 @@ before(async () => {
   if (!existsSync(CHROMIUM)) return;
   mkdirSync(SCREENSHOTS, { recursive: true });
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-  page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+  const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gateway.url });
+  page = await context.newPage();
   page.setDefaultTimeout(WAIT_MS);
   page.on('pageerror', (error) => scriptErrors.push(error.message));
   page.on('console', (message) => {
@@ -202,6 +204,29 @@ describe('the admin panel in a browser', () => {
     assert.equal(await page.getAttribute('nav a[data-section="users"]', 'aria-current'), 'page');
   });
 
+  test('creates a user: the key shown once with a copy button, and it works; a taken email is refused in words', async (t) => {
+    if (!ready(t)) return;
+    const email = `katherine-${crypto.randomUUID()}@example.test`;
+    await page.fill('#user-create-name', 'Katherine Johnson');
+    await page.fill('#user-create-email', email);
+    await page.click('#user-create button[type="submit"]');
+    const key = (await (await page.waitForSelector('#user-create-result .secret-key')).textContent()) ?? '';
+    assert.match(key, /^pgw_/);
+    await page.click('#user-create-result button:has-text("Copy")');
+    await page.waitForSelector('#user-create-result [role="status"]:has-text("Copied.")');
+    assert.equal(await page.evaluate('navigator.clipboard.readText()'), key);
+    const me = await request('GET', '/api/v1/me', { key });
+    assert.deepEqual([me.status, me.json.name, me.json.email], [200, 'Katherine Johnson', email]);
+    await page.waitForSelector(`#user-table tr[data-id="${me.json.id}"]`);
+    await shot('1-user-created');
+
+    await page.fill('#user-create-name', 'Someone Else');
+    await page.fill('#user-create-email', email);
+    await page.click('#user-create button[type="submit"]');
+    await page.waitForSelector('#user-create-error:has-text("A user with this email already exists.")');
+    assert.equal(await page.isVisible('#user-create-result'), false, 'the key is gone from the page');
+  });
+
   test('finds a user by email and opens them: fields, balance in the currency’s digits, keys, transactions', async (t) => {
     if (!ready(t)) return;
     await page.fill('#user-search-text', ada.email);
@@ -211,7 +236,7 @@ describe('the admin panel in a browser', () => {
     const row = `#user-table tr[data-id="${ada.id}"]`;
     assert.match((await page.textContent(row)) ?? '', new RegExp(`Ada Lovelace.*${ada.email}`));
     assert.equal(await page.textContent(`${row} code.id`), ada.id, 'the full id, to select and copy');
-    await shot('1-users-found');
+    await shot('2-users-found');
 
     await page.click(`${row} a`);
     await page.waitForSelector('#user-title:has-text("Ada Lovelace")');
@@ -222,7 +247,7 @@ describe('the admin panel in a browser', () => {
     await page.waitForSelector('#key-table tr[data-state="active"]');
     await rowsBecome('user-transactions', [deadId, declinedId]);
     assert.match((await page.textContent(`#user-transactions tr[data-id="${declinedId}"]`)) ?? '', /666\.66.*failed/);
-    await shot('2-user');
+    await shot('3-user');
   });
 
   test('opens a transaction: every field, the failure reason, the audit trail in order; back and reload keep the place', async (t) => {
@@ -246,7 +271,7 @@ describe('the admin panel in a browser', () => {
       shown.json.events.map((event: { type: string }) => event.type),
     );
     assert.equal(trail.at(-1), 'transaction_failed');
-    await shot('3-transaction');
+    await shot('4-transaction');
 
     const here = page.url();
     await page.reload();
@@ -286,7 +311,7 @@ describe('the admin panel in a browser', () => {
     await page.click('#transaction-pager [data-page="previous"]');
     await rowsBecome('transaction-table', all.slice(0, 10));
     assert.equal(await page.textContent('#transaction-pager [data-page="label"]'), 'Page 1');
-    await shot('4-transactions');
+    await shot('5-transactions');
 
     await page.click('#transaction-filters button[type="reset"]');
     await page.fill('#transaction-filters [name="user_id"]', ada.id);
@@ -340,7 +365,7 @@ describe('the admin panel in a browser', () => {
     assert.match(fresh, /^pgw_/);
     await page.waitForSelector(`${row}[data-state="revoked"]`);
     assert.equal(await page.$$eval('#key-table tr[data-state="active"]', (rows) => rows.length), 1);
-    await shot('5-key-rotated');
+    await shot('6-key-rotated');
 
     const me = await request('GET', '/api/v1/me', { key: fresh });
     assert.deepEqual([me.status, me.json.id], [200, ada.id]);
@@ -348,6 +373,23 @@ describe('the admin panel in a browser', () => {
       const answer = await request('GET', '/api/v1/me', { key: ada.api_key });
       return answer.status === 401 ? true : undefined;
     });
+
+    // A second key, then a rotation past the two active keys a user may hold: refused in words, and
+    // nothing revoked.
+    await page.fill('#key-add-label', 'second device');
+    await page.click('#key-add button[type="submit"]');
+    await page.waitForSelector('#key-secret:has-text("second device")');
+    await page.waitForFunction(
+      () => (globalThis as any).document.querySelectorAll('#key-table tr[data-state="active"]').length === 2,
+    );
+    const active = `#key-table tr[data-state="active"]:not(:has-text("second device"))`;
+    page.once('dialog', (dialog) => void dialog.accept());
+    await page.click(`${active} button:has-text("Rotate")`);
+    await page.waitForSelector('#key-action-error:not(:empty)');
+    assert.match((await page.textContent('#key-action-error')) ?? '', /\(request [^)]+\)$/);
+    assert.equal(await page.isVisible('#key-secret'), false);
+    assert.equal(await page.$$eval('#key-table tr[data-state="active"]', (rows) => rows.length), 2);
+    assert.equal((await request('GET', '/api/v1/me', { key: fresh })).status, 200);
 
     // Shown once: leaving the user and coming back shows the keys, not the secret.
     await page.goBack();
@@ -372,7 +414,7 @@ describe('the admin panel in a browser', () => {
     assert.match((await page.textContent('#retry-result')) ?? '', new RegExp(`^202 Accepted: transaction ${deadId}`));
     await page.waitForSelector(`${row} button:disabled`);
     assert.notEqual(await page.textContent(`${row} .retried`), '—');
-    await shot('6-dead-letter-retried');
+    await shot('7-dead-letter-retried');
 
     // The bank still refuses it: after three more attempts, a new letter. Another admin retries it
     // while this page shows it as open; this page's retry then gets the gateway's 409.
@@ -394,7 +436,7 @@ describe('the admin panel in a browser', () => {
       (await page.textContent('#retry-result')) ?? '',
       /^409, not retried: This dead letter was already retried\. \(request [^)]+\)$/,
     );
-    await shot('7-dead-letter-409');
+    await shot('8-dead-letter-409');
 
     // The admin's retries are in the transaction's audit trail.
     await page.click(`${row} a[href^="#/transactions/"]`);
@@ -413,7 +455,7 @@ describe('the admin panel in a browser', () => {
     await page.waitForSelector('#reconciliation-result[data-ok="true"]');
     assert.match((await page.textContent('#reconciliation-result')) ?? '', /^ok: \d+ users and \d+ events checked/);
     assert.equal(await page.isVisible('#discrepancy-table'), false);
-    await shot('8-reconciliation');
+    await shot('9-reconciliation');
   });
 
   test('the shard table: every shard, its owner, epoch and lease', async (t) => {
@@ -427,7 +469,7 @@ describe('the admin panel in a browser', () => {
     assert.equal(first[2], table.json.shards[0].epoch);
     assert.notEqual(first[3], '—', 'a held lease has an expiry');
     assert.equal(await page.textContent('#instance-table tbody tr td'), table.json.instances[0].id);
-    await shot('9-shards');
+    await shot('10-shards');
   });
 
   test('no script error and no content-security-policy violation on the way', (t) => {

@@ -8,8 +8,9 @@ import { transactionRow } from './transactions.js';
 
 const PAGE_LIMIT = 20;
 
-/** The context of the view on screen (admin.js makes one per view). */
+/** The context of the view on screen (admin.js makes one per view), and the list's route when it is the list. */
 let ctx;
+let listRoute;
 /** The user on screen. */
 let shown = { id: null };
 /** The new user's form: the same Idempotency-Key while its contents stay the same, so a resubmit replays. */
@@ -23,13 +24,15 @@ const userHash = (id) => `#/users/${encodeURIComponent(id)}`;
 /** `#/users?search=…&cursor=…`: a page of users. */
 export async function showUsers(route, context) {
   ctx = context;
+  listRoute = route;
   hideSecret('user-create-result');
   $('user-create-error').textContent = '';
   $('user-search-text').value = route.query.get('search') ?? '';
-  await loadUsers(route);
+  await loadUsers();
 }
 
-async function loadUsers(route) {
+async function loadUsers() {
+  const route = listRoute;
   const query = new URLSearchParams({ limit: String(PAGE_LIMIT) });
   for (const name of ['search', 'cursor']) if (route.query.get(name)) query.set(name, route.query.get(name));
   const page = await ctx.read(`/api/v1/users?${query}`, 'user-error');
@@ -79,7 +82,7 @@ async function createUser() {
     $('user-create-result').hidden = false;
   }
   $('user-create-result').append(el('p', {}, link(userHash(user.id), `Open ${user.name}`)));
-  await loadUsers({ section: 'users', query: new URLSearchParams() });
+  await loadUsers();
 }
 
 // ---- one user ----
