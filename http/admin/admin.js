@@ -32,7 +32,8 @@ const state = {
 
 /** What went wrong, in words: the API's message and fields, and the request id to look for in the logs. */
 function explain(answer) {
-  const id = answer.json && answer.json.request_id;
+  const json = answer.json ?? {};
+  const id = json.request_id ?? (typeof json.error === 'object' && json.error !== null ? json.error.request_id : null);
   return `${problem(answer)}${id ? ` (request ${id})` : ''}`;
 }
 
