@@ -41,11 +41,25 @@ function letterRow(letter) {
     'tr',
     { dataset: { id: letter.id, transaction: letter.transaction_id } },
     cell(when(letter.created_at)),
-    cell(link(`#/transactions/${encodeURIComponent(letter.transaction_id)}`, fullId(letter.transaction_id))),
-    cell(link(`#/users/${encodeURIComponent(letter.user_id)}`, fullId(letter.user_id))),
-    cell(letter.reason),
+    // Both ids in full, one above the other, to keep the table within the page.
+    el(
+      'td',
+      {},
+      el('div', {}, link(`#/transactions/${encodeURIComponent(letter.transaction_id)}`, fullId(letter.transaction_id))),
+      el(
+        'div',
+        { class: 'hint' },
+        'user ',
+        link(`#/users/${encodeURIComponent(letter.user_id)}`, fullId(letter.user_id)),
+      ),
+    ),
+    el(
+      'td',
+      { class: 'wrap' },
+      el('div', { text: letter.reason }),
+      el('div', { class: 'hint', text: letter.last_error }),
+    ),
     cell(String(letter.attempts), 'number'),
-    cell(letter.last_error ?? '—', 'wrap'),
     cell(letter.retried_at ? when(letter.retried_at) : '—', 'retried'),
     cell(retry),
   );

@@ -4,7 +4,8 @@ import { formatAmount } from '/viewer/money.js';
 
 export const $ = (id) => document.getElementById(id);
 
-const TIME_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' });
+// Short dates, as in the viewer: tables of full ids leave little room.
+const TIME_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
 
 /** An instant as people read it in this browser's zone; '—' for none. */
 export const when = (iso) => (iso ? TIME_FORMAT.format(new Date(iso)) : '—');
@@ -22,11 +23,9 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
-/** A table cell holding text or nodes. */
+/** A table cell holding text or a node. */
 export function cell(content, className) {
-  const td = el('td', { class: className });
-  td.append(content ?? '');
-  return td;
+  return el('td', { class: className }, content ?? '');
 }
 
 /** An id in full, in a monospace face, selected whole by one click so it can be copied. */

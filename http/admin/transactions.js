@@ -165,7 +165,7 @@ export async function showTransaction(route, context) {
         cell(event.type),
         cell(event.status ? statusBadge(event.status) : '—'),
         cell(event.cause),
-        cell(eventDetails(event)),
+        cell(eventDetails(event), 'wrap'),
         cell(event.request_id ? fullId(event.request_id) : '—'),
       ),
     ),

@@ -42,10 +42,9 @@ async function loadUsers() {
       'tr',
       { dataset: { id: user.id } },
       cell(link(userHash(user.id), user.name)),
-      cell(user.email),
+      cell(user.email, 'wrap'),
       cell(when(user.created_at)),
       cell(String(user.api_keys_active), 'number'),
-      cell(user.revoked_at ? when(user.revoked_at) : '—'),
       cell(fullId(user.id)),
     ),
   );
@@ -109,7 +108,6 @@ async function loadUser(id) {
     ['Name', user.name],
     ['Email', user.email],
     ['Created', when(user.created_at)],
-    ['Revoked', user.revoked_at ? when(user.revoked_at) : 'no'],
   ];
   $('user-fields').replaceChildren(
     ...fields.flatMap(([name, value]) => [el('dt', { text: name }), el('dd', {}, value)]),
@@ -147,7 +145,7 @@ async function loadKeys(id) {
   const list = await ctx.read(userPath(id, '/api-keys'), 'key-error-list');
   if (!list || id !== shown.id) return;
   const rows = list.data.map((key) => {
-    const actions = el('td', { class: 'actions' });
+    const actions = el('div', { class: 'actions' });
     if (!key.revoked_at) {
       const rotate = el('button', { type: 'button', text: 'Rotate', 'aria-label': `Rotate the key ${key.prefix}…` });
       const revoke = el('button', { type: 'button', text: 'Revoke', 'aria-label': `Revoke the key ${key.prefix}…` });
@@ -163,7 +161,7 @@ async function loadKeys(id) {
       cell(when(key.created_at)),
       cell(key.revoked_at ? when(key.revoked_at) : 'active'),
       cell(fullId(key.id)),
-      actions,
+      cell(actions),
     );
   });
   fillTable('key-table', rows);
