@@ -14,6 +14,7 @@ import { createIdempotencyGate } from './idempotency.ts';
 import { rateLimits } from './rate-limit.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { adminPanelRoutes } from './routes/admin-panel.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { docsRoutes } from './routes/docs.ts';
 import { eventRoutes } from './routes/events.ts';
@@ -161,6 +162,7 @@ export function createEdge(options: EdgeOptions): Edge {
         log: log.child({ module: 'events' }),
       }),
       viewerRoutes(),
+      adminPanelRoutes(),
       metricsRoutes(options.metrics.registry),
     ],
   });
