@@ -160,7 +160,7 @@ export function createEdge(options: EdgeOptions): Edge {
         retry_ms: EDGE_LIMITS.events_retry_ms,
         log: log.child({ module: 'events' }),
       }),
-      viewerRoutes(),
+      viewerRoutes({ currencies }),
       metricsRoutes(options.metrics.registry),
     ],
   });
