@@ -28,11 +28,11 @@ const CURRENCIES = ['USD', 'EUR', 'GBP'];
 // Runs in the page (as source: this project's TypeScript has no DOM types, and functions passed to
 // the page below reach the DOM through `globalThis`). Records every status a
 // row shows, in order, even when several changes land in one task: a status cell's text node is
-// replaced on each change, so each record carries the text before and after it.
+// replaced on each change, so each record carries the text before and after it. Run again, it
+// starts a new log with the same observer.
 const RECORD_STATUSES = `
   window.__sameDocument = true;
-  window.__statusLog = { inserted: [], changes: [] };
-  new MutationObserver((records) => {
+  if (!window.__statusLog) new MutationObserver((records) => {
     for (const record of records) {
       for (const node of record.addedNodes) {
         if (node instanceof HTMLTableRowElement) window.__statusLog.inserted.push(node.dataset.id);
@@ -47,6 +47,7 @@ const RECORD_STATUSES = `
       }
     }
   }).observe(document.getElementById('rows'), { childList: true, subtree: true });
+  window.__statusLog = { inserted: [], changes: [] };
 `;
 
 // Runs in the page: records the USD balance row each time it is drawn, as [available, held].
@@ -419,7 +420,7 @@ describe('the transaction viewer in a browser', () => {
       [stored.json.amount, stored.json.currency, stored.json.description, stored.json.status],
       [500, 'USD', 'Rent share', 'succeeded'],
     );
-    assert.deepEqual(await apiBalance(), { available: start.available - 500, held: 0 });
+    assert.deepEqual(await apiBalance(), { currency: 'USD', available: start.available - 500, held: 0 });
     await shot('viewer-9-withdrawal-succeeded');
   });
 
@@ -485,6 +486,7 @@ describe('the transaction viewer in a browser', () => {
     assert.equal(await failureCell!.textContent(), reason);
     assert.equal(await failureCell!.isVisible(), true);
     assert.match(reason, /declined/);
+    await shot('viewer-11-failed-row');
 
     await row.click();
     await page.waitForSelector('#detail:not([hidden])');
@@ -492,7 +494,7 @@ describe('the transaction viewer in a browser', () => {
     assert.equal(await page.isVisible('#detail-failure'), true);
     assert.equal(await page.textContent('#detail [data-field="failure"]'), reason);
     await page.waitForSelector('#detail-events tr[data-type="transaction_failed"]');
-    await shot('viewer-11-failed-detail');
+    await shot('viewer-12-failed-detail');
     await page.click('#detail-close');
     assert.equal(await page.isVisible('#detail'), false);
   });
@@ -543,7 +545,7 @@ describe('the transaction viewer in a browser', () => {
     const drawn: string[][] = await page.evaluate('window.__trailLog');
     const early = drawn.filter((types) => types.includes('transaction_created'));
     assert.ok(!early[0]!.includes('transaction_succeeded'), JSON.stringify(drawn));
-    await shot('viewer-12-detail-trail');
+    await shot('viewer-13-detail-trail');
 
     await page.keyboard.press('Escape');
     assert.equal(await page.isVisible('#detail'), false);
@@ -568,13 +570,13 @@ describe('the transaction viewer in a browser', () => {
       }
       assert.equal(await admin.isVisible('#account-of'), false);
       assert.equal(await admin.isVisible('#choose-user'), true);
-      await admin.screenshot({ path: `${SCREENSHOTS}viewer-13-admin-start.png`, fullPage: true });
+      await admin.screenshot({ path: `${SCREENSHOTS}viewer-14-admin-start.png`, fullPage: true });
 
       // Part of the email, in other letter case.
       await admin.fill('#admin-user', picked.email.split('@')[0]!.toUpperCase());
       const match = await admin.waitForSelector(`#user-matches button[data-id="${picked.id}"]`);
       assert.match((await match.textContent()) ?? '', new RegExp(`Picker Person.*${picked.email}`));
-      await admin.screenshot({ path: `${SCREENSHOTS}viewer-14-admin-picker.png`, fullPage: true });
+      await admin.screenshot({ path: `${SCREENSHOTS}viewer-15-admin-picker.png`, fullPage: true });
       await match.click();
       await admin.waitForFunction(
         (id) => (globalThis as any).document.getElementById('user-id').textContent === id,

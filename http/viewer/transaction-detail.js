@@ -18,16 +18,15 @@ const EVENT_NAMES = {
   transaction_succeeded: 'succeeded',
   transaction_failed: 'failed',
 };
+// An event's time to the millisecond (events of one payment are often within one second); its date
+// is in the cell's title.
 const EVENT_TIME = new Intl.DateTimeFormat(undefined, {
-  dateStyle: 'short',
-  timeStyle: 'medium',
+  hour: 'numeric',
+  minute: '2-digit',
+  second: '2-digit',
+  fractionalSecondDigits: 3,
 });
 const NONE = '—';
-
-/** An event's time to the millisecond: events of one payment are often within the same second. */
-function eventTime(iso) {
-  return `${EVENT_TIME.format(new Date(iso))}.${iso.slice(20, 23)}`;
-}
 
 /** The fields shown, in order: [name, label, text of the transaction]. */
 const FIELDS = [
@@ -63,12 +62,13 @@ function eventRow(event) {
     cell(String(event.seq), 'number'),
     cell(EVENT_NAMES[event.type] ?? event.type, 'event'),
     cell(event.status ?? '', 'status'),
-    cell(eventTime(event.at)),
+    cell(EVENT_TIME.format(new Date(event.at)), 'time'),
     cell(event.cause),
     cell(event.request_id ?? NONE, 'id'),
     cell(eventDetails(event), 'details'),
   );
   if (event.status) tr.cells[2].dataset.status = event.status;
+  tr.cells[3].title = when(event.at);
   return tr;
 }
 
