@@ -525,7 +525,7 @@ describe('the transaction viewer in a browser', () => {
     await page.waitForSelector('#detail-events tr[data-type="transaction_succeeded"]');
     assert.equal(await field('status'), 'succeeded');
     const trail = await page.$$eval('#detail-events tbody tr', (rows) =>
-      rows.map((row) => [row.getAttribute('data-type'), Number(row.cells[0]!.textContent), row.cells[5]!.textContent]),
+      rows.map((row) => [row.getAttribute('data-type'), Number(row.cells[0]!.textContent), row.cells[4]!.textContent]),
     );
     const types = trail.map(([type]) => type);
     const order = ['transaction_created', 'transaction_processing', 'transaction_succeeded'].map((type) =>

@@ -61,14 +61,14 @@ function eventRow(event) {
   tr.append(
     cell(String(event.seq), 'number'),
     cell(EVENT_NAMES[event.type] ?? event.type, 'event'),
-    cell(event.status ?? '', 'status'),
     cell(EVENT_TIME.format(new Date(event.at)), 'time'),
     cell(event.cause),
     cell(event.request_id ?? NONE, 'id'),
     cell(eventDetails(event), 'details'),
   );
-  if (event.status) tr.cells[2].dataset.status = event.status;
-  tr.cells[3].title = when(event.at);
+  // An event that moves the status is coloured as that status.
+  if (event.status) tr.cells[1].dataset.status = event.status;
+  tr.cells[2].title = when(event.at);
   return tr;
 }
 
