@@ -161,7 +161,7 @@ export function createEdge(options: EdgeOptions): Edge {
         retry_ms: EDGE_LIMITS.events_retry_ms,
         log: log.child({ module: 'events' }),
       }),
-      viewerRoutes(),
+      viewerRoutes({ currencies }),
       adminPanelRoutes(),
       metricsRoutes(options.metrics.registry),
     ],
