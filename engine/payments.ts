@@ -115,12 +115,14 @@ export function createPayments(options: PaymentsOptions) {
     outcome: 'succeeded' | 'failed',
     cause: Cause,
     failure?: Transaction['failure'],
+    bank_reference?: string,
   ) {
     await tell(worker, {
       type: 'settle',
       transaction_id: worker.transaction.id,
       outcome,
       ...(failure ? { failure } : {}),
+      ...(bank_reference !== undefined ? { bank_reference } : {}),
       attempts: worker.view.attempts,
       ...stamp(cause),
     });
@@ -223,7 +225,7 @@ export function createPayments(options: PaymentsOptions) {
         return 'resubmit';
       }
       if (status.kind !== 'found' || status.status === 'processing') continue;
-      await settle(worker, status.status, 'poll', status.failure ?? null);
+      await settle(worker, status.status, 'poll', status.failure ?? null, status.bank_reference);
       return 'finished';
     }
     return 'finished';
