@@ -169,6 +169,7 @@ export function createPayments(options: PaymentsOptions) {
           attempt: view.attempts,
           outcome: answer.kind,
           ...(answer.kind === 'transient' ? { error: answer.error } : {}),
+          ...(answer.kind === 'rejected' ? { code: answer.code } : {}),
         },
         'bank call',
       );
