@@ -54,7 +54,7 @@ function connectOutcome(port: number): Promise<string> {
 
 /**
  * Not on a terminal, `npm start` says where the gateway is in one JSON line (the log stays JSON), and
- * every address in it answers: the API, the viewer, the docs, the dashboard, the REPL's socket.
+ * every address in it answers: the API, the viewer, the admin panel, the docs, the dashboard, the REPL's socket.
  */
 async function assertAnnounced(port: number, stdout: () => string): Promise<void> {
   const ready = await eventually(() => {
@@ -69,7 +69,7 @@ async function assertAnnounced(port: number, stdout: () => string): Promise<void
   assert.equal(ready.admin, `${base}/admin`);
   assert.equal(ready.docs, `${base}/docs`);
   assert.equal((await fetch(`${ready.api}/me`)).status, 401);
-  for (const page of [ready.viewer, ready.docs, ready.dashboard!]) {
+  for (const page of [ready.viewer, ready.admin, ready.docs, ready.dashboard!]) {
     const answer = await fetch(page);
     assert.equal(answer.status, 200, page);
     assert.match(answer.headers.get('content-type') ?? '', /^text\/html/, page);
