@@ -162,13 +162,16 @@ export function createPayments(options: PaymentsOptions) {
         continue;
       }
       view.attempts += 1;
-      options.log.info(
+      // The bank down, slow or refusing is an operating condition the worker handles (retry, or a failed
+      // payment): a warning. The dead letter after the last attempt is the error a human acts on.
+      options.log[answer.kind === 'accepted' ? 'info' : 'warn'](
         {
           transaction_id: transaction.id,
           user_id: transaction.user_id,
           attempt: view.attempts,
           outcome: answer.kind,
           ...(answer.kind === 'transient' ? { error: answer.error } : {}),
+          ...(answer.kind === 'rejected' ? { code: answer.code } : {}),
         },
         'bank call',
       );
@@ -219,7 +222,15 @@ export function createPayments(options: PaymentsOptions) {
       }
       const status = await options.bank.status(transaction.id);
       if (stopped) return 'finished';
-      options.log.info({ transaction_id: transaction.id, poll: view.polls, outcome: status.kind }, 'bank status poll');
+      options.log[status.kind === 'transient' ? 'warn' : 'info'](
+        {
+          transaction_id: transaction.id,
+          poll: view.polls,
+          outcome: status.kind,
+          ...(status.kind === 'transient' ? { error: status.error } : {}),
+        },
+        'bank status poll',
+      );
       if (status.kind === 'not_found') {
         options.onRetry?.('not_found');
         return 'resubmit';
