@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { after, before, describe, test } from 'node:test';
 import { shardOf } from '../engine/shards.ts';
 import { namedShard, registryTable, startFrontDoor, type FrontDoor, type FrontDoorStats } from '../front-door.ts';
@@ -7,6 +8,7 @@ import { createLogger } from '../logger.ts';
 import { createInstanceRegistry } from '../persistence/instances.ts';
 import { createRedis } from '../persistence/redis.ts';
 import { createSql, type Sql } from '../persistence/sql.ts';
+import { WebSocket } from 'ws';
 import { startTestBank } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
 import { ADMIN_KEY, client, createUser } from './support/gateway.ts';
@@ -232,6 +234,25 @@ describe('the front door in front of three gateways', () => {
     await linesReach(lines1, 2 * USERS);
     await elapse(200);
     assert.equal(routeLines() - lines1, 2 * USERS, 'no request was logged twice (none forwarded)');
+  });
+
+  test("a WebSocket is tunnelled to a gateway and carries its key's changes", async () => {
+    const user = users[0]!;
+    const socket = new WebSocket(`${frontDoor.url.replace(/^http/, 'ws')}/api/v1/ws`);
+    const messages: { type: string; data?: { id: string } }[] = [];
+    socket.on('message', (data) =>
+      messages.push(JSON.parse((data as Buffer).toString('utf8')) as (typeof messages)[0]),
+    );
+    socket.on('error', () => {});
+    await once(socket, 'open');
+    // As a browser would: the key in the first message, through the tunnel.
+    socket.send(JSON.stringify({ type: 'auth', key: user.api_key }));
+    await eventually(() => (messages[0]?.type === 'subscribed' ? true : undefined));
+    const id = await deposit(user);
+    await eventually(() => (messages.some((m) => m.type === 'transaction' && m.data?.id === id) ? true : undefined));
+    const closed = once(socket, 'close');
+    socket.close();
+    await closed;
   });
 
   test('an owner killed: requests still succeed, through another gateway, then straight to the new owners', async () => {
