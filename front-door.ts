@@ -6,9 +6,9 @@ import {
   type IncomingHttpHeaders,
   type IncomingMessage,
   type Server,
-  type ServerResponse,
+  ServerResponse,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { shardOf } from './engine/shards.ts';
 import { createHop, HopError, type HopResponse } from './hop.ts';
@@ -318,12 +318,12 @@ export async function startFrontDoor(options: FrontDoorOptions): Promise<FrontDo
     client.on('close', () => tunnels.delete(client));
     const target = roundRobin(new Set());
     if (target === undefined) {
-      const body = JSON.stringify({ error: 'bad_gateway', message: 'no gateway is known' });
-      client.end(
-        `HTTP/1.1 502 Bad Gateway\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-          `connection: close\r\n\r\n${body}`,
-      );
-      return;
+      // Answered as the plain request it also is: an upgrade comes without a ServerResponse of its own.
+      const response = new ServerResponse(request);
+      response.shouldKeepAlive = false;
+      response.assignSocket(client as Socket);
+      response.on('finish', () => client.end());
+      return refuse(response, 502, 'bad_gateway', 'no gateway is known');
     }
     stats.round_robin += 1;
     const upstream = httpRequest(new URL(request.url ?? '/', target), {

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { shardOf } from '../engine/shards.ts';
 import { namedShard, registryTable, startFrontDoor, type FrontDoor, type FrontDoorStats } from '../front-door.ts';
@@ -35,6 +37,64 @@ test('the account a request names: the path, then X-Account-Id, else none', () =
   assert.equal(namedShard('/api/v1/deposits', {}, SHARDS), undefined);
   assert.equal(namedShard('/api/v1/users', {}, SHARDS), undefined);
   assert.equal(namedShard('/api/v1/users/%E0%A4%A/balance', {}, SHARDS), undefined);
+});
+
+/** The status and body a WebSocket handshake through `url` is answered with, when it is not upgraded. */
+function refusedHandshake(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}/api/v1/ws`, {
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      },
+    });
+    req.on('error', reject);
+    req.on('upgrade', () => reject(new Error('upgraded')));
+    req.on('response', (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode!, body }));
+    });
+    req.end();
+  });
+}
+
+test('a WebSocket handshake a gateway refuses comes back as it was answered; with no gateway, 502', async () => {
+  const refusing = createServer((_req, res) =>
+    res.writeHead(403, { 'content-type': 'application/json' }).end('{"no":1}'),
+  );
+  refusing.listen(0, '127.0.0.1');
+  await once(refusing, 'listening');
+  const door = (upstreams: string[]) =>
+    startFrontDoor({
+      host: '127.0.0.1',
+      port: 0,
+      upstreams,
+      shards: SHARDS,
+      mode: 'shard',
+      readTable: () => Promise.resolve({ owners: [], instances: [] }),
+      refresh_ms: 60_000,
+      timeout_ms: scaled(10_000),
+      body_max_bytes: 1024,
+      keys_max: 10,
+      log: createLogger('silent'),
+    });
+  const [toRefusing, toNobody] = await Promise.all([
+    door([`http://127.0.0.1:${(refusing.address() as AddressInfo).port}`]),
+    door([]),
+  ]);
+  try {
+    assert.deepEqual(await refusedHandshake(toRefusing.url), { status: 403, body: '{"no":1}' });
+    const nobody = await refusedHandshake(toNobody.url);
+    assert.equal(nobody.status, 502);
+    assert.equal((JSON.parse(nobody.body) as { error: string }).error, 'bad_gateway');
+  } finally {
+    await Promise.all([toRefusing.close(), toNobody.close()]);
+    refusing.close();
+  }
 });
 
 interface Instance {
