@@ -19,10 +19,10 @@ import { transactionJson } from './transaction-json.ts';
 // `GET /api/v1/ws`: the live feed of the caller's transaction changes (the same feed as the
 // server-sent events of `GET /api/v1/events`, so changes committed on other instances arrive too),
 // over a WebSocket. The handshake does not pass through Koa, so what its middleware does for the
-// event stream is done here, in the same order and with the same parts: the draining check, the
-// failed-authentication limit, the global rate limit, authentication through the edge's key cache,
-// then the stream's scope and the feed's bounds (its per-caller limit is shared with the event
-// streams). A refusal after the handshake is a close code, because a browser sees nothing of an
+// event stream is done here with the same parts: the draining check, the failed-authentication
+// limit, the global rate limit (counted before the key is known), authentication through the edge's
+// key cache, then the stream's scope and the feed's bounds (its per-caller limit is shared with the
+// event streams). A refusal after the handshake is a close code, because a browser sees nothing of an
 // HTTP answer to a failed handshake: the codes are `WS_CLOSE` below.
 
 /** The path, matched as @koa/router matches its routes: case-insensitively, with an optional trailing slash. */
@@ -344,7 +344,7 @@ export function createNotificationSockets(options: NotificationSocketsOptions) {
     session.caller = caller;
     let scope: string | undefined;
     try {
-      scope = await streamScope(caller, query.data.user_id, options.users as UserStore);
+      scope = await streamScope(caller, query.data.user_id, options.users);
     } catch (caught) {
       if (toApiError(caught).status !== 404) throw caught;
       return { code: WS_CLOSE.not_found, reason: 'no such user' };
@@ -422,10 +422,5 @@ export function createNotificationSockets(options: NotificationSocketsOptions) {
       clearInterval(heartbeat);
       for (const [ws, session] of sessions) close(ws, session, { code: WS_CLOSE.going_away, reason: 'shutting down' });
     },
-
-    /** Sockets open now. */
-    size: () => sessions.size,
   };
 }
-
-export type NotificationSockets = ReturnType<typeof createNotificationSockets>;

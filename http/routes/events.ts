@@ -26,7 +26,7 @@ export interface EventRoutesDeps {
 export async function streamScope(
   caller: Caller,
   user_id: string | undefined,
-  users: UserStore,
+  users: Pick<UserStore, 'findById'>,
 ): Promise<string | undefined> {
   if (caller.kind === 'user') {
     if (user_id !== undefined && user_id !== caller.id) throw errors.notFound({ what: 'user' });
