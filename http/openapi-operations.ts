@@ -323,6 +323,39 @@ export function operations(currencies: readonly string[]): Operation[] {
     },
     {
       method: 'get',
+      path: '/api/v1/ws',
+      operationId: 'notificationSocket',
+      tag: 'Events',
+      summary: 'WebSocket notifications about transactions',
+      description:
+        "A WebSocket carrying the changes of `GET /api/v1/events`: the caller's transactions (the admin's: " +
+        "everyone's, or `user_id`'s). Authenticate with `Authorization: Bearer <key>` on the handshake or, from a " +
+        'browser (which cannot set headers on a WebSocket), with `{"type":"auth","key":"<key>"}` as the first ' +
+        "message within 5 s; never in the URL. Pages of another origin than the gateway's own or `CORS_ORIGINS` " +
+        'are refused (403); a request without `Upgrade: websocket` gets 426.',
+      access: 'caller',
+      request: { query: eventsQuery },
+      answers: {
+        101: {
+          description: [
+            'Switching to the WebSocket protocol. The server sends JSON text messages: ' +
+              '`{"type":"subscribed","user_id":<uuid or null>}` once subscribed, then ' +
+              '`{"type":"transaction","data":<Transaction>}` for each change. It reads only the auth message. ' +
+              'It pings every 15 s and cuts off a client that has not answered the previous ping; a socket ' +
+              'lasts at most 30 min.',
+            'Close codes: 1001 shutting down; 1011 a change was lost (reconnect); 1013 try again later ' +
+              '(shutting down, storage unavailable, at capacity); 4000 lifetime ended (reconnect); 4400 invalid ' +
+              'query; 4401 no valid key (none within 5 s, another message first, or a refused key: counted as a ' +
+              "failed authentication); 4404 `user_id` unknown or not the caller's; 4408 too slow (over 1 MiB " +
+              'waiting); 4429 too many sockets and event streams of this caller (8 together), too many failed ' +
+              'authentications from this address, or the global rate limit.',
+          ].join('\n\n'),
+        },
+      },
+      errors: ['origin_not_allowed', 'upgrade_required'],
+    },
+    {
+      method: 'get',
       path: '/api/v1/me',
       operationId: 'me',
       tag: 'Users',

@@ -24,6 +24,7 @@ const ERROR_MEANINGS: Record<ErrorStatus, string> = {
   415: 'The body is not application/json',
   421: 'This server does not answer for that Host',
   422: 'Understood but refused',
+  426: 'Only a WebSocket handshake is answered here',
   429: 'Too many requests',
   431: 'The headers are too large',
   500: 'Something went wrong on our side',

@@ -64,13 +64,18 @@ function bucket(caller: Caller, target: string | undefined): string {
   return `admin:${target !== undefined && UUID.test(target) ? target.toLowerCase() : 'all'}`;
 }
 
+/** The API's counters in Redis: the global one (key `all`), and the per-caller ones. */
+export interface ApiLimits {
+  global: Counter;
+  perUser: Record<PerUserPolicy, Counter>;
+  on_redis_down: RedisDownPolicy;
+}
+
 /**
- * The API's rate limits, counted in Redis so that they hold across instances: a global limit over
- * every `/api/v1` request, and per caller the balance limit and one shared limit for the transaction
- * lists (`/users/:id/transactions`, `/transactions`, `/deposits`, `/withdrawals`). Fixed 60 s windows. Runs after
- * authentication; anonymous requests only count against the global limit (their routes answer 401).
+ * The API's counters, made once per edge so that the HTTP middleware below and the WebSocket
+ * connections (http/websocket.ts, which count against the global limit) share them.
  */
-export function rateLimits(options: RateLimitOptions): Middleware {
+export function createApiLimits(options: RateLimitOptions): ApiLimits {
   const on_redis_down = options.on_redis_down ?? 'per_instance';
   const store = createRateLimitStore({
     name: 'api',
@@ -80,11 +85,24 @@ export function rateLimits(options: RateLimitOptions): Middleware {
     on_redis_down,
     timeout_ms: options.timeout_ms ?? REDIS_TIMEOUT_MS_DEFAULT,
   });
-  const global = store.counter('global', options.global_per_min);
-  const perUser: Record<PerUserPolicy, Counter> = {
-    balance: store.counter('balance', options.balance_per_min),
-    transactions: store.counter('transactions', options.transactions_per_min),
+  return {
+    global: store.counter('global', options.global_per_min),
+    perUser: {
+      balance: store.counter('balance', options.balance_per_min),
+      transactions: store.counter('transactions', options.transactions_per_min),
+    },
+    on_redis_down,
   };
+}
+
+/**
+ * The API's rate limits, counted in Redis so that they hold across instances: a global limit over
+ * every `/api/v1` request, and per caller the balance limit and one shared limit for the transaction
+ * lists (`/users/:id/transactions`, `/transactions`, `/deposits`, `/withdrawals`). Fixed 60 s windows. Runs after
+ * authentication; anonymous requests only count against the global limit (their routes answer 401).
+ */
+export function rateLimits(limits: ApiLimits): Middleware {
+  const { global, perUser, on_redis_down } = limits;
 
   return async (ctx, next) => {
     if (!API_PATH.test(ctx.path)) {
