@@ -29,6 +29,8 @@ export interface BankServer {
   url: string;
   /** Releases held requests, stops accepting and closes the connections (bounded). */
   close(): Promise<void>;
+  /** How many requests it holds open now (the scenario that never answers). */
+  held(): number;
 }
 
 // Requests the bank "never answers" are held open here, each until its client gives up or for at most
@@ -53,6 +55,7 @@ function createHolds(hold_ms: number) {
     releaseAll() {
       for (const release of [...releases]) release();
     },
+    count: () => releases.size,
   };
 }
 
@@ -133,5 +136,5 @@ export async function startBankServer(options: {
       clearTimeout(deadline);
     })());
 
-  return { url: `http://${host}:${port}`, close };
+  return { url: `http://${host}:${port}`, close, held: holds.count };
 }
