@@ -6,12 +6,15 @@ import type { Logger } from '../logger.ts';
 import type { RequestObservation } from '../metrics.ts';
 import type { Storage } from '../persistence/storage.ts';
 import { accountShard } from './account-shard.ts';
-import { createApp } from './app.ts';
+import { createApp, type RenderError } from './app.ts';
 import { authenticate, createKeyCache } from './auth.ts';
 import { authFailureLimit } from './auth-failure-limit.ts';
+import { errorBody } from './errors.ts';
 import { createForwarder } from './forward.ts';
+import { graphqlErrorBody } from './graphql/errors.ts';
+import { graphqlRoutes, isGraphqlPath } from './graphql/routes.ts';
 import { createIdempotencyGate } from './idempotency.ts';
-import { rateLimits } from './rate-limit.ts';
+import { createRateLimits } from './rate-limit.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { adminRoutes } from './routes/admin.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
@@ -95,12 +98,25 @@ export function createEdge(options: EdgeOptions): Edge {
   const currencies = s.CURRENCIES;
   const bodySizeMaxBytes = s.BODY_SIZE_MAX_BYTES;
   const keyCache = createKeyCache(users, { ttl_ms: s.AUTH_CACHE_TTL_MS });
+  // The REST routes' limits by path; GraphQL counts each request in the same counters, by its fields.
+  const limits = createRateLimits({
+    counters: storage.rateLimitCounters,
+    key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
+    global_per_min: s.RATE_LIMIT_GLOBAL_PER_MIN,
+    balance_per_min: s.RATE_LIMIT_BALANCE_PER_MIN,
+    transactions_per_min: s.RATE_LIMIT_TRANSACTIONS_PER_MIN,
+    log,
+  });
+  // Errors on GraphQL's paths are written in GraphQL's shape, with the same codes.
+  const renderError: RenderError = (ctx, error) =>
+    isGraphqlPath(ctx.path) ? graphqlErrorBody(ctx, error) : errorBody(error, ctx.state.requestId);
 
   const app = createApp({
     log: log.child({ module: 'http' }),
     observe: options.metrics.request,
     deadline_ms: s.REQUEST_DEADLINE_MS,
     draining: options.draining,
+    renderError,
     middleware: [
       // Commands forwarded by another instance, which authenticated, limited and validated them:
       // answered here, before (and without) any of the middleware below.
@@ -117,14 +133,7 @@ export function createEdge(options: EdgeOptions): Edge {
         log,
       }),
       authenticate(keyCache, s.ADMIN_API_KEY),
-      rateLimits({
-        counters: storage.rateLimitCounters,
-        key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
-        global_per_min: s.RATE_LIMIT_GLOBAL_PER_MIN,
-        balance_per_min: s.RATE_LIMIT_BALANCE_PER_MIN,
-        transactions_per_min: s.RATE_LIMIT_TRANSACTIONS_PER_MIN,
-        log,
-      }),
+      limits.middleware(),
     ],
     routers: [
       healthRoutes(dependencyChecks({ pings: storage.pings, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
@@ -150,6 +159,17 @@ export function createEdge(options: EdgeOptions): Edge {
         log: log.child({ module: 'webhooks' }),
       }),
       transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes, forwarding: forwarder }),
+      graphqlRoutes({
+        accounts,
+        readModel,
+        users,
+        currencies,
+        gate,
+        forwarding: forwarder,
+        limits,
+        bodySizeMaxBytes,
+        log: log.child({ module: 'graphql' }),
+      }),
       docsRoutes({ currencies }),
       meRoutes({ users }),
       eventRoutes({

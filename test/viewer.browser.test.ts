@@ -233,8 +233,8 @@ describe('the transaction viewer in a browser', () => {
       const cells = await owner.$$eval('td', (tds) => tds.map((td) => td.textContent ?? ''));
       assert.equal(cells.length, 6, cells.join(' | '));
       assert.deepEqual(cells.slice(1, 3), ['0–63', '64']);
-      assert.match(cells[4], /\d{1,2}:\d\d:\d\d/, 'the lease expiry is a time, not "held until lost"');
-      assert.match(cells[5], /^\d+$/, 'the actors alive are counted');
+      assert.match(cells[4] ?? '', /\d{1,2}:\d\d:\d\d/, 'the lease expiry is a time, not "held until lost"');
+      assert.match(cells[5] ?? '', /^\d+$/, 'the actors alive are counted');
       await dashboard.screenshot({ path: `${SCREENSHOTS}dashboard-1-recent.png`, fullPage: true });
     } finally {
       await dashboard.close();
