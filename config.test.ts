@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { ConfigError, loadConfig } from './config.ts';
+import { CONFIG_VARIABLES, ConfigError, loadConfig, loadEnvFile } from './config.ts';
 
 test('defaults make a fresh machine work', () => {
   const config = loadConfig({});
@@ -36,6 +39,7 @@ for (const [variable, value] of [
   ['IDEMPOTENCY_TTL_HOURS', '1'],
   ['HTTP_HEADERS_TIMEOUT_MS', '10'],
   ['DASHBOARD_ALLOWED_HOSTS', 'gateway-1:5555'],
+  ['LOG_FORMAT', 'fancy'],
 ] as const) {
   test(`a bad ${variable} (${value}) is refused by name`, () => {
     assert.throws(
@@ -72,4 +76,40 @@ test('the service stops at start with a message naming the variable', () => {
   });
   assert.equal(run.status, 1);
   assert.match(run.stderr, /Invalid configuration: PORT/);
+});
+
+/** The `NAME=value` lines of .env.example, each commented out (`# NAME=value`) until someone changes it. */
+function exampleSettings(): [string, string][] {
+  const text = readFileSync(new URL('.env.example', import.meta.url), 'utf8');
+  return [...text.matchAll(/^# ([A-Z][A-Z0-9_]*)=(.*)$/gm)].map((match) => [match[1]!, match[2]!]);
+}
+
+test('.env.example names every variable the configuration reads, each once, and nothing else', () => {
+  const names = exampleSettings().map(([name]) => name);
+  assert.deepEqual([...names].sort(), [...CONFIG_VARIABLES].sort());
+});
+
+test(".env.example shows each variable's default: uncommented as it is, it changes nothing", () => {
+  assert.deepEqual(loadConfig(Object.fromEntries(exampleSettings())), loadConfig({}));
+});
+
+test('an env file adds its variables before the configuration is read; the environment keeps its own', () => {
+  const folder = mkdtempSync(join(tmpdir(), 'pgw-env-'));
+  const saved = { SHARDS: process.env.SHARDS, SHARD_WAIT_MS: process.env.SHARD_WAIT_MS };
+  try {
+    writeFileSync(join(folder, '.env'), '# local settings\nSHARDS=7\nSHARD_WAIT_MS=2500\n');
+    delete process.env.SHARDS;
+    process.env.SHARD_WAIT_MS = '1500';
+    assert.equal(loadEnvFile(join(folder, '.env')), true);
+    const config = loadConfig();
+    assert.equal(config.SHARDS, 7);
+    assert.equal(config.SHARD_WAIT_MS, 1500);
+    assert.equal(loadEnvFile(join(folder, 'absent.env')), false);
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+    rmSync(folder, { recursive: true });
+  }
 });

@@ -1,5 +1,7 @@
+import { existsSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { BANK_DEFAULTS, DEFAULT_RATES } from './simulator/scenarios.ts';
 
@@ -84,6 +86,8 @@ const schema = z.object({
   SHARD_WAIT_MS: integer(2000, 0, 60_000),
   FORWARD_TIMEOUT_MS: integer(10_000, 100, 120_000),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  // Readable lines or JSON; default: readable when stdout is a terminal, JSON otherwise (logger.ts).
+  LOG_FORMAT: z.enum(['pretty', 'json']).optional(),
   DASHBOARD_PORT: integer(5555, 0, 65535),
   // The dashboard has no login of its own: loopback unless a deployment says otherwise (compose does).
   DASHBOARD_HOST: z.string().min(1).default('127.0.0.1'),
@@ -127,6 +131,9 @@ const schema = z.object({
   PAYMENT_WORKERS_MAX: integer(WORKERS_MAX_DEFAULT, 1, 1_000_000),
 });
 
+/** Every variable the configuration reads (`.env.example` documents each of them). */
+export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(schema.shape));
+
 export type Config = Readonly<Omit<z.infer<typeof schema>, 'REPL_SOCKET'> & { REPL_SOCKET: string }>;
 
 // A UNIX socket's path must fit in sun_path: 108 bytes on Linux, 104 on macOS, with the final NUL.
@@ -135,6 +142,20 @@ const SOCKET_PATH_BYTES_MAX = 100;
 /** Where an instance's admin REPL listens unless REPL_SOCKET says otherwise (the REPL client finds it there too). */
 export function defaultReplSocket(instance: string): string {
   return join(tmpdir(), `payment-gateway-${instance.replace(/[^A-Za-z0-9._-]/g, '_')}.sock`);
+}
+
+/** The repository's `.env`, beside this file, whatever the directory a command is run from. */
+export const ENV_FILE = fileURLToPath(new URL('.env', import.meta.url));
+
+/**
+ * Adds the variables of an env file (`.env`: a developer's local settings, never committed) to
+ * process.env before the configuration is parsed; a variable already in the environment keeps its
+ * value. No file is not an error: the defaults and the environment are enough. True when it was read.
+ */
+export function loadEnvFile(path: string = ENV_FILE): boolean {
+  if (!existsSync(path)) return false;
+  process.loadEnvFile(path);
+  return true;
 }
 
 /** Parses the environment once; the first bad variable stops the process with its name. */

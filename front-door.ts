@@ -6,9 +6,10 @@ import {
   type IncomingHttpHeaders,
   type IncomingMessage,
   type Server,
-  type ServerResponse,
+  ServerResponse,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { shardOf } from './engine/shards.ts';
 import { createHop, HopError, type HopResponse } from './hop.ts';
 import { CALLER_SHARD_HEADER, SHARD_LOCAL_HEADER } from './http/account-shard.ts';
@@ -295,6 +296,58 @@ export async function startFrontDoor(options: FrontDoorOptions): Promise<FrontDo
     request.pipe(upstream);
   }
 
+  /** An HTTP answer's head, written on a raw socket (an upgrade request has no ServerResponse). */
+  function writeHead(socket: Duplex, from: IncomingMessage, keep: (name: string) => boolean, extra = ''): void {
+    const lines = [`HTTP/1.1 ${from.statusCode ?? 502} ${from.statusMessage ?? ''}`];
+    for (let i = 0; i + 1 < from.rawHeaders.length; i += 2) {
+      if (keep(from.rawHeaders[i]!.toLowerCase())) lines.push(`${from.rawHeaders[i]}: ${from.rawHeaders[i + 1]}`);
+    }
+    socket.write(`${lines.join('\r\n')}\r\n${extra}\r\n`);
+  }
+
+  /**
+   * An upgrade (a WebSocket on GET /api/v1/ws) is tunnelled: its handshake goes to a gateway, round
+   * robin (every instance serves the whole cluster's feed), and from the 101 on the bytes are copied
+   * both ways for as long as either side keeps the connection. A refused handshake (403, 426, 503) or
+   * a request the gateway answers as plain HTTP comes back as it is, and the connection closes.
+   */
+  function tunnel(request: IncomingMessage, client: Duplex, head: Buffer): void {
+    stats.requests += 1;
+    tunnels.add(client);
+    client.on('error', () => client.destroy());
+    client.on('close', () => tunnels.delete(client));
+    const target = roundRobin(new Set());
+    if (target === undefined) {
+      // Answered as the plain request it also is: an upgrade comes without a ServerResponse of its own.
+      const response = new ServerResponse(request);
+      response.shouldKeepAlive = false;
+      response.assignSocket(client as Socket);
+      response.on('finish', () => client.end());
+      return refuse(response, 502, 'bad_gateway', 'no gateway is known');
+    }
+    stats.round_robin += 1;
+    const upstream = httpRequest(new URL(request.url ?? '/', target), {
+      method: request.method,
+      headers: { ...headersFor(request), connection: 'Upgrade', upgrade: request.headers.upgrade ?? '' },
+    });
+    upstream.on('upgrade', (from: IncomingMessage, socket: Duplex, upstreamHead: Buffer) => {
+      writeHead(client, from, (name) => !INTERNAL.has(name));
+      socket.on('error', () => socket.destroy());
+      socket.on('close', () => client.destroy());
+      client.on('close', () => socket.destroy());
+      if (upstreamHead.length > 0) client.write(upstreamHead);
+      if (head.length > 0) socket.write(head);
+      socket.pipe(client).pipe(socket);
+    });
+    upstream.on('response', (from: IncomingMessage) => {
+      writeHead(client, from, (name) => !HOP_BY_HOP.has(name) && !INTERNAL.has(name), 'connection: close\r\n');
+      from.pipe(client);
+    });
+    upstream.on('error', () => client.destroy());
+    client.on('close', () => upstream.destroy());
+    upstream.end();
+  }
+
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const path = request.url ?? '/';
     if (path === '/_front-door/health') {
@@ -371,6 +424,9 @@ export async function startFrontDoor(options: FrontDoorOptions): Promise<FrontDo
     });
   });
   server.keepAliveTimeout = FRONT_DOOR_LIMITS.keep_alive_timeout_ms;
+  // Tunnelled connections are no longer the server's: closing the front door ends them itself.
+  const tunnels = new Set<Duplex>();
+  server.on('upgrade', tunnel);
   server.listen(options.port, options.host);
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
@@ -387,6 +443,7 @@ export async function startFrontDoor(options: FrontDoorOptions): Promise<FrontDo
         server.closeIdleConnections();
         // Event streams end only when their clients leave: cut after a grace period.
         setTimeout(() => server.closeAllConnections(), FRONT_DOOR_LIMITS.keep_alive_timeout_ms).unref();
+        for (const socket of tunnels) socket.destroy();
       });
       hop.close();
     },

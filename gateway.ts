@@ -129,6 +129,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   });
   server.removeAllListeners('request');
   server.on('request', edge.app.callback());
+  server.on('upgrade', edge.upgrade);
   const { accounts, payments, ownership, bank, journal } = engine;
   const tools = await startOperatorTools({
     config,
@@ -154,6 +155,8 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
   const close = () =>
     (closing ??= (async () => {
       engine.drain();
+      // Upgraded sockets are not the server's connections any more: they would hold `server.close` open.
+      edge.closeSockets();
       await tools.close();
       const drained = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();

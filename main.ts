@@ -1,9 +1,12 @@
-import { ConfigError, loadConfig } from './config.ts';
+import { ConfigError, loadConfig, loadEnvFile } from './config.ts';
 import { startGateway } from './gateway.ts';
-import { createLogger, type Logger } from './logger.ts';
+import { createLogger, logFormat, type Logger } from './logger.ts';
 import { migrate } from './persistence/migrator.ts';
 import { createSql } from './persistence/sql.ts';
+import { announceStart, startAddresses } from './start-banner.ts';
 
+// A developer's `.env` first: the configuration below reads what it sets (the environment still wins).
+loadEnvFile();
 let config;
 try {
   config = loadConfig();
@@ -13,9 +16,20 @@ try {
   process.exit(1);
 }
 
-const log = createLogger(config.LOG_LEVEL);
+const terminal = process.stdout.isTTY === true;
+const log = createLogger(config.LOG_LEVEL, undefined, logFormat(config.LOG_FORMAT, terminal));
 await migrateOnStart(config.DATABASE_URL, log);
 const gateway = await startGateway(config, log);
+announceStart(
+  startAddresses({
+    server: gateway.server,
+    host: config.HOST,
+    dashboardUrl: gateway.dashboardUrl,
+    dashboardHost: config.DASHBOARD_HOST,
+    replSocket: gateway.replSocket,
+  }),
+  { terminal, write: (text) => process.stdout.write(text), log },
+);
 
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {

@@ -1,4 +1,4 @@
-import { createLogger } from '../logger.ts';
+import { createLogger, logFormat } from '../logger.ts';
 import { BankConfigError, loadBankEnv, startSimulator } from '../simulator/simulator.ts';
 
 let env;
@@ -10,7 +10,7 @@ try {
   process.exit(1);
 }
 
-const log = createLogger(env.log_level);
+const log = createLogger(env.log_level, undefined, logFormat(env.log_format, process.stdout.isTTY === true));
 const simulator = await startSimulator(env, log);
 log.info(
   { seed: simulator.seed, callback_url: env.callback_url, url: simulator.url },

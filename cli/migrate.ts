@@ -1,7 +1,8 @@
-import { loadConfig } from '../config.ts';
+import { loadConfig, loadEnvFile } from '../config.ts';
 import { migrate } from '../persistence/migrator.ts';
 import { createSql } from '../persistence/sql.ts';
 
+loadEnvFile();
 const config = loadConfig();
 const sql = createSql(config.DATABASE_URL, { pool_max: 1, application_name: 'gateway-migrate' });
 try {

@@ -1,9 +1,10 @@
-import { loadConfig } from '../config.ts';
+import { loadConfig, loadEnvFile } from '../config.ts';
 import { reconcile } from '../engine/reconciliation.ts';
 import { createReconciliationReader } from '../persistence/reconciliation-reader.ts';
 import { createSql } from '../persistence/sql.ts';
 
 // Recomputes every balance from the journal and compares it with the read model; exits 1 on any difference.
+loadEnvFile();
 const config = loadConfig();
 const sql = createSql(config.DATABASE_URL, { pool_max: 2, application_name: 'gateway-reconcile' });
 try {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
-import { defaultReplSocket } from '../config.ts';
+import { defaultReplSocket, loadEnvFile } from '../config.ts';
 
 // The admin REPL: `npm run repl [-- <socket path>]`. Attaches to a running instance's local socket
 // (operator/repl-server.ts), asks for the admin key (ADMIN_API_KEY, or typed without echo), then sends
@@ -55,6 +55,8 @@ function requester(socket: Socket): (line: string) => Promise<Answer | undefined
     });
 }
 
+// The `.env` the gateway read names its socket and admin key here too.
+loadEnvFile();
 const path = socketPath();
 const socket = connect(path);
 await once(socket, 'connect').catch((error: Error) => fail(`Cannot connect to ${path}: ${error.message}`));

@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import { loadConfig } from '../config.ts';
+import { loadConfig, loadEnvFile } from '../config.ts';
 import { hashApiKey, KEY_SHOWN_PREFIX_LENGTH } from '../http/auth.ts';
 import { createSql } from '../persistence/sql.ts';
 
@@ -25,6 +25,7 @@ export const DEMO_USERS = [
   },
 ] as const;
 
+loadEnvFile();
 const config = loadConfig();
 const sql = createSql(config.DATABASE_URL, { pool_max: 1, application_name: 'gateway-seed' });
 try {

@@ -65,6 +65,7 @@ const event = z.discriminatedUnion('type', [
     type: z.literal('transaction_succeeded'),
     transaction_id: z.string(),
     attempts: z.number().int().optional(),
+    bank_reference: z.string().optional(),
     ...stamp,
   }),
   z.object({
@@ -72,6 +73,7 @@ const event = z.discriminatedUnion('type', [
     transaction_id: z.string(),
     failure,
     attempts: z.number().int().optional(),
+    bank_reference: z.string().optional(),
     ...stamp,
   }),
 ]);

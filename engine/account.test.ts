@@ -72,6 +72,35 @@ test('a result for a transaction that is not open is a no-op', () => {
   assert.deepEqual(decision, { kind: 'noop', reason: 'not_open' });
 });
 
+test("a result that arrives before the submit's answer keeps the bank's reference; a later answer changes nothing", () => {
+  const id = '00000000-0000-7000-8000-000000000077';
+  let state = emptyAccount(USER);
+  const run = (command: Command) => {
+    const decision = decide(state, command);
+    if (decision.kind === 'accepted') state = decision.events.reduce(apply, state);
+    return decision;
+  };
+  const stamp = { at: AT, cause: 'bank_callback' as const, request_id: null };
+  const deposit = { id, type: 'deposit' as const, amount: 500n, currency: 'USD', description: null, metadata: null };
+  run({ type: 'create', transaction: deposit, at: AT, request_id: null });
+  // The bank's callback wins the race with the worker's journaling of the submit's answer.
+  const settled = run({ type: 'settle', transaction_id: id, outcome: 'succeeded', bank_reference: 'bnk_1', ...stamp });
+  assert.equal(settled.kind, 'accepted');
+  const event = settled.kind === 'accepted' ? settled.events[0]! : undefined;
+  assert.equal(event?.type === 'transaction_succeeded' ? event.bank_reference : undefined, 'bnk_1');
+  assert.deepEqual(eventFromStored(JSON.parse(JSON.stringify(toStored(event!)))), event, 'the reference is journaled');
+  const late = run({ type: 'start_processing', transaction_id: id, bank_reference: 'bnk_1', attempts: 1, ...stamp });
+  assert.deepEqual(late, { kind: 'noop', reason: 'not_open' });
+  assert.deepEqual(balanceOf(state, 'USD'), { available: 500n, held: 0n });
+
+  // With the reference already known (the usual order), the result does not repeat it.
+  const other = '00000000-0000-7000-8000-000000000078';
+  run({ type: 'create', transaction: { ...deposit, id: other }, at: AT, request_id: null });
+  run({ type: 'start_processing', transaction_id: other, bank_reference: 'bnk_2', attempts: 1, ...stamp });
+  const usual = run({ type: 'settle', transaction_id: other, outcome: 'failed', bank_reference: 'bnk_2', ...stamp });
+  assert.deepEqual(usual.kind === 'accepted' && 'bank_reference' in usual.events[0]!, false);
+});
+
 test('a corrupt snapshot reads as nothing', () => {
   assert.equal(stateFromStored({ version: 1, user_id: USER, seq: 'x' }), undefined);
   assert.equal(stateFromStored(null), undefined);

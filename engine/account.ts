@@ -100,6 +100,11 @@ export type Command =
       failure?: Failure;
       /** Bank calls made so far, when the settler knows (a worker that was refused). */
       attempts?: number;
+      /**
+       * The bank's reference, when the result carries it (a callback, a poll): a result can arrive
+       * before the submit's answer was journaled, and the transaction must not end without it.
+       */
+      bank_reference?: string;
     } & Stamp);
 
 export type Event =
@@ -108,8 +113,14 @@ export type Event =
   | ({ type: 'attempt_failed'; transaction_id: string; attempts: number; error: string } & Stamp)
   /** Someone (the admin, retrying a dead letter) asked for the payment to be driven again: no balance or status changes. */
   | ({ type: 'retry_requested'; transaction_id: string } & Stamp)
-  | ({ type: 'transaction_succeeded'; transaction_id: string; attempts?: number } & Stamp)
-  | ({ type: 'transaction_failed'; transaction_id: string; failure: Failure; attempts?: number } & Stamp);
+  | ({ type: 'transaction_succeeded'; transaction_id: string; attempts?: number; bank_reference?: string } & Stamp)
+  | ({
+      type: 'transaction_failed';
+      transaction_id: string;
+      failure: Failure;
+      attempts?: number;
+      bank_reference?: string;
+    } & Stamp);
 
 export type Decision = { kind: 'accepted'; events: Event[] } | Rejection | { kind: 'noop'; reason: 'not_open' };
 
@@ -158,13 +169,19 @@ export function decide(state: AccountState, command: Command): Decision {
       return accepted({ type: 'retry_requested', transaction_id: open.id, ...stamp });
     case 'settle': {
       const attempts = command.attempts !== undefined ? { attempts: command.attempts } : {};
+      // Only a reference the transaction lacks is journaled (the result came before the submit's answer).
+      const reference =
+        command.bank_reference !== undefined && open.bank_reference === null
+          ? { bank_reference: command.bank_reference }
+          : {};
       return command.outcome === 'succeeded'
-        ? accepted({ type: 'transaction_succeeded', transaction_id: open.id, ...attempts, ...stamp })
+        ? accepted({ type: 'transaction_succeeded', transaction_id: open.id, ...attempts, ...reference, ...stamp })
         : accepted({
             type: 'transaction_failed',
             transaction_id: open.id,
             failure: command.failure ?? BANK_DECLINED,
             ...attempts,
+            ...reference,
             ...stamp,
           });
     }
@@ -226,6 +243,7 @@ export function transactionAfter(state: AccountState, event: Event): Transaction
         ...open,
         status: 'succeeded',
         attempts: event.attempts ?? open.attempts,
+        bank_reference: event.bank_reference ?? open.bank_reference,
         updated_at: event.at,
         completed_at: event.at,
       };
@@ -235,6 +253,7 @@ export function transactionAfter(state: AccountState, event: Event): Transaction
         status: 'failed',
         failure: event.failure,
         attempts: event.attempts ?? open.attempts,
+        bank_reference: event.bank_reference ?? open.bank_reference,
         updated_at: event.at,
         completed_at: event.at,
       };

@@ -115,12 +115,14 @@ export function createPayments(options: PaymentsOptions) {
     outcome: 'succeeded' | 'failed',
     cause: Cause,
     failure?: Transaction['failure'],
+    bank_reference?: string,
   ) {
     await tell(worker, {
       type: 'settle',
       transaction_id: worker.transaction.id,
       outcome,
       ...(failure ? { failure } : {}),
+      ...(bank_reference !== undefined ? { bank_reference } : {}),
       attempts: worker.view.attempts,
       ...stamp(cause),
     });
@@ -160,13 +162,16 @@ export function createPayments(options: PaymentsOptions) {
         continue;
       }
       view.attempts += 1;
-      options.log.info(
+      // The bank down, slow or refusing is an operating condition the worker handles (retry, or a failed
+      // payment): a warning. The dead letter after the last attempt is the error a human acts on.
+      options.log[answer.kind === 'accepted' ? 'info' : 'warn'](
         {
           transaction_id: transaction.id,
           user_id: transaction.user_id,
           attempt: view.attempts,
           outcome: answer.kind,
           ...(answer.kind === 'transient' ? { error: answer.error } : {}),
+          ...(answer.kind === 'rejected' ? { code: answer.code } : {}),
         },
         'bank call',
       );
@@ -217,13 +222,21 @@ export function createPayments(options: PaymentsOptions) {
       }
       const status = await options.bank.status(transaction.id);
       if (stopped) return 'finished';
-      options.log.info({ transaction_id: transaction.id, poll: view.polls, outcome: status.kind }, 'bank status poll');
+      options.log[status.kind === 'transient' ? 'warn' : 'info'](
+        {
+          transaction_id: transaction.id,
+          poll: view.polls,
+          outcome: status.kind,
+          ...(status.kind === 'transient' ? { error: status.error } : {}),
+        },
+        'bank status poll',
+      );
       if (status.kind === 'not_found') {
         options.onRetry?.('not_found');
         return 'resubmit';
       }
       if (status.kind !== 'found' || status.status === 'processing') continue;
-      await settle(worker, status.status, 'poll', status.failure ?? null);
+      await settle(worker, status.status, 'poll', status.failure ?? null, status.bank_reference);
       return 'finished';
     }
     return 'finished';
@@ -337,6 +350,9 @@ export function createPayments(options: PaymentsOptions) {
     accountOf: (transaction_id: string): string | undefined => workers.get(transaction_id)?.transaction.user_id,
 
     inFlight: (): PaymentView[] => [...workers.values()].map((worker) => ({ ...worker.view })),
+
+    /** How many payments are driven here now, without copying their views (sampled every second). */
+    inFlightCount: (): number => workers.size,
 
     /** Stops every worker where it stands; their transactions resume after the next recovery. */
     stop(): void {

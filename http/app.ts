@@ -61,8 +61,12 @@ function errorsAndAccessLog(
       caller: ctx.state.caller?.id,
       transaction_id: ctx.state.transactionId,
     };
+    // A 5xx the code chose to answer (an ApiError: a dependency down, the simulated bank's timeout) is an
+    // operating condition, at warn; only the unexpected (a bug's 500) is an error, for a human to look at.
     if (ctx.status === CLIENT_CLOSED) log.info({ ...line, err: failure }, 'client closed the request');
     else if (ctx.status === 503) log.warn({ ...line, err: failure }, 'request refused: a dependency is unavailable');
+    else if (ctx.status >= 500 && failure instanceof ApiError)
+      log.warn({ ...line, err: failure }, 'request ended in an expected failure');
     else if (ctx.status >= 500) log.error({ ...line, err: failure }, 'request failed');
     else log.info(line, 'request');
   };

@@ -3,7 +3,12 @@ import type { Logger } from '../logger.ts';
 import type { RateLimitCounters } from '../persistence/rate-limit-counters.ts';
 import { toApiError } from './app.ts';
 import { reportLimits, tooManyRequests, uncounted } from './rate-limit-response.ts';
-import { createRateLimitStore, REDIS_TIMEOUT_MS_DEFAULT, type RedisDownPolicy } from './rate-limit-store.ts';
+import {
+  createRateLimitStore,
+  REDIS_TIMEOUT_MS_DEFAULT,
+  type Counter,
+  type RedisDownPolicy,
+} from './rate-limit-store.ts';
 
 export interface AuthFailureLimitOptions {
   /** Counting in Redis (persistence/rate-limit-counters.ts). */
@@ -38,6 +43,30 @@ export function addressKey(ip: string): string {
   return `${groups.join(':')}::/64`;
 }
 
+/** The failed authentications per client address, counted in Redis: one counter for every way in. */
+export interface AuthFailures {
+  /** Counted per `addressKey`: `peek` before checking a key, `consume` for each refusal. */
+  counter: Counter;
+  on_redis_down: RedisDownPolicy;
+}
+
+/**
+ * The counter of failed authentications, made once per edge so that the HTTP middleware below and the
+ * WebSocket sessions (http/websocket.ts) count into, and are limited by, the same numbers.
+ */
+export function createAuthFailures(options: AuthFailureLimitOptions): AuthFailures {
+  const on_redis_down = options.on_redis_down ?? 'per_instance';
+  const store = createRateLimitStore({
+    name: 'auth_failures',
+    counters: options.counters,
+    key_prefix: options.key_prefix,
+    log: options.log,
+    on_redis_down,
+    timeout_ms: options.timeout_ms ?? REDIS_TIMEOUT_MS_DEFAULT,
+  });
+  return { counter: store.counter('auth_failures', options.max_per_min), on_redis_down };
+}
+
 /**
  * Limits failed authentication per client address, against guessing API keys and webhook signatures:
  * every 401 answered to an address, on any path, is counted in Redis (a wrong Bearer key anywhere, a
@@ -48,17 +77,8 @@ export function addressKey(ip: string): string {
  * `ctx.ip` is the socket's address (the app does not trust X-Forwarded-For): behind a proxy, every
  * client would share the proxy's count unless `app.proxy` is set.
  */
-export function authFailureLimit(options: AuthFailureLimitOptions): Middleware {
-  const on_redis_down = options.on_redis_down ?? 'per_instance';
-  const store = createRateLimitStore({
-    name: 'auth_failures',
-    counters: options.counters,
-    key_prefix: options.key_prefix,
-    log: options.log,
-    on_redis_down,
-    timeout_ms: options.timeout_ms ?? REDIS_TIMEOUT_MS_DEFAULT,
-  });
-  const failures = store.counter('auth_failures', options.max_per_min);
+export function authFailureLimit(authFailures: AuthFailures): Middleware {
+  const { counter: failures, on_redis_down } = authFailures;
 
   return async (ctx, next) => {
     const key = addressKey(ctx.ip);

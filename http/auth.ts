@@ -111,24 +111,32 @@ export function createKeyCache(users: UserStore, options: KeyCacheOptions = {}) 
 export type KeyCache = ReturnType<typeof createKeyCache>;
 
 /**
- * Resolves the Bearer key to a caller; routes that need one call `requireCaller`. Users' keys are
- * looked up through a `createKeyCache` (see there for how stale it may be).
+ * The caller a key belongs to, or undefined for a malformed, unknown or revoked key: the admin's key
+ * compared in constant time, users' keys looked up through a `createKeyCache` (see there for how
+ * stale it may be). The Koa middleware below and the WebSocket sessions (http/websocket.ts) share it.
  */
-export function authenticate(keys: KeyCache, adminKey: string): Middleware {
+export function keyAuthenticator(keys: KeyCache, adminKey: string): (key: string) => Promise<Caller | undefined> {
   const adminHash = hashApiKey(adminKey);
+  return async (key) => {
+    if (!KEY_SHAPE.test(key)) return undefined;
+    const hash = hashApiKey(key);
+    if (timingSafeEqual(hash, adminHash)) return { kind: 'admin', id: 'admin' };
+    const user = await keys.find(hash);
+    if (!user || !timingSafeEqual(user.api_key_hash, hash)) return undefined;
+    return { kind: 'user', id: user.id };
+  };
+}
+
+/** Resolves the Bearer key to a caller (`keyAuthenticator`); routes that need one call `requireCaller`. */
+export function authenticate(keys: KeyCache, adminKey: string): Middleware {
+  const callerOf = keyAuthenticator(keys, adminKey);
   return async (ctx, next) => {
     const header = ctx.get('Authorization');
     if (header) {
       const key = bearerKey(header);
-      if (!key || !KEY_SHAPE.test(key)) throw errors.unauthenticated();
-      const hash = hashApiKey(key);
-      if (timingSafeEqual(hash, adminHash)) {
-        ctx.state.caller = { kind: 'admin', id: 'admin' } satisfies Caller;
-      } else {
-        const user = await keys.find(hash);
-        if (!user || !timingSafeEqual(user.api_key_hash, hash)) throw errors.unauthenticated();
-        ctx.state.caller = { kind: 'user', id: user.id } satisfies Caller;
-      }
+      const caller = key === undefined ? undefined : await callerOf(key);
+      if (!caller) throw errors.unauthenticated();
+      ctx.state.caller = caller;
     }
     await next();
   };

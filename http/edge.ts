@@ -1,3 +1,5 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type Koa from 'koa';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Config } from '../config.ts';
@@ -7,16 +9,17 @@ import type { RequestObservation } from '../metrics.ts';
 import type { Storage } from '../persistence/storage.ts';
 import { accountShard } from './account-shard.ts';
 import { createApp, type RenderError } from './app.ts';
-import { authenticate, createKeyCache } from './auth.ts';
-import { authFailureLimit } from './auth-failure-limit.ts';
+import { authenticate, createKeyCache, keyAuthenticator } from './auth.ts';
+import { authFailureLimit, createAuthFailures } from './auth-failure-limit.ts';
 import { errorBody } from './errors.ts';
 import { createForwarder } from './forward.ts';
 import { graphqlErrorBody } from './graphql/errors.ts';
 import { graphqlRoutes, isGraphqlPath } from './graphql/routes.ts';
 import { createIdempotencyGate } from './idempotency.ts';
-import { createRateLimits } from './rate-limit.ts';
+import { createApiLimits, rateLimits } from './rate-limit.ts';
 import { accountRoutes } from './routes/accounts.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { adminPanelRoutes } from './routes/admin-panel.ts';
 import { apiKeyRoutes } from './routes/api-keys.ts';
 import { docsRoutes } from './routes/docs.ts';
 import { eventRoutes } from './routes/events.ts';
@@ -27,7 +30,9 @@ import { transactionRoutes } from './routes/transactions.ts';
 import { userRoutes } from './routes/users.ts';
 import { viewerRoutes } from './routes/viewer.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
+import { webSocketRoutes } from './routes/ws.ts';
 import { securityHeaders } from './security-headers.ts';
+import { admission, answerAsHttp, createNotificationSockets } from './websocket.ts';
 
 /** The edge's own limits (those an operator tunes are in config.ts). */
 export const EDGE_LIMITS = {
@@ -36,6 +41,16 @@ export const EDGE_LIMITS = {
   events_lifetime_ms: 30 * 60_000,
   /** What an event stream tells its client to wait before reconnecting. */
   events_retry_ms: 3000,
+  /** WebSockets (http/websocket.ts): a ping this often, a client that has not answered the last one is cut off. */
+  ws_ping_interval_ms: 15_000,
+  /** How long a socket without an Authorization header has to send its auth message. */
+  ws_auth_timeout_ms: 5000,
+  /** Bytes queued for a socket beyond which its client is dropped as too slow (4408). */
+  ws_buffered_max_bytes: 1024 * 1024,
+  /** How long a closing socket waits for its client's close frame (a shutdown waits at most this for sockets). */
+  ws_close_timeout_ms: 5000,
+  /** The largest message a client may send (the auth message is the only one read). */
+  ws_message_max_bytes: 4096,
 } as const;
 
 /** The settings the edge reads: the typed configuration, nothing parsed here. */
@@ -73,6 +88,10 @@ export interface EdgeOptions {
 /** The edge: its Koa application, and what it holds open beyond it (the connections to other instances). */
 export interface Edge {
   app: Koa;
+  /** The server's `upgrade` listener: WebSockets on GET /api/v1/ws (http/websocket.ts). */
+  upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer) => void;
+  /** Closes every WebSocket (1001): call as draining begins, since open sockets hold the server open. */
+  closeSockets: () => void;
   /** Closes the forwarding hop's connections: call once the server has no request in flight. */
   close(): void;
 }
@@ -98,8 +117,17 @@ export function createEdge(options: EdgeOptions): Edge {
   const currencies = s.CURRENCIES;
   const bodySizeMaxBytes = s.BODY_SIZE_MAX_BYTES;
   const keyCache = createKeyCache(users, { ttl_ms: s.AUTH_CACHE_TTL_MS });
-  // The REST routes' limits by path; GraphQL counts each request in the same counters, by its fields.
-  const limits = createRateLimits({
+  // Both limits get the root logger: their counters' store names its own module (`rate-limit`,
+  // with `limits: 'auth_failures'` or `'api'`), and a second `module` would repeat the key.
+  // Made once, for the middleware and the WebSockets alike.
+  const authFailures = createAuthFailures({
+    counters: storage.rateLimitCounters,
+    key_prefix: `${s.REDIS_KEY_PREFIX}auth`,
+    max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
+    log,
+  });
+  // GraphQL counts its requests in these counters too, by their fields (http/graphql/routes.ts).
+  const apiLimits = createApiLimits({
     counters: storage.rateLimitCounters,
     key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
     global_per_min: s.RATE_LIMIT_GLOBAL_PER_MIN,
@@ -124,16 +152,9 @@ export function createEdge(options: EdgeOptions): Edge {
       securityHeaders({ cors_origins: s.CORS_ORIGINS }),
       // Tells a shard-aware front door where the request's account lives (read after the routes ran).
       accountShard({ shards: ownership.shards, owns: (shard) => ownership.owns(shard) }),
-      // Both limits get the root logger: their counters' store names its own module (`rate-limit`,
-      // with `limits: 'auth_failures'` or `'api'`), and a second `module` would repeat the key.
-      authFailureLimit({
-        counters: storage.rateLimitCounters,
-        key_prefix: `${s.REDIS_KEY_PREFIX}auth`,
-        max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
-        log,
-      }),
+      authFailureLimit(authFailures),
       authenticate(keyCache, s.ADMIN_API_KEY),
-      limits.middleware(),
+      rateLimits(apiLimits),
     ],
     routers: [
       healthRoutes(dependencyChecks({ pings: storage.pings, bank }, s.HEALTH_TIMEOUT_MS), s.HEALTH_TIMEOUT_MS),
@@ -166,7 +187,7 @@ export function createEdge(options: EdgeOptions): Edge {
         currencies,
         gate,
         forwarding: forwarder,
-        limits,
+        limits: apiLimits,
         bodySizeMaxBytes,
         log: log.child({ module: 'graphql' }),
       }),
@@ -180,9 +201,29 @@ export function createEdge(options: EdgeOptions): Edge {
         retry_ms: EDGE_LIMITS.events_retry_ms,
         log: log.child({ module: 'events' }),
       }),
-      viewerRoutes(),
+      webSocketRoutes(s.CORS_ORIGINS),
+      viewerRoutes({ currencies }),
+      adminPanelRoutes(),
       metricsRoutes(options.metrics.registry),
     ],
   });
-  return { app, close: () => forwarder.close() };
+  const sockets = createNotificationSockets({
+    feed,
+    users,
+    callerOf: keyAuthenticator(keyCache, s.ADMIN_API_KEY),
+    admission: admission(authFailures, apiLimits),
+    cors_origins: s.CORS_ORIGINS,
+    draining: options.draining,
+    otherwise: answerAsHttp(app.callback()),
+    limits: {
+      ping_interval_ms: EDGE_LIMITS.ws_ping_interval_ms,
+      auth_timeout_ms: EDGE_LIMITS.ws_auth_timeout_ms,
+      buffered_max_bytes: EDGE_LIMITS.ws_buffered_max_bytes,
+      lifetime_ms: EDGE_LIMITS.events_lifetime_ms,
+      close_timeout_ms: EDGE_LIMITS.ws_close_timeout_ms,
+      message_max_bytes: EDGE_LIMITS.ws_message_max_bytes,
+    },
+    log: log.child({ module: 'websocket' }),
+  });
+  return { app, upgrade: sockets.upgrade, closeSockets: sockets.close, close: () => forwarder.close() };
 }

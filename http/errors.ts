@@ -99,6 +99,8 @@ export const errors = {
   }),
   invalidSignature: defineError(401, 'invalid_signature', 'The webhook signature was refused ({reason}).'),
   forbidden: defineError(403, 'forbidden', 'This API key may not do that.'),
+  /** A page of another origin opening the WebSocket (cross-site WebSocket hijacking): refused before the upgrade. */
+  originNotAllowed: defineError(403, 'origin_not_allowed', 'Pages from this origin may not open a WebSocket here.'),
   // 404–431: what was asked for, and how.
   notFound: defineError(404, 'not_found', 'The {what} does not exist.'),
   methodNotAllowed: defineError(405, 'method_not_allowed', 'Use one of: {allowed}.', { Allow: '{allowed}' }),
@@ -140,6 +142,10 @@ export const errors = {
     'balance_limit_exceeded',
     'This deposit would take the balance past its limit.',
   ),
+  /** `GET /api/v1/ws` as plain HTTP: it answers only a WebSocket handshake. */
+  upgradeRequired: defineError(426, 'upgrade_required', 'Open a WebSocket here (Upgrade: websocket).', {
+    Upgrade: 'websocket',
+  }),
   rateLimitExceeded: defineError(429, 'rate_limit_exceeded', 'Too many requests. Please try again later.', {
     'Retry-After': '{retry_after}',
   }),

@@ -2,6 +2,7 @@ import type { ResponseConfig, RouteConfig } from '@asteasolutions/zod-to-openapi
 import { z } from 'zod';
 import type { TransactionType } from '../engine/account.ts';
 import { ACTOR_REFUSAL_CODES, rejectionCode, type ErrorCode } from './errors.ts';
+import { samples, type TransactionSamples } from './openapi-samples.ts';
 import {
   apiKey,
   apiKeyList,
@@ -59,21 +60,41 @@ export interface Operation {
    * and meanings come from the catalogue (http/errors.ts).
    */
   errors?: readonly ErrorCode[];
+  /** What its 404 says does not exist, in the example of that answer; `user` when not given. */
+  missing?: string;
 }
 
-/** A JSON response of one schema. */
-export function json(schema: z.ZodType, description: string): ResponseConfig {
-  return { description, content: { 'application/json': { schema } } };
+/** A JSON response of one schema, with what a caller would receive. */
+export function json<T extends z.ZodType>(schema: T, description: string, example: z.output<T>): ResponseConfig {
+  return { description, content: { 'application/json': { schema, example } } };
 }
 
-function jsonBody(schema: z.ZodType): NonNullable<RouteConfig['request']>['body'] {
-  return { required: true, content: { 'application/json': { schema } } };
+/** A response that is not JSON: a page, a file, a stream; its example is the text it starts with. */
+function text(type: string, description: string, example: string): ResponseConfig {
+  return { description, content: { [type]: { schema: z.string(), example } } };
+}
+
+/** A named example of a request body: Swagger UI offers each by its summary, the first filled in. */
+interface BodyExample<T> {
+  summary: string;
+  value: T;
+}
+
+function jsonBody<T extends z.ZodType>(
+  schema: T,
+  examples: Record<string, BodyExample<z.input<T>>>,
+): NonNullable<RouteConfig['request']>['body'] {
+  return { required: true, content: { 'application/json': { schema, examples } } };
 }
 
 const LISTED = 'A page, newest first; follow `next_cursor` for the next one.';
 
 /** Deposits and withdrawals share their routes but for the refusals each can meet. */
-function transactionOperations(type: TransactionType, body: z.ZodType): Operation[] {
+function transactionOperations(
+  type: TransactionType,
+  body: ReturnType<typeof transactionBody>,
+  sample: TransactionSamples,
+): Operation[] {
   const Noun = type === 'deposit' ? 'Deposit' : 'Withdrawal';
   const plural = `${type}s`;
   const tag = `${Noun}s`;
@@ -90,8 +111,13 @@ function transactionOperations(type: TransactionType, body: z.ZodType): Operatio
         'The transaction is `pending` until the bank answers; poll it by id. A user acts for themselves; ' +
         'the admin names the user in `user_id`.',
       access: 'caller',
-      request: { body: jsonBody(body) },
-      answers: { 202: json(transaction, 'Accepted; the bank has not answered yet.') },
+      request: {
+        body: jsonBody(body, {
+          user: { summary: `A user's own ${type}`, value: sample.request },
+          admin: { summary: `The admin, for a user`, value: { ...sample.request, user_id: sample.accepted.user_id } },
+        }),
+      },
+      answers: { 202: json(transaction, 'Accepted; the bank has not answered yet.', sample.accepted) },
       errors: ['validation_error', 'not_found', rejectionCode('transaction_exists'), refusal, ...ACTOR_REFUSAL_CODES],
     },
     {
@@ -102,7 +128,8 @@ function transactionOperations(type: TransactionType, body: z.ZodType): Operatio
       summary: `A ${type}, with its audit trail`,
       access: 'caller',
       request: { params: transactionIdParams },
-      answers: { 200: json(transactionWithEvents, `The ${type} and the events that made it.`) },
+      answers: { 200: json(transactionWithEvents, `The ${type} and the events that made it.`, sample.withEvents) },
+      missing: type,
       errors: ['validation_error', 'not_found'],
     },
     {
@@ -114,7 +141,7 @@ function transactionOperations(type: TransactionType, body: z.ZodType): Operatio
       description: `A user sees their own; the admin sees all, or one user's with \`user_id\`. ${LISTED}`,
       access: 'caller',
       request: { query: typedListQuery },
-      answers: { 200: json(transactionPage, `A page of ${plural}.`) },
+      answers: { 200: json(transactionPage, `A page of ${plural}.`, sample.page) },
       errors: ['validation_error', 'invalid_cursor', 'not_found'],
     },
   ];
@@ -123,6 +150,7 @@ function transactionOperations(type: TransactionType, body: z.ZodType): Operatio
 /** Every operation the gateway serves, and those the contract announces that are still being built. */
 export function operations(currencies: readonly string[]): Operation[] {
   const newTransaction = transactionBody(currencies).meta({ id: 'TransactionRequest' });
+  const sample = samples(currencies);
   return [
     {
       method: 'get',
@@ -136,8 +164,13 @@ export function operations(currencies: readonly string[]): Operation[] {
           health,
           'Postgres and Redis answer. `degraded` when the bank does not answer or its circuit is open: ' +
             'deposits and withdrawals are still taken, and their payments wait.',
+          sample.health,
         ),
-        503: json(healthUnavailable, 'Postgres or Redis failed or timed out; `checks` names every failing check.'),
+        503: json(
+          healthUnavailable,
+          'Postgres or Redis failed or timed out; `checks` names every failing check.',
+          sample.healthFailing,
+        ),
       },
     },
     {
@@ -147,8 +180,12 @@ export function operations(currencies: readonly string[]): Operation[] {
       tag: 'Users',
       summary: 'Create a user and their API key',
       access: 'admin',
-      request: { body: jsonBody(createUserBody.meta({ id: 'CreateUserRequest' })) },
-      answers: { 201: json(createdUser, 'Created; `api_key` is shown this once.') },
+      request: {
+        body: jsonBody(createUserBody.meta({ id: 'CreateUserRequest' }), {
+          user: { summary: 'A new user', value: sample.newUser },
+        }),
+      },
+      answers: { 201: json(createdUser, 'Created; `api_key` is shown this once.', sample.createdUser) },
       errors: ['email_taken'],
     },
     {
@@ -160,7 +197,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       description: `${LISTED} \`search\` is a user id (exact match) or text found in the name or the email.`,
       access: 'admin',
       request: { query: userListQuery },
-      answers: { 200: json(userPage, 'A page of users.') },
+      answers: { 200: json(userPage, 'A page of users.', sample.users) },
       errors: ['validation_error', 'invalid_cursor'],
     },
     {
@@ -172,7 +209,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       description: 'Never the keys themselves: each shows its first 12 characters.',
       access: 'caller',
       request: { params: userIdParams },
-      answers: { 200: json(apiKeyList, 'The keys, oldest first.') },
+      answers: { 200: json(apiKeyList, 'The keys, oldest first.', sample.apiKeys) },
       errors: ['validation_error', 'not_found'],
     },
     {
@@ -187,9 +224,17 @@ export function operations(currencies: readonly string[]): Operation[] {
       access: 'caller',
       request: {
         params: userIdParams,
-        body: { required: false, content: { 'application/json': { schema: createApiKeyBody } } },
+        body: {
+          required: false,
+          content: {
+            'application/json': {
+              schema: createApiKeyBody,
+              examples: { labelled: { summary: 'a key named after where it is used', value: sample.newApiKey } },
+            },
+          },
+        },
       },
-      answers: { 201: json(createdApiKey, 'Added; `api_key` is shown this once.') },
+      answers: { 201: json(createdApiKey, 'Added; `api_key` is shown this once.', sample.createdApiKey) },
       errors: ['validation_error', 'not_found', 'too_many_api_keys'],
     },
     {
@@ -203,8 +248,9 @@ export function operations(currencies: readonly string[]): Operation[] {
         '`AUTH_CACHE_TTL_MS` (5 s by default). Revoking a revoked key answers it unchanged.',
       access: 'caller',
       request: { params: apiKeyParams },
-      answers: { 200: json(apiKey, 'The key, revoked.') },
+      answers: { 200: json(apiKey, 'The key, revoked.', sample.revokedApiKey) },
       errors: ['validation_error', 'not_found'],
+      missing: 'API key',
     },
     {
       method: 'get',
@@ -214,7 +260,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       summary: 'A user, without the key',
       access: 'caller',
       request: { params: userIdParams },
-      answers: { 200: json(user, 'The user.') },
+      answers: { 200: json(user, 'The user.', sample.user) },
       errors: ['validation_error', 'not_found'],
     },
     {
@@ -226,7 +272,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       description: 'One entry per configured currency, and any other the account holds. Rate limited per caller.',
       access: 'caller',
       request: { params: userIdParams },
-      answers: { 200: json(balance, 'The balances.') },
+      answers: { 200: json(balance, 'The balances.', sample.balance) },
       errors: ['validation_error', 'not_found', ...ACTOR_REFUSAL_CODES],
     },
     {
@@ -238,7 +284,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       description: `${LISTED} Rate limited per caller, together with the deposit and withdrawal lists.`,
       access: 'caller',
       request: { params: userIdParams, query: historyQuery },
-      answers: { 200: json(transactionPage, 'A page of transactions.') },
+      answers: { 200: json(transactionPage, 'A page of transactions.', sample.history) },
       errors: ['validation_error', 'invalid_cursor', 'not_found'],
     },
     {
@@ -250,11 +296,11 @@ export function operations(currencies: readonly string[]): Operation[] {
       description: `${LISTED} The admin may name a \`user_id\`; a user naming another gets 404. Rate limited per caller, together with the other lists.`,
       access: 'caller',
       request: { query: transactionListQuery },
-      answers: { 200: json(transactionPage, 'A page of transactions.') },
+      answers: { 200: json(transactionPage, 'A page of transactions.', sample.history) },
       errors: ['validation_error', 'invalid_cursor', 'not_found'],
     },
-    ...transactionOperations('deposit', newTransaction),
-    ...transactionOperations('withdrawal', newTransaction),
+    ...transactionOperations('deposit', newTransaction, sample.deposit),
+    ...transactionOperations('withdrawal', newTransaction, sample.withdrawal),
     {
       method: 'get',
       path: '/api/v1/events',
@@ -267,12 +313,46 @@ export function operations(currencies: readonly string[]): Operation[] {
       access: 'caller',
       request: { query: eventsQuery },
       answers: {
-        200: {
-          description: 'The stream; it stays open (a heartbeat comment every 15 s, closed after 30 min).',
-          content: { 'text/event-stream': { schema: z.string().meta({ description: 'Server-sent events.' }) } },
-        },
+        200: text(
+          'text/event-stream',
+          'Server-sent events; the stream stays open (a heartbeat comment every 15 s, closed after 30 min).',
+          sample.event,
+        ),
       },
       errors: ['validation_error', 'not_found', 'stream_limit_reached', 'shutting_down'],
+    },
+    {
+      method: 'get',
+      path: '/api/v1/ws',
+      operationId: 'notificationSocket',
+      tag: 'Events',
+      summary: 'WebSocket notifications about transactions',
+      description:
+        "A WebSocket carrying the changes of `GET /api/v1/events`: the caller's transactions (the admin's: " +
+        "everyone's, or `user_id`'s). Authenticate with `Authorization: Bearer <key>` on the handshake or, from a " +
+        'browser (which cannot set headers on a WebSocket), with `{"type":"auth","key":"<key>"}` as the first ' +
+        "message within 5 s; never in the URL. Pages of another origin than the gateway's own or `CORS_ORIGINS` " +
+        'are refused (403); a request without `Upgrade: websocket` gets 426.',
+      access: 'caller',
+      request: { query: eventsQuery },
+      answers: {
+        101: {
+          description: [
+            'Switching to the WebSocket protocol. The server sends JSON text messages: ' +
+              '`{"type":"subscribed","user_id":<uuid or null>}` once subscribed, then ' +
+              '`{"type":"transaction","data":<Transaction>}` for each change. It reads only the auth message. ' +
+              'It pings every 15 s and cuts off a client that has not answered the previous ping; a socket ' +
+              'lasts at most 30 min.',
+            'Close codes: 1001 shutting down; 1011 a change was lost (reconnect); 1013 try again later ' +
+              '(shutting down, storage unavailable, at capacity); 4000 lifetime ended (reconnect); 4400 invalid ' +
+              'query; 4401 no valid key (none within 5 s, another message first, or a refused key: counted as a ' +
+              "failed authentication); 4404 `user_id` unknown or not the caller's; 4408 too slow (over 1 MiB " +
+              'waiting); 4429 too many sockets and event streams of this caller (8 together), too many failed ' +
+              'authentications from this address, or the global rate limit.',
+          ].join('\n\n'),
+        },
+      },
+      errors: ['origin_not_allowed', 'upgrade_required'],
     },
     {
       method: 'get',
@@ -293,6 +373,7 @@ export function operations(currencies: readonly string[]): Operation[] {
             })
             .meta({ id: 'Me' }),
           'The caller.',
+          sample.me,
         ),
       },
     },
@@ -303,7 +384,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       tag: 'Operations',
       summary: 'The transaction viewer (a page that asks for an API key)',
       access: 'anyone',
-      answers: { 200: { description: 'An HTML page.', content: { 'text/html': { schema: z.string() } } } },
+      answers: { 200: text('text/html', 'An HTML page.', sample.page('Transactions · payment gateway')) },
     },
     {
       method: 'get',
@@ -313,8 +394,32 @@ export function operations(currencies: readonly string[]): Operation[] {
       summary: "The viewer's scripts and styles",
       access: 'anyone',
       request: { params: z.object({ file: z.string() }) },
-      answers: { 200: { description: 'A static file.', content: { 'text/javascript': { schema: z.string() } } } },
+      answers: {
+        200: text('text/javascript', 'A static file.', 'export function formatAmount(minor, currency) {\n'),
+      },
       errors: ['not_found'],
+      missing: 'file',
+    },
+    {
+      method: 'get',
+      path: '/admin',
+      operationId: 'adminPanel',
+      tag: 'Operations',
+      summary: 'The admin panel (a page that asks for the admin key and uses this API)',
+      access: 'anyone',
+      answers: { 200: text('text/html', 'An HTML page.', sample.page('Admin · payment gateway')) },
+    },
+    {
+      method: 'get',
+      path: '/admin/{file}',
+      operationId: 'adminPanelAsset',
+      tag: 'Operations',
+      summary: "The admin panel's scripts and styles",
+      access: 'anyone',
+      request: { params: z.object({ file: z.string() }) },
+      answers: { 200: text('text/javascript', 'A static file.', "import { call, problem } from '/viewer/api.js';\n") },
+      errors: ['not_found'],
+      missing: 'file',
     },
     {
       method: 'get',
@@ -323,7 +428,9 @@ export function operations(currencies: readonly string[]): Operation[] {
       tag: 'Admin',
       summary: 'Replay every journal and compare it with the read model and the live accounts',
       access: 'admin',
-      answers: { 200: json(reconciliationReport, 'The report; `ok` is false when anything disagrees.') },
+      answers: {
+        200: json(reconciliationReport, 'The report; `ok` is false when anything disagrees.', sample.reconciliation),
+      },
     },
     {
       method: 'get',
@@ -332,7 +439,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       tag: 'Admin',
       summary: 'Which instance owns each shard, its fencing epoch, lease expiry and live actors',
       access: 'admin',
-      answers: { 200: json(shardTable, 'The live instances and the shard table.') },
+      answers: { 200: json(shardTable, 'The live instances and the shard table.', sample.shards) },
     },
     {
       method: 'get',
@@ -343,7 +450,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       description: LISTED,
       access: 'admin',
       request: { query: deadLetterListQuery },
-      answers: { 200: json(deadLetterPage, 'A page of dead letters.') },
+      answers: { 200: json(deadLetterPage, 'A page of dead letters.', sample.deadLetters) },
       errors: ['validation_error', 'invalid_cursor'],
     },
     {
@@ -354,7 +461,10 @@ export function operations(currencies: readonly string[]): Operation[] {
       summary: 'Send a dead-lettered payment to the bank again',
       access: 'admin',
       request: { params: deadLetterParams },
-      answers: { 202: json(deadLetterRetry, 'The payment is running again; `retried_at` is set.') },
+      answers: {
+        202: json(deadLetterRetry, 'The payment is running again; `retried_at` is set.', sample.deadLetterRetried),
+      },
+      missing: 'dead letter',
       errors: ['validation_error', 'not_found', 'already_retried', 'transaction_not_open', ...ACTOR_REFUSAL_CODES],
     },
     {
@@ -377,9 +487,11 @@ export function operations(currencies: readonly string[]): Operation[] {
             .meta({ description: 'Unix seconds when the message was signed.' }),
           'webhook-signature': z.string().min(1).meta({ description: 'Space-separated `v1,<base64>` signatures.' }),
         }),
-        body: jsonBody(bankCallbackBody.meta({ id: 'BankCallback' })),
+        body: jsonBody(bankCallbackBody.meta({ id: 'BankCallback' }), {
+          succeeded: { summary: 'A transfer the bank carried out', value: sample.bankCallback },
+        }),
       },
-      answers: { 200: json(webhookOutcome, 'Received; `status` tells what it changed.') },
+      answers: { 200: json(webhookOutcome, 'Received; `status` tells what it changed.', sample.webhookOutcome) },
       errors: ['invalid_signature', ...ACTOR_REFUSAL_CODES],
     },
     {
@@ -391,10 +503,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       description: 'The admin key only, on the public port and on the dashboard port.',
       access: 'metrics',
       answers: {
-        200: {
-          description: 'The Prometheus text exposition format.',
-          content: { 'text/plain; version=0.0.4': { schema: z.string() } },
-        },
+        200: text('text/plain; version=0.0.4', 'The Prometheus text exposition format.', sample.metrics),
       },
       errors: ['forbidden'],
     },
@@ -406,7 +515,17 @@ export function operations(currencies: readonly string[]): Operation[] {
       summary: 'This document',
       access: 'anyone',
       answers: {
-        200: json(z.record(z.string(), z.unknown()).meta({ description: 'An OpenAPI 3.1 document.' }), 'The document.'),
+        200: json(
+          z.record(z.string(), z.unknown()).meta({ description: 'An OpenAPI 3.1 document.' }),
+          'The document.',
+          {
+            openapi: '3.1.0',
+            info: { title: 'Payment gateway', version: '1' },
+            paths: {
+              '/health': { get: { operationId: 'health', summary: 'Whether the gateway and its dependencies answer' } },
+            },
+          },
+        ),
       },
     },
     {
@@ -414,9 +533,32 @@ export function operations(currencies: readonly string[]): Operation[] {
       path: '/docs',
       operationId: 'docs',
       tag: 'Operations',
-      summary: 'A page to read this document',
+      summary: 'This document in Swagger UI, where each operation can be tried',
       access: 'anyone',
-      answers: { 200: { description: 'An HTML page.', content: { 'text/html': { schema: z.string() } } } },
+      answers: { 200: text('text/html', 'An HTML page.', sample.page('Payment gateway API')) },
+    },
+    {
+      method: 'get',
+      path: '/docs/{file}',
+      operationId: 'docsAsset',
+      tag: 'Operations',
+      summary: "Swagger UI's script and style sheet, and the script that starts it",
+      access: 'anyone',
+      request: { params: z.object({ file: z.string() }) },
+      answers: {
+        200: {
+          description: 'A static file.',
+          content: {
+            'text/javascript': {
+              schema: z.string(),
+              example: "window.ui = SwaggerUIBundle({\n  url: '/openapi.json',\n",
+            },
+            'text/css': { schema: z.string(), example: '.swagger-ui {\n' },
+          },
+        },
+      },
+      errors: ['not_found'],
+      missing: 'file',
     },
   ];
 }

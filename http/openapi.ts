@@ -1,7 +1,10 @@
 import { OpenAPIRegistry, OpenApiGeneratorV31, type RouteConfig } from '@asteasolutions/zod-to-openapi';
-import { CATALOGUE, type ErrorCode, type ErrorStatus } from './errors.ts';
-import { json, operations, type Access, type Operation } from './openapi-operations.ts';
-import { errorBody, rateLimitBody } from './response-schemas.ts';
+import { z } from 'zod';
+import { ApiError, CATALOGUE, errorBody, errors, type ErrorCode, type ErrorStatus } from './errors.ts';
+import { operations, type Access, type Operation } from './openapi-operations.ts';
+import { SAMPLE_IDEMPOTENCY_KEY, SAMPLE_REQUEST_ID } from './openapi-samples.ts';
+import * as shapes from './response-schemas.ts';
+import { parseInput, type InputPart } from './validation.ts';
 
 // The document is generated from the same zod schemas the routes validate with (http/schemas.ts) and
 // the response shapes beside them (http/response-schemas.ts); this file adds what zod cannot say:
@@ -21,6 +24,7 @@ const ERROR_MEANINGS: Record<ErrorStatus, string> = {
   415: 'The body is not application/json',
   421: 'This server does not answer for that Host',
   422: 'Understood but refused',
+  426: 'Only a WebSocket handshake is answered here',
   429: 'Too many requests',
   431: 'The headers are too large',
   500: 'Something went wrong on our side',
@@ -98,6 +102,7 @@ function registerComponents(registry: OpenAPIRegistry): void {
       'Makes the POST safe to retry: the same key and body replay the first answer (with `Idempotent-Replayed: true`); ' +
       'the same key with another body is 422 `idempotency_key_reused`. Keys are scoped to the caller and kept at least 24 h.',
     schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[!-~]+$' },
+    example: SAMPLE_IDEMPOTENCY_KEY,
   });
   registry.registerComponent('parameters', 'XRequestId', {
     name: 'X-Request-ID',
@@ -140,6 +145,58 @@ function errorCodes(op: Operation): Map<ErrorStatus, ErrorCode[]> {
   return codes;
 }
 
+// The parameters of the catalogue's message templates, in the error examples (`what` is the operation's).
+const MESSAGE_PARAMETERS = {
+  allowed: 'GET, HEAD',
+  failing: 'postgres',
+  length_max: 255,
+  limit_bytes: 65536,
+  reason: 'bad_signature',
+  retry_after: 42,
+} as const;
+type MessageParameters = Readonly<Record<string, string | number>>;
+
+/**
+ * The 400 the operation answers to an input its own schema refuses — an empty body, else "nope" for
+ * its first path or query parameter — with the details the route would list.
+ */
+function refusedInput(op: Operation): ApiError {
+  const json = op.request?.body?.content['application/json'];
+  const body = json && 'schema' in json ? json.schema : undefined;
+  const parameters: [InputPart, z.ZodType | undefined][] = [
+    ['path', op.request?.params],
+    ['query', op.request?.query],
+  ];
+  const [part, schema] = parameters.find(([, given]) => given instanceof z.ZodObject) ?? [];
+  try {
+    if (body instanceof z.ZodType) parseInput(body, {}, 'body');
+    else if (schema instanceof z.ZodObject) parseInput(schema, { [Object.keys(schema.shape)[0]!]: 'nope' }, part);
+  } catch (error) {
+    if (error instanceof ApiError) return error;
+    throw error;
+  }
+  return errors.validationError();
+}
+
+/** An example of each code's body, as the gateway answers it on this operation (built by the catalogue). */
+function errorExamples(op: Operation, codes: readonly ErrorCode[]) {
+  const parameters = { ...MESSAGE_PARAMETERS, what: op.missing ?? 'user' };
+  return Object.fromEntries(
+    codes.map((code) => {
+      // Every entry takes its template's parameters as one object; one without any ignores it.
+      const build = CATALOGUE.get(code)! as (params: MessageParameters) => ApiError;
+      const error = code === 'validation_error' ? refusedInput(op) : build(parameters);
+      return [code, { summary: code, value: errorBody(error, SAMPLE_REQUEST_ID) }];
+    }),
+  );
+}
+
+/** The 429's body, as the rate limits answer it. */
+function rateLimitExample() {
+  const { retry_after } = MESSAGE_PARAMETERS;
+  return errorBody(errors.rateLimitExceeded({ retry_after }).with({ retry_after }), SAMPLE_REQUEST_ID);
+}
+
 /** Turns one operation into the library's route: security, parameters, headers and every response. */
 function route(op: Operation): RouteConfig {
   const api = op.path.startsWith('/api/v1/');
@@ -156,17 +213,19 @@ function route(op: Operation): RouteConfig {
     // An account's own refusal (a 422) is stored with the key and replayed like a success.
     if (idempotent && status === 422) extra.push('Idempotent-Replayed');
     const meaning = codes.length ? `${ERROR_MEANINGS[status]}: ${codes.join(', ')}.` : `${ERROR_MEANINGS[status]}.`;
-    responses[status] = { ...json(errorBody, meaning), headers: headers([...common, ...extra]) };
+    responses[status] = {
+      description: meaning,
+      content: { 'application/json': { schema: shapes.errorBody, examples: errorExamples(op, codes) } },
+      headers: headers([...common, ...extra]),
+    };
   }
   // The failed-authentication limit covers every path, the bank's callback included.
   const limited = op.access !== 'anyone' && op.access !== 'bank';
   responses[429] = {
-    ...json(
-      rateLimitBody,
-      limited
-        ? 'Too many requests (a rate limit, or too many failed authentications from this address).'
-        : 'Too many failed authentications (API keys or webhook signatures) from this address.',
-    ),
+    description: limited
+      ? 'Too many requests (a rate limit, or too many failed authentications from this address).'
+      : 'Too many failed authentications (API keys or webhook signatures) from this address.',
+    content: { 'application/json': { schema: shapes.rateLimitBody, example: rateLimitExample() } },
     headers: headers([...new Set([...common, ...RATE_LIMIT_HEADERS, 'Retry-After' as const])]),
   };
   const parameters = [
@@ -187,11 +246,16 @@ function route(op: Operation): RouteConfig {
   };
 }
 
+/** Every operation as the library's route: their zod schemas beside their examples, which tests parse. */
+export function openApiRoutes(options: { currencies: readonly string[] }): RouteConfig[] {
+  return operations(options.currencies).map(route);
+}
+
 /** The OpenAPI 3.1 document of the whole API; the currency enum is the configured one. */
 export function buildOpenApiDocument(options: { currencies: readonly string[] }) {
   const registry = new OpenAPIRegistry();
   registerComponents(registry);
-  for (const op of operations(options.currencies)) registry.registerPath(route(op));
+  for (const config of openApiRoutes(options)) registry.registerPath(config);
   return new OpenApiGeneratorV31(registry.definitions).generateDocument({
     openapi: '3.1.0',
     info: {

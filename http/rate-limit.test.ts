@@ -11,8 +11,8 @@ import { createRedis } from '../persistence/redis.ts';
 import type { UserStore } from '../persistence/users.ts';
 import { createApp } from './app.ts';
 import { authenticate, createKeyCache, hashApiKey, requireCaller } from './auth.ts';
-import { addressKey, authFailureLimit } from './auth-failure-limit.ts';
-import { rateLimits } from './rate-limit.ts';
+import { addressKey, authFailureLimit, createAuthFailures } from './auth-failure-limit.ts';
+import { createApiLimits, rateLimits } from './rate-limit.ts';
 import { REDIS_RETRY_MS, type RedisDownPolicy } from './rate-limit-store.ts';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -107,19 +107,23 @@ async function startInstance(setup: Setup): Promise<Instance> {
   const app = createApp({
     log,
     middleware: [
-      authFailureLimit({
-        ...shared,
-        max_per_min: setup.auth_failures ?? 20,
-        timeout_ms: setup.timeout_ms,
-      }),
+      authFailureLimit(
+        createAuthFailures({
+          ...shared,
+          max_per_min: setup.auth_failures ?? 20,
+          timeout_ms: setup.timeout_ms,
+        }),
+      ),
       authenticate(createKeyCache(users), ADMIN_KEY),
-      rateLimits({
-        ...shared,
-        global_per_min: setup.global ?? 1000,
-        balance_per_min: setup.balance ?? 10,
-        transactions_per_min: setup.transactions ?? 20,
-        timeout_ms: setup.timeout_ms,
-      }),
+      rateLimits(
+        createApiLimits({
+          ...shared,
+          global_per_min: setup.global ?? 1000,
+          balance_per_min: setup.balance ?? 10,
+          transactions_per_min: setup.transactions ?? 20,
+          timeout_ms: setup.timeout_ms,
+        }),
+      ),
     ],
     routers: stubRoutes(),
   });

@@ -71,15 +71,18 @@ function bucket(caller: Caller, target: string | undefined): string {
   return `admin:${target !== undefined && UUID.test(target) ? target.toLowerCase() : 'all'}`;
 }
 
+/** The API's counters in Redis: the global one (key `all`), and the per-caller ones. */
+export interface ApiLimits {
+  global: Counter;
+  perUser: Record<PerUserPolicy, Counter>;
+  on_redis_down: RedisDownPolicy;
+}
+
 /**
- * The API's rate limits, counted in Redis so that they hold across instances: a global limit over
- * every `/api/v1` request, and per caller the balance limit and one shared limit for the transaction
- * lists (`/users/:id/transactions`, `/transactions`, `/deposits`, `/withdrawals`). Fixed 60 s windows.
- * `middleware()` counts the REST routes, after authentication (anonymous requests only count against
- * the global limit; their routes answer 401); `count` is the same counting for a request whose limits
- * its route finds itself (GraphQL: one charge per balance or list field of the operation).
+ * The API's counters, made once per edge so that the HTTP middleware below and the WebSocket
+ * connections (http/websocket.ts, which count against the global limit) share them.
  */
-export function createRateLimits(options: RateLimitOptions) {
+export function createApiLimits(options: RateLimitOptions): ApiLimits {
   const on_redis_down = options.on_redis_down ?? 'per_instance';
   const store = createRateLimitStore({
     name: 'api',
@@ -89,66 +92,70 @@ export function createRateLimits(options: RateLimitOptions) {
     on_redis_down,
     timeout_ms: options.timeout_ms ?? REDIS_TIMEOUT_MS_DEFAULT,
   });
-  const global = store.counter('global', options.global_per_min);
-  const perUser: Record<PerUserPolicy, Counter> = {
-    balance: store.counter('balance', options.balance_per_min),
-    transactions: store.counter('transactions', options.transactions_per_min),
-  };
-
-  /**
-   * Counts one request: the caller's own limits first, then the global one, in one Redis call (a
-   * caller already over their own limit must not use up everyone's global budget: countInOrder stops
-   * at the first limit a request is over). Writes the limit headers; returns how long until the
-   * exhausted limit resets when the request is over one, else undefined. Charges count only for a caller.
-   */
-  async function count(ctx: Context, charges: readonly Charge[]): Promise<number | undefined> {
-    const caller = ctx.state.caller;
-    const steps: Step[] = [];
-    if (caller) {
-      for (const charge of charges) {
-        steps.push({ counter: perUser[charge.policy], key: bucket(caller, charge.target), op: 'consume' });
-      }
-    }
-    steps.push({ counter: global, key: 'all', op: 'consume' });
-    const counts = await countInOrder(steps);
-    const measured: Measured[] = [];
-    let limited = false;
-    for (let i = 0; i < counts.length; i += 1) {
-      const count = counts[i]!;
-      if (count.store === 'none') {
-        uncounted(ctx, on_redis_down);
-        continue;
-      }
-      measured.push({ ...count, policy: steps[i]!.counter.name });
-      limited ||= count.consumed > count.limit;
-    }
-    reportLimits(ctx, measured);
-    if (!limited) return undefined;
-    const exhausted = measured.filter((m) => m.consumed > m.limit);
-    return Math.max(...exhausted.map((m) => m.reset_ms));
-  }
-
   return {
-    count,
-    /** The REST routes' limits, by path: every `/api/v1` request counts, balance and lists per caller. */
-    middleware(): Middleware {
-      return async (ctx, next) => {
-        if (!API_PATH.test(ctx.path)) {
-          await next();
-          return;
-        }
-        const rule = ctx.state.caller ? perUserPolicy(ctx) : undefined;
-        const retry_ms = await count(ctx, rule ? [rule] : []);
-        if (retry_ms !== undefined) return tooManyRequests(ctx, retry_ms);
-        await next();
-      };
+    global: store.counter('global', options.global_per_min),
+    perUser: {
+      balance: store.counter('balance', options.balance_per_min),
+      transactions: store.counter('transactions', options.transactions_per_min),
     },
+    on_redis_down,
   };
 }
 
-export type RateLimits = ReturnType<typeof createRateLimits>;
+/**
+ * Counts one request against `limits`: the caller's own limits (`charges`) first, then the global
+ * one, in one Redis call (a caller already over their own limit must not use up everyone's global
+ * budget: countInOrder stops at the first limit a request is over). Writes the limit headers; returns
+ * how long until the exhausted limit resets when the request is over one, else undefined. Charges
+ * count only for a caller. The REST middleware below finds a request's charge by its path; GraphQL
+ * finds one per balance or list field of its operation.
+ */
+export async function countRequest(
+  limits: ApiLimits,
+  ctx: Context,
+  charges: readonly Charge[],
+): Promise<number | undefined> {
+  const caller = ctx.state.caller;
+  const steps: Step[] = [];
+  if (caller) {
+    for (const charge of charges) {
+      steps.push({ counter: limits.perUser[charge.policy], key: bucket(caller, charge.target), op: 'consume' });
+    }
+  }
+  steps.push({ counter: limits.global, key: 'all', op: 'consume' });
+  const counts = await countInOrder(steps);
+  const measured: Measured[] = [];
+  let limited = false;
+  for (let i = 0; i < counts.length; i += 1) {
+    const count = counts[i]!;
+    if (count.store === 'none') {
+      uncounted(ctx, limits.on_redis_down);
+      continue;
+    }
+    measured.push({ ...count, policy: steps[i]!.counter.name });
+    limited ||= count.consumed > count.limit;
+  }
+  reportLimits(ctx, measured);
+  if (!limited) return undefined;
+  const exhausted = measured.filter((m) => m.consumed > m.limit);
+  return Math.max(...exhausted.map((m) => m.reset_ms));
+}
 
-/** The REST routes' rate limits as one middleware (see `createRateLimits`). */
-export function rateLimits(options: RateLimitOptions): Middleware {
-  return createRateLimits(options).middleware();
+/**
+ * The API's rate limits, counted in Redis so that they hold across instances: a global limit over
+ * every `/api/v1` request, and per caller the balance limit and one shared limit for the transaction
+ * lists (`/users/:id/transactions`, `/transactions`, `/deposits`, `/withdrawals`). Fixed 60 s windows. Runs after
+ * authentication; anonymous requests only count against the global limit (their routes answer 401).
+ */
+export function rateLimits(limits: ApiLimits): Middleware {
+  return async (ctx, next) => {
+    if (!API_PATH.test(ctx.path)) {
+      await next();
+      return;
+    }
+    const rule = ctx.state.caller ? perUserPolicy(ctx) : undefined;
+    const retry_ms = await countRequest(limits, ctx, rule ? [rule] : []);
+    if (retry_ms !== undefined) return tooManyRequests(ctx, retry_ms);
+    await next();
+  };
 }

@@ -20,13 +20,19 @@ test('the amount maximum is the one of engine/money.ts, on the wire and in the q
 test('the default page size is one named constant beside the maximum, and every list route uses it', () => {
   assert.equal(schemas.PAGE_LIMIT_DEFAULT, 20);
   assert.ok(schemas.PAGE_LIMIT_DEFAULT >= 1 && schemas.PAGE_LIMIT_DEFAULT <= schemas.PAGE_LIMIT_MAX);
-  for (const query of [schemas.historyQuery, schemas.typedListQuery, schemas.deadLetterListQuery]) {
+  for (const query of [
+    schemas.historyQuery,
+    schemas.typedListQuery,
+    schemas.transactionListQuery,
+    schemas.deadLetterListQuery,
+    schemas.userListQuery,
+  ]) {
     assert.equal(query.safeParse({ limit: `${schemas.PAGE_LIMIT_MAX}` }).success, true);
     assert.equal(query.safeParse({ limit: `${schemas.PAGE_LIMIT_MAX + 1}` }).success, false);
   }
   const routes = readdirSync(new URL('./routes/', import.meta.url)).filter((name) => name.endsWith('.ts'));
   const defaulted = routes.filter((name) => /limit \?\? /.test(source(`./routes/${name}`)));
-  assert.deepEqual(defaulted.sort(), ['accounts.ts', 'admin.ts', 'transactions.ts']);
+  assert.deepEqual(defaulted.sort(), ['accounts.ts', 'admin.ts', 'transactions.ts', 'users.ts']);
   for (const name of defaulted) {
     assert.doesNotMatch(source(`./routes/${name}`), /limit \?\? \d/, `${name} has a bare page size`);
     assert.match(source(`./routes/${name}`), /limit \?\? PAGE_LIMIT_DEFAULT/, name);

@@ -11,7 +11,7 @@ import { securityHeaders } from './security-headers.ts';
 
 const ALLOWED = 'https://app.example.test';
 
-/** An app with the middleware in front of one JSON route, one failing route and one HTML page. */
+/** An app with the middleware in front of one JSON route, one failing route and two HTML pages. */
 async function serve(cors_origins: readonly string[]): Promise<{ server: Server; url: string }> {
   const router = new Router();
   router.get('/api/v1/thing', (ctx) => {
@@ -25,6 +25,9 @@ async function serve(cors_origins: readonly string[]): Promise<{ server: Server;
   });
   router.get('/', (ctx) => {
     ctx.body = '<!doctype html><title>viewer</title>';
+  });
+  router.get('/docs', (ctx) => {
+    ctx.body = '<!doctype html><title>API</title>';
   });
   const app = createApp({
     log: createLogger('silent'),
@@ -93,6 +96,25 @@ describe('security headers', () => {
     }
     assert.equal(answer.headers.get('x-frame-options'), 'DENY');
     assert.equal(answer.headers.get('cache-control'), null);
+  });
+
+  test('the API reference at /docs may run scripts of its own origin only, not inline ones', async () => {
+    for (const path of ['/docs', '/docs/', '/DOCS']) {
+      const answer = await fetch(app.url + path);
+      assert.equal(answer.status, 200, path);
+      assert.deepEqual(answer.headers.get('content-security-policy')?.split('; '), [
+        "default-src 'self'",
+        "script-src 'self'",
+        // Swagger UI's style sheet draws its icons from data: URLs.
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "frame-ancestors 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+      ]);
+    }
+    const viewer = await fetch(`${app.url}/`);
+    assert.ok(viewer.headers.get('content-security-policy')?.includes("script-src 'self' 'unsafe-inline'"));
   });
 
   test('without an allow-list, no origin is allowed and no preflight is answered', async () => {

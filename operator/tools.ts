@@ -51,7 +51,7 @@ export async function startOperatorTools(
     mailboxDepth: () => accounts.mailboxDepth(),
     shardsOwned: () => ownership.owned().length,
     circuitState: () => bank.state(),
-    paymentsInFlight: () => payments.inFlight().length,
+    paymentsInFlight: () => payments.inFlightCount(),
     journalQueueDepth: () => deps.journal.depth(),
   });
   const dashboard = await startDashboard({

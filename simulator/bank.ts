@@ -224,7 +224,10 @@ export function createBank(options: {
     }
     const attempts = (entry?.attempts ?? 0) + 1;
     const admission = scenarios.admit(request, attempts);
-    log.debug({ reference: request.reference, attempts, ...admission }, 'attempt admitted');
+    // A fault injected on purpose (no answer, 503, 400, an answer lost) is worth seeing, but it is no error.
+    if (admission.answer === 'accepted')
+      log.debug({ reference: request.reference, attempts, ...admission }, 'attempt admitted');
+    else log.warn({ reference: request.reference, attempts, ...admission }, 'simulated fault');
     if (admission.answer === 'accepted' || admission.answer === 'accepted_without_answer') {
       const { bank_reference, transfer } = accept(request, admission.settlement);
       state.entries.set(request.reference, { attempts, transfer });

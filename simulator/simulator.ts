@@ -54,6 +54,7 @@ const schema = z.object({
   BANK_DUPLICATE_CALLBACK_RATE: rate(DEFAULT_RATES.duplicate_callback),
   BANK_LOST_CALLBACK_RATE: rate(DEFAULT_RATES.lost_callback),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  LOG_FORMAT: z.enum(['pretty', 'json']).optional(),
 });
 
 /** The simulator's options from its environment (`npm run bank`), parsed with zod; a bad value throws a BankConfigError naming it. */
@@ -96,7 +97,7 @@ export function loadBankEnv(env: NodeJS.ProcessEnv) {
       lost_callback: values.BANK_LOST_CALLBACK_RATE,
     },
   };
-  return { ...options, log_level: values.LOG_LEVEL };
+  return { ...options, log_level: values.LOG_LEVEL, log_format: values.LOG_FORMAT };
 }
 
 /** The whole simulator (scenarios, bank actors, callback sender, HTTP server), in this process. */

@@ -49,8 +49,17 @@ describe('each bank scenario, end to end', () => {
     assert.equal(shown.status, 'succeeded');
     assert.match(shown.bank_reference, /.+/);
     assert.equal(shown.attempts, 1);
-    assert.deepEqual(types(shown.events), ['transaction_created', 'transaction_processing', 'transaction_succeeded']);
-    assert.equal(shown.events[2].cause, 'bank_callback');
+    // On a busy machine the callback can arrive before the submit's answer is journaled: the deposit
+    // then goes from pending to succeeded, and the callback's reference is the one it keeps.
+    const trail = types(shown.events);
+    assert.ok(
+      [
+        'transaction_created,transaction_processing,transaction_succeeded',
+        'transaction_created,transaction_succeeded',
+      ].includes(trail.join()),
+      trail.join(),
+    );
+    assert.equal(shown.events.at(-1).cause, 'bank_callback');
     assert.deepEqual(await balance(user), { available: 424_24, held: 0 });
   });
 

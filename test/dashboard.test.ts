@@ -3,8 +3,8 @@ import { request as httpRequest } from 'node:http';
 import { after, before, describe, test } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
 import type { Gateway } from '../gateway.ts';
-import { ADMIN_KEY, client, createUser, fund, startTestGateway } from './support/gateway.ts';
-import { settles } from './support/time.ts';
+import { ADMIN_KEY, client, type Answer, createUser, fund, settle, startTestGateway } from './support/gateway.ts';
+import { scaled, settles } from './support/time.ts';
 
 let gateway: Gateway;
 let api: ReturnType<typeof client>;
@@ -47,24 +47,60 @@ function withHost(path: string, host: string, key?: string): Promise<{ status: n
   });
 }
 
+/** GET /api/series once it holds a sample (the first comes a second after the dashboard starts). */
+async function sampled(): Promise<Answer> {
+  let answer: Answer | undefined;
+  await settles(async () => {
+    answer = await dashboard('GET', '/api/series', { key: ADMIN_KEY });
+    assert.ok(answer.json.t.length > 0, 'no sample yet');
+  });
+  return answer!;
+}
+
 describe('the task dashboard on DASHBOARD_PORT', () => {
   test('listens on a port of its own', () => {
     assert.match(gateway.dashboardUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.notEqual(gateway.dashboardUrl, gateway.url);
   });
 
-  test('serves the page and its script, which load nothing from elsewhere', async () => {
+  test('serves the page and its files, which load nothing from elsewhere', async () => {
     const page = await dashboard('GET', '/');
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
-    assert.match(page.text, /<script src="\/dashboard\.js"><\/script>/);
-    assert.doesNotMatch(page.text, /(src|href)="(https?:)?\/\//);
+    assert.deepEqual(
+      [...page.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1]),
+      ['/vendor/uPlot.min.css', '/vendor/uPlot.iife.min.js', '/dashboard.js'],
+    );
+    assert.match(page.text, /<script type="module" src="\/dashboard\.js"><\/script>/);
     assert.match(page.headers.get('content-security-policy') ?? '', /default-src 'self'/);
     const script = await dashboard('GET', '/dashboard.js');
     assert.equal(script.status, 200);
     assert.match(script.headers.get('content-type') ?? '', /^text\/javascript/);
     assert.match(script.text, /\/api\/state/);
-    assert.doesNotMatch(script.text, /innerHTML/);
+    assert.match(script.text, /from '\.\/charts\.js'/);
+    assert.match(script.text, /from '\.\/money\.js'/);
+    const charts = await dashboard('GET', '/charts.js');
+    assert.match(charts.text, /\/api\/series/);
+    for (const source of [script.text, charts.text]) assert.doesNotMatch(source, /innerHTML|https?:\/\//);
+    for (const [path, type] of [
+      ['/vendor/uPlot.iife.min.js', /^text\/javascript/],
+      ['/vendor/uPlot.min.css', /^text\/css/],
+    ] as const) {
+      const vendor = await dashboard('GET', path);
+      assert.equal(vendor.status, 200, path);
+      assert.match(vendor.headers.get('content-type') ?? '', type, path);
+    }
+    // Only the listed files: nothing else of node_modules or the source tree is reachable.
+    for (const path of ['/vendor/uPlot.esm.js', '/vendor/../package.json', '/server.ts', '/index.html']) {
+      assert.equal((await dashboard('GET', path)).status, 404, path);
+    }
+  });
+
+  test("amounts are formatted by the viewer's own money.js, served as it is", async () => {
+    const shared = await dashboard('GET', '/money.js');
+    assert.equal(shared.status, 200);
+    assert.match(shared.headers.get('content-type') ?? '', /^text\/javascript/);
+    assert.equal(shared.text, (await api('GET', '/viewer/money.js')).text);
   });
 
   test('GET /api/state: workers in flight, recent results, circuit, actors, shards, throughput', async () => {
@@ -100,6 +136,77 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
     assert.ok(body.throughput.finished_per_s > 0);
   });
 
+  test('GET /api/series: the last ten minutes in columns, sampled every second', async () => {
+    const answer = await sampled();
+    assert.equal(answer.status, 200);
+    assert.equal(answer.headers.get('cache-control'), 'no-store');
+    const { interval_s, window_s, t, breaker, ...measures } = answer.json;
+    assert.deepEqual([interval_s, window_s], [1, 600]);
+    assert.deepEqual(Object.keys(measures).sort(), [
+      'bank_calls_per_s',
+      'bank_error_rate',
+      'bank_p50_ms',
+      'bank_p99_ms',
+      'created_per_s',
+      'failed_per_s',
+      'payments_in_flight',
+      'settled_per_s',
+    ]);
+    assert.ok(t.length >= 1 && t.length <= window_s / interval_s, `${t.length} samples`);
+    for (const [name, column] of Object.entries({ breaker, ...measures })) {
+      assert.equal((column as unknown[]).length, t.length, name);
+    }
+    assert.ok(
+      t.every((at: number, i: number) => i === 0 || at > t[i - 1]),
+      'oldest first',
+    );
+    const now_s = Date.now() / 1000;
+    assert.ok(now_s - t[t.length - 1] < scaled(5), 'the last sample is recent');
+  });
+
+  test('GET /api/series moves with deposits made and settled, and the bank calls they cost', async () => {
+    const seen = (await sampled()).json;
+    const from_s: number = seen.t[seen.t.length - 1];
+    const made = [];
+    for (const amount of [300, 400]) {
+      const answer = await api('POST', '/api/v1/deposits', {
+        key: user.api_key,
+        body: { amount, currency: 'USD' },
+        idempotencyKey: crypto.randomUUID(),
+      });
+      assert.equal(answer.status, 202);
+      made.push(answer.json.id as string);
+    }
+    await settle(gateway, user.id, made[0]!, 'succeeded');
+    await settle(gateway, user.id, made[1]!, 'failed');
+
+    // How many happened in the intervals that began after the last sample seen: rate × its length.
+    await settles(async () => {
+      const series = (await dashboard('GET', '/api/series', { key: ADMIN_KEY })).json;
+      const since = series.t.flatMap((at: number, i: number) =>
+        i > 0 && series.t[i - 1] >= from_s ? [{ i, seconds: at - series.t[i - 1] }] : [],
+      );
+      const count = (column: string) =>
+        Math.round(since.reduce((sum: number, { i, seconds }: any) => sum + series[column][i] * seconds, 0));
+      assert.deepEqual(
+        [count('created_per_s'), count('settled_per_s'), count('failed_per_s')],
+        [2, 2, 1],
+        'created, settled, failed',
+      );
+      // Each deposit was submitted to the bank (which accepts at once and settles much later).
+      assert.ok(count('bank_calls_per_s') >= 2, `${count('bank_calls_per_s')} bank calls`);
+      const called = since.filter(({ i }: any) => series.bank_calls_per_s[i] > 0);
+      for (const { i } of called) {
+        assert.equal(typeof series.bank_p50_ms[i], 'number');
+        assert.ok(series.bank_p99_ms[i] >= series.bank_p50_ms[i]);
+        assert.equal(series.bank_error_rate[i], 0);
+      }
+      assert.ok(series.breaker.every((state: string) => state === 'closed'));
+      // The deposit of 700 made at the start is still waiting for the bank.
+      assert.ok(series.payments_in_flight[series.t.length - 1] >= 1);
+    }, 10_000);
+  });
+
   test("GET /api/state counts the actors alive on each owner's shards", async () => {
     // An instance reports its actors per shard to Redis with each lease renewal: poll until it has.
     await settles(async () => {
@@ -109,8 +216,8 @@ describe('the task dashboard on DASHBOARD_PORT', () => {
     }, 5000);
   });
 
-  test('GET /api/state and GET /metrics need the admin key: none or another → 401', async () => {
-    for (const path of ['/api/state', '/metrics']) {
+  test('GET /api/state, GET /api/series and GET /metrics need the admin key: none or another → 401', async () => {
+    for (const path of ['/api/state', '/api/series', '/metrics']) {
       const anonymous = await dashboard('GET', path);
       assert.equal(anonymous.status, 401, path);
       assert.equal(anonymous.json.error, 'unauthenticated');

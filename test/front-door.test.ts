@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { shardOf } from '../engine/shards.ts';
 import { namedShard, registryTable, startFrontDoor, type FrontDoor, type FrontDoorStats } from '../front-door.ts';
@@ -7,6 +10,7 @@ import { createLogger } from '../logger.ts';
 import { createInstanceRegistry } from '../persistence/instances.ts';
 import { createRedis } from '../persistence/redis.ts';
 import { createSql, type Sql } from '../persistence/sql.ts';
+import { WebSocket } from 'ws';
 import { startTestBank } from './support/bank.ts';
 import { testDatabaseUrl } from './support/database.ts';
 import { ADMIN_KEY, client, createUser } from './support/gateway.ts';
@@ -33,6 +37,64 @@ test('the account a request names: the path, then X-Account-Id, else none', () =
   assert.equal(namedShard('/api/v1/deposits', {}, SHARDS), undefined);
   assert.equal(namedShard('/api/v1/users', {}, SHARDS), undefined);
   assert.equal(namedShard('/api/v1/users/%E0%A4%A/balance', {}, SHARDS), undefined);
+});
+
+/** The status and body a WebSocket handshake through `url` is answered with, when it is not upgraded. */
+function refusedHandshake(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}/api/v1/ws`, {
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+      },
+    });
+    req.on('error', reject);
+    req.on('upgrade', () => reject(new Error('upgraded')));
+    req.on('response', (response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (body += chunk));
+      response.on('end', () => resolve({ status: response.statusCode!, body }));
+    });
+    req.end();
+  });
+}
+
+test('a WebSocket handshake a gateway refuses comes back as it was answered; with no gateway, 502', async () => {
+  const refusing = createServer((_req, res) =>
+    res.writeHead(403, { 'content-type': 'application/json' }).end('{"no":1}'),
+  );
+  refusing.listen(0, '127.0.0.1');
+  await once(refusing, 'listening');
+  const door = (upstreams: string[]) =>
+    startFrontDoor({
+      host: '127.0.0.1',
+      port: 0,
+      upstreams,
+      shards: SHARDS,
+      mode: 'shard',
+      readTable: () => Promise.resolve({ owners: [], instances: [] }),
+      refresh_ms: 60_000,
+      timeout_ms: scaled(10_000),
+      body_max_bytes: 1024,
+      keys_max: 10,
+      log: createLogger('silent'),
+    });
+  const [toRefusing, toNobody] = await Promise.all([
+    door([`http://127.0.0.1:${(refusing.address() as AddressInfo).port}`]),
+    door([]),
+  ]);
+  try {
+    assert.deepEqual(await refusedHandshake(toRefusing.url), { status: 403, body: '{"no":1}' });
+    const nobody = await refusedHandshake(toNobody.url);
+    assert.equal(nobody.status, 502);
+    assert.equal((JSON.parse(nobody.body) as { error: string }).error, 'bad_gateway');
+  } finally {
+    await Promise.all([toRefusing.close(), toNobody.close()]);
+    refusing.close();
+  }
 });
 
 interface Instance {
@@ -232,6 +294,25 @@ describe('the front door in front of three gateways', () => {
     await linesReach(lines1, 2 * USERS);
     await elapse(200);
     assert.equal(routeLines() - lines1, 2 * USERS, 'no request was logged twice (none forwarded)');
+  });
+
+  test("a WebSocket is tunnelled to a gateway and carries its key's changes", async () => {
+    const user = users[0]!;
+    const socket = new WebSocket(`${frontDoor.url.replace(/^http/, 'ws')}/api/v1/ws`);
+    const messages: { type: string; data?: { id: string } }[] = [];
+    socket.on('message', (data) =>
+      messages.push(JSON.parse((data as Buffer).toString('utf8')) as (typeof messages)[0]),
+    );
+    socket.on('error', () => {});
+    await once(socket, 'open');
+    // As a browser would: the key in the first message, through the tunnel.
+    socket.send(JSON.stringify({ type: 'auth', key: user.api_key }));
+    await eventually(() => (messages[0]?.type === 'subscribed' ? true : undefined));
+    const id = await deposit(user);
+    await eventually(() => (messages.some((m) => m.type === 'transaction' && m.data?.id === id) ? true : undefined));
+    const closed = once(socket, 'close');
+    socket.close();
+    await closed;
   });
 
   test('an owner killed: requests still succeed, through another gateway, then straight to the new owners', async () => {

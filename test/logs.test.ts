@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { eventually } from './support/bank.ts';
+import { scaled } from './support/time.ts';
 import { ADMIN_KEY, client, createUser, OBEDIENT_BANK, startTestGateway } from './support/gateway.ts';
 import { captureLines, duplicateKeys } from './support/log-capture.ts';
 
@@ -35,6 +36,82 @@ test('the logs follow one payment end to end: request → actor → bank call �
     has((l) => l.msg === 'callback applied', 'the callback');
     has((l) => l.event === 'transaction_succeeded' && l.cause === 'bank_callback', 'the settlement');
     assertNoRepeatedKeys(raw());
+  } finally {
+    await gateway.close();
+  }
+});
+
+test('a bank timeout and a simulated 503 are warnings with compact errors; nothing is logged as an error', async () => {
+  const { stream, lines } = captureLines();
+  const gateway = await startTestGateway(
+    {
+      LOG_LEVEL: 'info',
+      // The magic amounts below make the bank hold its first answer (no answer in BANK_TIMEOUT_MS) or
+      // answer 503 once; the retry, soon after, is accepted.
+      BANK_TIMEOUT_MS: String(scaled(300)),
+      BANK_BACKOFF_BASE_MS: '10',
+      BANK_BACKOFF_MAX_MS: '50',
+      ...OBEDIENT_BANK,
+    },
+    stream,
+  );
+  try {
+    const request = client(gateway.url);
+    const user = await createUser(request);
+    const deposit = async (amount: number) => {
+      const answer = await request('POST', '/api/v1/deposits', {
+        key: user.api_key,
+        body: { amount, currency: 'USD' },
+        idempotencyKey: crypto.randomUUID(),
+      });
+      assert.equal(answer.status, 202, answer.text);
+      return answer.json.id as string;
+    };
+    const timedOut = await deposit(408_01);
+    const unavailable = await deposit(503_01);
+    const bankCalls = (id: string) => lines().filter((line) => line.msg === 'bank call' && line.transaction_id === id);
+    // Each payment's first call failed and its retry was accepted; the bank saw the held request end.
+    await eventually(() =>
+      [timedOut, unavailable].every((id) => bankCalls(id).some((line) => line.outcome === 'accepted')) &&
+      lines().some((line) => (line.err as { code?: string } | undefined)?.code === 'bank_timeout')
+        ? true
+        : undefined,
+    );
+
+    const [timeout] = bankCalls(timedOut);
+    assert.equal(timeout?.level, 'warn');
+    assert.equal(timeout?.outcome, 'transient');
+    assert.match(String(timeout?.error), /^no answer within \d+ ms$/);
+    const [refused] = bankCalls(unavailable);
+    assert.equal(refused?.level, 'warn');
+    assert.equal(refused?.error, 'bank answered 503');
+
+    // The simulator says which faults it injected, and its access log carries each error in a few fields.
+    const faults = lines().filter((line) => line.msg === 'simulated fault');
+    assert.deepEqual(
+      faults.map((line) => [line.level, line.reference, line.answer]).sort(),
+      [
+        ['warn', timedOut, 'no_answer'],
+        ['warn', unavailable, 'unavailable'],
+      ].sort(),
+    );
+    const bankAnswer = lines().find((line) => line.module === 'bank-http' && line.status === 503);
+    assert.equal(bankAnswer?.level, 'warn');
+    assert.deepEqual(bankAnswer?.err, {
+      type: 'ApiError',
+      message: 'The bank is unavailable; retry with the same reference.',
+      code: 'bank_unavailable',
+    });
+    // The request the bank held ends when the gateway gives up on it (499, the client gone).
+    const held = lines().find((line) => line.module === 'bank-http' && line.status !== 503 && line.err);
+    assert.deepEqual(held?.err, { type: 'ApiError', message: 'The bank did not answer.', code: 'bank_timeout' });
+    assert.notEqual(held?.level, 'error');
+
+    assert.deepEqual(
+      lines().filter((line) => line.level === 'error' || line.level === 'fatal'),
+      [],
+      'an expected failure was logged as an error',
+    );
   } finally {
     await gateway.close();
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +52,37 @@ function connectOutcome(port: number): Promise<string> {
   });
 }
 
+/**
+ * Not on a terminal, `npm start` says where the gateway is in one JSON line (the log stays JSON), and
+ * every address in it answers: the API, the viewer, the admin panel, the docs, the dashboard, the REPL's socket.
+ */
+async function assertAnnounced(port: number, stdout: () => string): Promise<void> {
+  const ready = await eventually(() => {
+    const line = stdout()
+      .split('\n')
+      .find((text) => text.includes('"gateway ready"'));
+    return line ? (JSON.parse(line) as Record<string, string>) : undefined;
+  }, START_MS_MAX);
+  const base = `http://127.0.0.1:${port}`;
+  assert.equal(ready.api, `${base}/api/v1`);
+  assert.equal(ready.viewer, `${base}/`);
+  assert.equal(ready.admin, `${base}/admin`);
+  assert.equal(ready.docs, `${base}/docs`);
+  assert.equal((await fetch(`${ready.api}/me`)).status, 401);
+  for (const page of [ready.viewer, ready.admin, ready.docs, ready.dashboard!]) {
+    const answer = await fetch(page);
+    assert.equal(answer.status, 200, page);
+    assert.match(answer.headers.get('content-type') ?? '', /^text\/html/, page);
+  }
+  assert.ok(existsSync(ready.repl_socket!), 'the REPL socket is where the banner says');
+  assert.equal(ready.repl, `npm run repl -- ${ready.repl_socket}`);
+  // npm prints its own `> payment-gateway start` header; every line the gateway writes is JSON.
+  const gatewayLines = stdout()
+    .split('\n')
+    .filter((text) => text !== '' && !text.startsWith('> '));
+  for (const line of gatewayLines) assert.doesNotThrow(() => JSON.parse(line), line);
+}
+
 test('SIGTERM to the `npm start` process stops the gateway: nothing is left running or listening', async () => {
   const port = await freePort();
   const keyPrefix = `pgw-test-npm-start-${crypto.randomUUID()}:`;
@@ -71,7 +103,11 @@ test('SIGTERM to the `npm start` process stops the gateway: nothing is left runn
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  npm.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  let stdout = '';
+  npm.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    stdout += chunk.toString();
+  });
   npm.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = once(npm, 'exit');
   let gatewayPid: number | undefined;
@@ -84,6 +120,7 @@ test('SIGTERM to the `npm start` process stops the gateway: nothing is left runn
     }, START_MS_MAX);
     assert.notEqual(gatewayPid, npm.pid, 'npm runs the gateway in a process of its own');
     assert.equal(await connectOutcome(port), 'connected');
+    await assertAnnounced(port, () => stdout);
 
     npm.kill('SIGTERM');
     const stopped = await Promise.race([

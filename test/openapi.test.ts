@@ -6,7 +6,8 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import type { z } from 'zod';
 import type { Gateway } from '../gateway.ts';
 import { ADMIN_KEY, client, startTestGateway } from './support/gateway.ts';
-import { buildOpenApiDocument } from '../http/openapi.ts';
+import { CATALOGUE } from '../http/errors.ts';
+import { buildOpenApiDocument, openApiRoutes } from '../http/openapi.ts';
 import * as shapes from '../http/response-schemas.ts';
 
 // Routes the contract announces that no router serves yet; the document describes them already.
@@ -72,6 +73,40 @@ function refs(node: unknown, found: string[] = []): string[] {
 const allowsNull = (schema: any): boolean =>
   [schema.type ?? []].flat().includes('null') || [...(schema.anyOf ?? []), ...(schema.oneOf ?? [])].some(allowsNull);
 
+/** Every example of a media type: its `example`, and the value of each of its `examples`. */
+function examplesOf(media: any): unknown[] {
+  return [
+    ...('example' in media ? [media.example] : []),
+    ...Object.values<any>(media.examples ?? {}).map((e) => e.value),
+  ];
+}
+
+/** `[where, media type]` of every request body and every answer with content, in the document. */
+function contents(document: any): [string, any][] {
+  const found: [string, any][] = [];
+  for (const operation of documented(document)) {
+    const [method, path] = operation.split(' ') as [string, string];
+    const { requestBody, responses } = document.paths[path][method];
+    for (const [type, media] of Object.entries(requestBody?.content ?? {}))
+      found.push([`${operation} body ${type}`, media]);
+    for (const [status, answer] of Object.entries<any>(responses)) {
+      for (const [type, media] of Object.entries(answer.content ?? {}))
+        found.push([`${operation} ${status} ${type}`, media]);
+    }
+  }
+  return found;
+}
+
+/** Every value of an example, with the key it is under, however deep. */
+function* fields(value: unknown, key = ''): Generator<[string, unknown]> {
+  if (Array.isArray(value)) for (const item of value) yield* fields(item, key);
+  else if (value && typeof value === 'object') {
+    for (const [name, inner] of Object.entries(value)) yield* fields(inner, name);
+  } else yield [key, value];
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-([0-9a-f])[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
 /** The answer parses with the schema and carries no field the schema does not name. */
 function assertShape(schema: z.ZodObject, value: unknown): void {
   const parsed = schema.safeParse(value);
@@ -112,6 +147,60 @@ describe('the document', () => {
     assert.deepEqual([key.in, key.required, key.schema.minLength, key.schema.maxLength], ['header', true, 1, 255]);
   });
 
+  test('has an example of every request body and of every answer with content, errors included', () => {
+    const found = contents(document);
+    assert.ok(found.length > 100, `only ${found.length} bodies and answers found`);
+    const missing = found.filter(([, media]) => examplesOf(media).length === 0).map(([where]) => where);
+    assert.deepEqual(missing, []);
+    const key = document.components.parameters.IdempotencyKey;
+    assert.match(key.example, new RegExp(key.schema.pattern));
+  });
+
+  test('every example is one its own schema accepts, without a field the schema leaves out', () => {
+    let checked = 0;
+    for (const route of openApiRoutes({ currencies: ['USD', 'EUR', 'JPY'] })) {
+      const bodies = Object.entries<any>(route.request?.body?.content ?? {}).map(([type, media]) => [
+        'body',
+        type,
+        media,
+      ]);
+      const answers = Object.entries<any>(route.responses).flatMap(([status, answer]) =>
+        Object.entries<any>(answer.content ?? {}).map(([type, media]) => [status, type, media]),
+      );
+      for (const [status, type, media] of [...bodies, ...answers]) {
+        const where = `${route.method} ${route.path} ${status} ${type}`;
+        const schema: z.ZodType = media.schema;
+        assert.equal(typeof schema?.safeParse, 'function', `${where}: not a zod schema`);
+        for (const example of examplesOf(media)) {
+          const parsed = schema.safeParse(example);
+          assert.ok(parsed.success, `${where}: ${JSON.stringify(parsed.error?.issues)}`);
+          // Objects that are not strict drop unknown fields: what is left must be the whole example.
+          assert.deepEqual(parsed.data, example, `${where}: a field the schema does not describe`);
+          checked += 1;
+        }
+      }
+    }
+    assert.ok(checked > 150, `only ${checked} examples checked`);
+  });
+
+  test("error examples are the catalogue's codes for their status; ids are UUIDv7, amounts whole minor units", () => {
+    for (const [where, media] of contents(document)) {
+      const status = Number(where.split(' ')[2]);
+      for (const example of examplesOf(media) as any[]) {
+        if (status >= 400 && example.error) {
+          assert.equal(CATALOGUE.get(example.error)?.status, status, `${where}: ${example.error}`);
+        }
+        for (const [key, value] of fields(example)) {
+          // Request ids are the gateway's random UUIDs; every other id is a time-ordered UUIDv7.
+          if (typeof value === 'string' && UUID.test(value) && key !== 'request_id') {
+            assert.equal(UUID.exec(value)?.[1], '7', `${where}: ${key} ${value}`);
+          }
+          if (['amount', 'available', 'held'].includes(key)) assert.ok(Number.isSafeInteger(value), `${where}: ${key}`);
+        }
+      }
+    }
+  });
+
   test('keeps every nullable field nullable, and no other', () => {
     for (const schema of Object.values(shapes)) {
       const id = schema.meta()?.id;
@@ -135,19 +224,48 @@ describe('the gateway', () => {
     assert.deepEqual(unserved.filter((operation) => !ANNOUNCED.has(operation)).sort(), []);
   });
 
-  test('GET /openapi.json is the JSON document, and GET /docs a page that loads nothing from elsewhere', async () => {
+  test('GET /openapi.json is the JSON document', async () => {
     const spec = await request('GET', '/openapi.json');
     assert.equal(spec.status, 200);
     assert.match(spec.headers.get('content-type') ?? '', /^application\/json/);
     assert.equal(spec.json.openapi, '3.1.0');
     assert.equal((await new Validator().validate(spec.json)).valid, true);
+  });
 
+  test('GET /docs is Swagger UI from files of this origin, under a policy that refuses inline script', async () => {
     const page = await request('GET', '/docs');
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
-    assert.match(page.text, /fetch\('openapi\.json'/);
-    assert.doesNotMatch(page.text, /\b(?:src|href)\s*=\s*["']?(?:https?:)?\/\//i);
-    assert.doesNotMatch(page.text, /innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+    const files = [...page.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1]);
+    assert.deepEqual(files, ['/docs/swagger-ui.css', '/docs/swagger-ui-bundle.js', '/docs/docs.js']);
+    assert.doesNotMatch(page.text, /<style|\sstyle=|<script(?![^>]*\ssrc=)|\son[a-z]+=/i);
+    const policy = page.headers.get('content-security-policy')?.split('; ') ?? [];
+    assert.ok(policy.includes("script-src 'self'"), policy.join('; '));
+    assert.ok(policy.includes("connect-src 'self'"), policy.join('; '));
+
+    const types = {
+      'swagger-ui.css': /^text\/css/,
+      'swagger-ui-bundle.js': /^text\/javascript/,
+      'docs.js': /^text\/javascript/,
+    };
+    for (const [file, type] of Object.entries(types)) {
+      const served = await request('GET', `/docs/${file}`);
+      assert.equal(served.status, 200, file);
+      assert.match(served.headers.get('content-type') ?? '', type, file);
+      assert.ok(served.text.length > 0, file);
+    }
+    const init = (await request('GET', '/docs/docs.js')).text;
+    assert.match(init, /url: '\/openapi\.json'/);
+    assert.match(init, /validatorUrl: null/, 'the validator badge would call validator.swagger.io');
+    for (const path of [
+      '/docs/nope.js',
+      '/docs/..%2Fpackage.json',
+      '/docs/index.html',
+      '/docs/swagger-ui.js',
+      '/docs/swagger-ui-bundle.js.map',
+    ]) {
+      assert.equal((await request('GET', path)).status, 404, path);
+    }
   });
 
   test("answers in the document's shapes", async () => {

@@ -1,8 +1,13 @@
-// The dashboard page: polls /api/state every REFRESH_MS and redraws. Plain DOM, no build step.
-// Every value is set as text (never as HTML): user ids, errors and reasons are data, not markup.
-// Its reads and its one write need the admin key, which the operator types in and this tab keeps.
+// The dashboard page: polls /api/state every STATE_MS and /api/series every SERIES_MS while the tab is
+// visible, and redraws. Plain DOM and ES modules, no build step. Every value is set as text (never as
+// HTML): user ids, errors and reasons are data, not markup. Its reads and its one write need the admin
+// key, which the operator types in and this tab keeps.
 
-const REFRESH_MS = 2000;
+import { createCharts } from './charts.js';
+import { formatAmount } from './money.js';
+
+const STATE_MS = 2000;
+const SERIES_MS = 1000;
 const KEY_STORAGE = 'payment-gateway-admin-key';
 
 const byId = (id) => document.getElementById(id);
@@ -41,8 +46,11 @@ function fill(tbodyId, items, columns, emptyText) {
 }
 
 const time = (iso) => (iso ? new Date(iso).toLocaleTimeString() : '');
-const short = (id) => (id ? id.slice(0, 8) + '…' : '');
 const rate = (value) => value.toFixed(2);
+/** Minor units as the API carries them ("1050") → "10.50 USD", with the viewer's formatting. */
+const money = (minor, currency) => `${formatAmount(Number(minor), currency)} ${currency}`;
+/** An id in full, monospace; one click selects all of it for copying. */
+const id = (value) => cell(value, 'id');
 
 /** 0,1,2,3,7,8 → "0–3, 7–8". */
 function ranges(numbers) {
@@ -92,7 +100,7 @@ async function retry(id, button) {
     const body = await response.json().catch(() => ({}));
     result.textContent =
       response.status === 202
-        ? `Retrying ${short(body.transaction_id)}.`
+        ? `Retrying ${body.transaction_id}.`
         : `Refused (${response.status}): ${body.message ?? ''}`;
   } catch (error) {
     result.textContent = `Retry failed: ${error.message}`;
@@ -117,10 +125,10 @@ function render(state) {
     'payments',
     state.payments.shown,
     [
-      (p) => cell(p.transaction_id, 'mono'),
-      (p) => cell(short(p.user_id), 'mono'),
+      (p) => id(p.transaction_id),
+      (p) => id(p.user_id),
       (p) => cell(p.type),
-      (p) => cell(`${p.amount} ${p.currency}`),
+      (p) => cell(money(p.amount, p.currency), 'amount'),
       (p) => cell(p.phase.replaceAll('_', ' ')),
       (p) => cell(p.attempts),
       (p) => cell(p.polls),
@@ -134,10 +142,10 @@ function render(state) {
     state.recent,
     [
       (t) => cell(time(t.completed_at)),
-      (t) => cell(t.id, 'mono'),
-      (t) => cell(short(t.user_id), 'mono'),
+      (t) => id(t.id),
+      (t) => id(t.user_id),
       (t) => cell(t.type),
-      (t) => cell(`${t.amount} ${t.currency}`),
+      (t) => cell(money(t.amount, t.currency), 'amount'),
       (t) => cell(t.status, t.status),
       (t) => cell(t.failure_code),
       (t) => cell(t.attempts),
@@ -149,8 +157,8 @@ function render(state) {
     state.dead_letters,
     [
       (d) => cell(time(d.created_at)),
-      (d) => cell(d.transaction_id, 'mono'),
-      (d) => cell(short(d.user_id), 'mono'),
+      (d) => id(d.transaction_id),
+      (d) => id(d.user_id),
       (d) => cell(d.attempts),
       (d) => cell(d.reason, 'wrap'),
       (d) => cell(d.last_error, 'wrap'),
@@ -174,40 +182,64 @@ function render(state) {
   );
 }
 
-let timer;
+const charts = createCharts();
 
-/** Reads the state with the admin key and redraws; without a key (or with a refused one) it waits for one. */
-async function refresh() {
-  clearTimeout(timer);
+/** Shows that a read failed, and why; the pollers keep trying. */
+function failing(text) {
   const status = byId('status');
-  const key = storedKey();
-  if (!key) {
-    status.textContent = 'waiting for the admin key';
-    status.className = 'failing';
-    promptForKey('Enter the admin key (ADMIN_API_KEY) to see this dashboard.');
-    return;
-  }
-  try {
-    const response = await fetch('/api/state', { cache: 'no-store', headers: { Authorization: `Bearer ${key}` } });
-    if (response.status === 401) {
-      sessionStorage.removeItem(KEY_STORAGE);
-      byId('retry-result').textContent = '';
-      status.textContent = 'the admin key was refused';
-      status.className = 'failing';
-      promptForKey('That admin key was refused (401). Enter the admin key (ADMIN_API_KEY) again.');
+  status.textContent = text;
+  status.className = 'failing';
+}
+
+/**
+ * Reads `path` with the admin key every `period_ms` and hands the answer to `show`. It stops without
+ * a key or with a refused one (the key form starts it again), and while the tab is hidden (it starts
+ * again when the tab is shown): nobody looking, nothing asked.
+ */
+function poller(path, period_ms, show) {
+  let timer;
+  async function poll() {
+    clearTimeout(timer);
+    const key = storedKey();
+    if (!key) {
+      failing('waiting for the admin key');
+      promptForKey('Enter the admin key (ADMIN_API_KEY) to see this dashboard.');
       return;
     }
-    if (!response.ok) throw new Error(`state answered ${response.status}`);
-    render(await response.json());
-    promptForKey('');
-    status.textContent = `updated ${new Date().toLocaleTimeString()}`;
-    status.className = '';
-  } catch (error) {
-    status.textContent = `cannot reach the gateway (${error.message}); retrying`;
-    status.className = 'failing';
+    try {
+      const response = await fetch(path, { cache: 'no-store', headers: { Authorization: `Bearer ${key}` } });
+      if (response.status === 401) {
+        // A key the other poller already found refused is gone: only the first refusal says so.
+        if (storedKey() === key) {
+          sessionStorage.removeItem(KEY_STORAGE);
+          byId('retry-result').textContent = '';
+          failing('the admin key was refused');
+          promptForKey('That admin key was refused (401). Enter the admin key (ADMIN_API_KEY) again.');
+        }
+        return;
+      }
+      if (!response.ok) throw new Error(`${path} answered ${response.status}`);
+      show(await response.json());
+      promptForKey('');
+      const status = byId('status');
+      status.textContent = `updated ${new Date().toLocaleTimeString()}`;
+      status.className = '';
+    } catch (error) {
+      failing(`cannot reach the gateway (${error.message}); retrying`);
+    }
+    // Cleared first: a poll started while another was awaiting its answer leaves one timer, not two.
+    clearTimeout(timer);
+    if (!document.hidden) timer = setTimeout(poll, period_ms);
   }
-  timer = setTimeout(refresh, REFRESH_MS);
+  return poll;
 }
+
+const pollers = [poller('/api/state', STATE_MS, render), poller('/api/series', SERIES_MS, charts.update)];
+const refresh = () => pollers.forEach((poll) => void poll());
+
+document.addEventListener('visibilitychange', () => {
+  if (!document.hidden) refresh();
+});
 
 byId('key-form').addEventListener('submit', (event) => {
   event.preventDefault();
@@ -216,7 +248,7 @@ byId('key-form').addEventListener('submit', (event) => {
   else sessionStorage.removeItem(KEY_STORAGE);
   input.value = '';
   byId('retry-result').textContent = storedKey() ? 'Key set for this tab.' : 'Key cleared.';
-  void refresh();
+  refresh();
 });
 
-void refresh();
+refresh();

@@ -11,7 +11,7 @@ import { errors, type ApiError } from '../errors.ts';
 import type { Forwarder } from '../forward.ts';
 import { idempotencyKey, type IdempotencyGate } from '../idempotency.ts';
 import { rateLimitError } from '../rate-limit-response.ts';
-import type { Charge, RateLimits } from '../rate-limit.ts';
+import { countRequest, type ApiLimits, type Charge } from '../rate-limit.ts';
 import { transactionCreation } from '../routes/transactions.ts';
 import { parseInput } from '../validation.ts';
 import { catalogueErrors } from './errors.ts';
@@ -53,7 +53,7 @@ const graphqlRequest = z.strictObject({
 export interface GraphqlRoutesDeps extends Omit<GraphqlServices, 'creation' | 'forwarding'> {
   gate: IdempotencyGate;
   forwarding: Pick<Forwarder, 'askOwner'>;
-  limits: Pick<RateLimits, 'count'>;
+  limits: ApiLimits;
   bodySizeMaxBytes: number;
   log: Logger;
 }
@@ -115,7 +115,7 @@ export function graphqlRoutes(deps: GraphqlRoutesDeps): Router {
 
   /** Counts the request against the rate limits (`charges`: its per-caller ones); 429 when over one. */
   async function count(ctx: Context, charges: readonly Charge[]): Promise<void> {
-    const retry_ms = await deps.limits.count(ctx, charges);
+    const retry_ms = await countRequest(deps.limits, ctx, charges);
     if (retry_ms !== undefined) throw rateLimitError(retry_ms);
   }
 

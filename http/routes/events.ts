@@ -23,7 +23,11 @@ export interface EventRoutesDeps {
 }
 
 /** Whose changes a caller's stream carries: a user's own; the admin's, one named user's or everyone's. */
-async function streamScope(caller: Caller, user_id: string | undefined, users: UserStore): Promise<string | undefined> {
+export async function streamScope(
+  caller: Caller,
+  user_id: string | undefined,
+  users: Pick<UserStore, 'findById'>,
+): Promise<string | undefined> {
   if (caller.kind === 'user') {
     if (user_id !== undefined && user_id !== caller.id) throw errors.notFound({ what: 'user' });
     return caller.id;

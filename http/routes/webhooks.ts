@@ -79,7 +79,7 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
   /** The callback's work on the account's owner: the actor settles and records it, or it changes nothing. */
   async function settle(ctx: Context, { user_id, receipt }: SettleCommand): Promise<void> {
     const { reference, payload } = receipt;
-    const { status, failure_code, failure_message } = payload.data;
+    const { status, failure_code, failure_message, bank_reference } = payload.data;
     ctx.state.transactionId = reference;
     const reply = await deps.accounts.ask(user_id, {
       kind: 'command',
@@ -87,6 +87,7 @@ export function webhookRoutes(deps: WebhookRoutesDeps): Router {
         type: 'settle',
         transaction_id: reference,
         outcome: status as 'succeeded' | 'failed',
+        bank_reference,
         ...(status === 'failed'
           ? {
               failure: {

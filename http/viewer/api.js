@@ -27,10 +27,15 @@ export async function answerOf(response) {
   return { status: response.status, ok: response.ok, json, headers: response.headers };
 }
 
-/** What went wrong with an answer, for people: the API's message, the fields at fault, when to retry. */
+/**
+ * What went wrong with an answer, for people: the API's message, the fields at fault, when to retry.
+ * Reads the error's fields at the top level or under `error` (`{error: {code, message, details}}`).
+ */
 export function problem(answer) {
-  const message = (answer.json && answer.json.message) || `The gateway answered ${answer.status}.`;
-  const details = answer.json && Array.isArray(answer.json.details) ? answer.json.details : [];
+  const json = answer.json ?? {};
+  const error = typeof json.error === 'object' && json.error !== null ? json.error : json;
+  const message = error.message || `The gateway answered ${answer.status}.`;
+  const details = Array.isArray(error.details) ? error.details : [];
   const fields = details.map((detail) => `${detail.field}: ${detail.message}`).join('; ');
   const retry = answer.headers.get('Retry-After');
   return [message, fields, retry ? `Retry in ${retry} s.` : ''].filter(Boolean).join(' ');

@@ -29,3 +29,8 @@ export function parseAmount(text, currency) {
   if (!Number.isSafeInteger(minor) || minor <= 0) return { error: 'Enter an amount greater than zero.' };
   return { minor };
 }
+
+/** 1050 in USD → "10.50 USD": an amount as people read it, wherever it stands without a currency column. */
+export function formatMoney(minor, currency) {
+  return `${formatAmount(minor, currency)} ${currency}`;
+}

@@ -6,13 +6,26 @@ import { formatAmount } from './money.js';
 // The latest changes remembered, to merge into a page whose read was in flight while they arrived.
 const RECENT_MAX = 500;
 const STATUS_RANK = { pending: 0, processing: 1, succeeded: 2, failed: 2 };
-const COLUMNS = ['created', 'type', 'number amount', 'currency', 'status', 'number attempts', 'updated', 'id'];
+const COLUMNS = [
+  'created',
+  'type',
+  'number amount',
+  'currency',
+  'status',
+  'failure',
+  'number attempts',
+  'updated',
+  'id',
+];
 const STATUS_COLUMN = COLUMNS.indexOf('status');
 const TIME_FORMAT = new Intl.DateTimeFormat(undefined, { dateStyle: 'short', timeStyle: 'medium' });
-const when = (iso) => TIME_FORMAT.format(new Date(iso));
+export const when = (iso) => TIME_FORMAT.format(new Date(iso));
+
+/** Why a transaction failed, in words ("The bank declined the transfer. (declined)"); empty when it did not. */
+export const failureText = (t) => (t.failure ? `${t.failure.message} (${t.failure.code})` : '');
 
 /** Whether `a` is at least as far along as `b`: a transaction's status never goes backwards. */
-function notOlder(a, b) {
+export function notOlder(a, b) {
   if (STATUS_RANK[a.status] !== STATUS_RANK[b.status]) return STATUS_RANK[a.status] > STATUS_RANK[b.status];
   return a.updated_at >= b.updated_at;
 }
@@ -32,9 +45,10 @@ export function cell(text, className) {
 
 /**
  * The rows in `tbody`. `matches(t)` tells whether a transaction passes the filters in force; rows
- * that stop matching stay on the page, dimmed, until it is read again.
+ * that stop matching stay on the page, dimmed, until it is read again. `onOpen(t)` is called when a
+ * row is clicked or Enter is pressed on it (each row is focusable).
  */
-export function createTransactionTable({ tbody, matches }) {
+export function createTransactionTable({ tbody, matches, onOpen }) {
   const rows = new Map();
   const recent = new Map();
   let firstPage = true;
@@ -44,6 +58,7 @@ export function createTransactionTable({ tbody, matches }) {
   function fill(tr, t, highlight) {
     if (tr.cells.length === 0) {
       tr.dataset.id = t.id;
+      tr.tabIndex = 0;
       for (const name of COLUMNS) tr.append(cell('', name));
     }
     const texts = [
@@ -52,6 +67,7 @@ export function createTransactionTable({ tbody, matches }) {
       formatAmount(t.amount, t.currency),
       t.currency,
       t.status,
+      failureText(t),
       String(t.attempts),
       when(t.updated_at),
       t.id,
@@ -59,13 +75,13 @@ export function createTransactionTable({ tbody, matches }) {
     texts.forEach((text, i) => {
       if (tr.cells[i].textContent !== text) tr.cells[i].textContent = text;
     });
-    const status = tr.cells[STATUS_COLUMN];
-    status.dataset.status = t.status;
-    status.title = t.failure ? `${t.failure.code}: ${t.failure.message}` : '';
+    tr.cells[STATUS_COLUMN].dataset.status = t.status;
     tr.dataset.status = t.status;
     const unmatched = !matches(t);
     tr.classList.toggle('unmatched', unmatched);
-    tr.title = unmatched ? 'Changed since the page was read; it no longer matches the filters.' : '';
+    tr.title = unmatched
+      ? 'Changed since the page was read; it no longer matches the filters.'
+      : 'Show the details and the audit trail';
     if (highlight) {
       tr.classList.remove('changed');
       void tr.offsetWidth;
@@ -97,6 +113,20 @@ export function createTransactionTable({ tbody, matches }) {
     if (!next && hasMore) return;
     add(t, next ?? null, highlight);
   }
+
+  /** The transaction of the row an event happened in, if any. */
+  function rowOf(event) {
+    const tr = event.target.closest('tr');
+    return tr && rows.get(tr.dataset.id)?.transaction;
+  }
+  tbody.addEventListener('click', (event) => {
+    const t = rowOf(event);
+    if (t) onOpen(t);
+  });
+  tbody.addEventListener('keydown', (event) => {
+    const t = event.key === 'Enter' ? rowOf(event) : undefined;
+    if (t) onOpen(t);
+  });
 
   return {
     /** Shows a page read from the API, with any change newer than what the read saw. */

@@ -2,18 +2,23 @@
 // with the key the person entered, kept in this tab's sessionStorage, and keeps the page current from
 // GET /api/v1/events. Every string from the API is placed as text, never as markup.
 
-import { call, isAbort, newIdempotencyKey, problem } from './api.js';
+import { call, isAbort, problem } from './api.js';
 import { followEvents } from './event-stream.js';
-import { formatAmount, parseAmount } from './money.js';
+import { formatAmount } from './money.js';
+import { createPaymentForm } from './payment-form.js';
+import { createTransactionDetail } from './transaction-detail.js';
 import { cell, createTransactionTable } from './transaction-table.js';
+import { createUserPicker } from './user-picker.js';
 
 const KEY_ITEM = 'gateway.viewer.api_key';
 // A burst of changes costs one balance read (the balance has a per-minute limit).
 const BALANCE_COALESCE_MS = 300;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const LIVE_TEXT = { off: 'offline', connecting: 'connecting…', live: 'live', reconnecting: 'reconnecting…' };
 
 const $ = (id) => document.getElementById(id);
+
+/** The gateway's configured currencies, which the page names in its `currencies` meta element. */
+const CONFIGURED_CURRENCIES = document.querySelector('meta[name="currencies"]').content.split(',').filter(Boolean);
 
 const state = {
   key: null,
@@ -30,11 +35,48 @@ const state = {
   /** Counts page reads, so that only the latest one's answer is shown. */
   pageRead: 0,
   balanceTimer: null,
-  deposit: { key: null, fingerprint: null },
 };
 
-const table = createTransactionTable({ tbody: $('rows'), matches });
 const api = (method, path, options) => call(state.key, method, path, options);
+const table = createTransactionTable({ tbody: $('rows'), matches, onOpen: (t) => detail.show(t) });
+const detail = createTransactionDetail({
+  api,
+  elements: {
+    panel: $('detail'),
+    title: $('detail-title'),
+    failure: $('detail-failure'),
+    fields: $('detail-fields'),
+    events: $('detail-events'),
+    error: $('detail-error'),
+    close: $('detail-close'),
+  },
+  // The focus goes back to the row the panel was opened from.
+  onClose: (id) => [...$('rows').rows].find((tr) => tr.dataset.id === id)?.focus(),
+});
+/** Whose account the forms act on: null while the admin has not chosen anyone. */
+const target = () => (state.userId ? { userId: state.userId, admin: state.me.kind === 'admin' } : null);
+const forms = ['deposit', 'withdrawal'].map((type) =>
+  createPaymentForm({
+    type,
+    api,
+    target,
+    onCreated: change,
+    elements: {
+      form: $(`${type}-form`),
+      amount: $(`${type}-amount`),
+      currency: $(`${type}-currency`),
+      description: $(`${type}-description`),
+      key: $(type === 'deposit' ? 'idempotency-key' : 'withdrawal-idempotency-key'),
+      result: $(`${type}-result`),
+      error: $(`${type}-error`),
+    },
+  }),
+);
+const picker = createUserPicker({
+  api,
+  elements: { form: $('admin-form'), input: $('admin-user'), matches: $('user-matches'), status: $('picker-status') },
+  onPick: (user) => show(user.id, user),
+});
 
 // ---- signing in and out ----
 
@@ -61,14 +103,22 @@ async function open(key) {
   const admin = state.me.kind === 'admin';
   $('who').textContent = admin ? 'Signed in as the admin' : `Signed in as ${state.me.name} (${state.me.email})`;
   $('admin-form').hidden = !admin;
-  if (admin) $('user-id').textContent = 'none chosen';
-  else show(state.me.id);
+  setCurrencies(CONFIGURED_CURRENCIES);
+  if (admin) {
+    // Until a user is chosen the admin follows everyone's changes: the connection is live from the start.
+    follow(null);
+    showChosen();
+    $('admin-user').focus();
+  } else show(state.me.id);
 }
 
 function forget() {
   state.session?.abort();
   Object.assign(state, { session: null, key: null, me: null, userId: null });
   sessionStorage.removeItem(KEY_ITEM);
+  detail.hide();
+  picker.clear();
+  for (const form of forms) form.clear();
   table.clear();
   $('balances').tBodies[0].replaceChildren();
   $('key').value = '';
@@ -77,23 +127,52 @@ function forget() {
   setLive('off');
 }
 
-/** Shows one account: subscribes to its changes, and once subscribed reads its balance and first page. */
-function show(userId) {
-  state.session?.abort();
-  state.session = new AbortController();
+/**
+ * Shows one account: subscribes to its changes, and once subscribed reads its balance and first
+ * page. `user` is what the admin's picker knows of the user (name, email), when it came from there.
+ */
+function show(userId, user) {
   state.userId = userId;
+  detail.hide();
   table.clear();
   $('balances').tBodies[0].replaceChildren();
   $('list-error').textContent = '';
   $('balance-error').textContent = '';
-  $('user-id').textContent = userId;
   resetPaging();
+  showChosen(user);
+  for (const form of forms) form.clear();
+  follow(userId);
+  if (state.me.kind === 'admin' && !user?.email) void nameChosen(userId);
+}
+
+/** The account line: whose account is shown, or (admin) that nobody is chosen yet. */
+function showChosen(user) {
+  const chosen = state.userId !== null;
+  $('account-of').hidden = !chosen;
+  $('choose-user').hidden = chosen;
+  $('user-id').textContent = state.userId ?? '';
+  $('shown-user').textContent = user?.email ? `Showing ${user.name} (${user.email}),` : '';
+  if (!chosen) $('empty').hidden = true;
+}
+
+/** Names the user the admin opened by id, so the page says whose account it is. */
+async function nameChosen(userId) {
+  const signal = state.session.signal;
+  const answer = await api('GET', `/api/v1/users/${encodeURIComponent(userId)}`, { signal }).catch(() => null);
+  if (answer?.ok && !signal.aborted) showChosen(answer.json);
+}
+
+/** Follows the changes of `userId`'s account (the admin's null: everyone's, with nothing to read yet). */
+function follow(userId) {
+  state.session?.abort();
+  state.session = new AbortController();
   void followEvents({
     key: state.key,
-    query: state.me.kind === 'admin' ? `?user_id=${encodeURIComponent(userId)}` : '',
+    query: state.me.kind === 'admin' && userId ? `?user_id=${encodeURIComponent(userId)}` : '',
     signal: state.session.signal,
     onState: setLive,
     onOpen: () => {
+      if (!userId) return;
       void loadBalance();
       void loadPage();
     },
@@ -109,7 +188,7 @@ function show(userId) {
         return;
       }
       setLive('off');
-      $('list-error').textContent = answer.message ?? `The event stream answered ${response.status}.`;
+      $('list-error').textContent = problem({ status: response.status, json: answer, headers: response.headers });
     },
   });
 }
@@ -122,6 +201,7 @@ function setLive(name) {
 /** A change to one of the account's transactions: into the table, and the balance if it moved money. */
 function change(transaction) {
   table.change(transaction);
+  detail.change(transaction);
   showPaging();
   const t = transaction;
   if (t.status === 'succeeded' || t.status === 'failed' || (t.type === 'withdrawal' && t.status === 'pending')) {
@@ -169,10 +249,11 @@ async function loadBalance() {
   setCurrencies(answer.json.balances.map((balance) => balance.currency));
 }
 
-/** Offers the account's currencies (the configured ones and any it holds) in the form and the filter. */
+/** Offers the account's currencies (the configured ones and any it holds) in the forms and the filter. */
 function setCurrencies(currencies) {
   for (const [id, first] of [
     ['deposit-currency', []],
+    ['withdrawal-currency', []],
     ['filter-currency', [['', 'any']]],
   ]) {
     const select = $(id);
@@ -182,7 +263,7 @@ function setCurrencies(currencies) {
     select.replaceChildren(...options.map(([value, text]) => new Option(text, value)));
     if (options.some(([value]) => value === chosen)) select.value = chosen;
   }
-  showDepositKey();
+  for (const form of forms) form.refresh();
 }
 
 // ---- the page of transactions ----
@@ -239,51 +320,6 @@ function showPaging() {
   $('empty').hidden = table.size() > 0;
 }
 
-// ---- the deposit form ----
-
-/** The key for the deposit in the form: the same while its amount and currency stay the same. */
-function depositKey() {
-  const fingerprint = `${$('deposit-amount').value.trim()} ${$('deposit-currency').value}`;
-  if (state.deposit.fingerprint !== fingerprint) state.deposit = { key: newIdempotencyKey(), fingerprint };
-  return state.deposit.key;
-}
-
-function showDepositKey() {
-  $('idempotency-key').textContent = depositKey();
-}
-
-async function deposit() {
-  const currency = $('deposit-currency').value;
-  const amount = parseAmount($('deposit-amount').value, currency);
-  $('deposit-error').textContent = amount.error ?? '';
-  $('deposit-result').textContent = '';
-  if (amount.error) return;
-  const body = { amount: amount.minor, currency };
-  if (state.me.kind === 'admin') body.user_id = state.userId;
-  const button = $('deposit-form').querySelector('button');
-  button.disabled = true;
-  try {
-    const answer = await api('POST', '/api/v1/deposits', { body, idempotencyKey: depositKey() });
-    if (answer.status === 202) {
-      const replayed = answer.headers.get('Idempotent-Replayed') === 'true' ? ' (a replay: it existed already)' : '';
-      $('deposit-result').textContent = `Deposit ${answer.json.id} created${replayed}.`;
-      change(answer.json);
-      state.deposit = { key: null, fingerprint: null };
-    } else {
-      $('deposit-error').textContent = problem(answer);
-      // Only an answer that is final for this key gets a new one; the others may be retried with it.
-      if (answer.status < 500 && answer.status !== 409 && answer.status !== 429) {
-        state.deposit = { key: null, fingerprint: null };
-      }
-    }
-  } catch {
-    $('deposit-error').textContent = 'No answer from the gateway. Submit again to retry safely with the same key.';
-  } finally {
-    button.disabled = false;
-    showDepositKey();
-  }
-}
-
 // ---- wiring (a module runs once the document is parsed) ----
 
 $('key-form').addEventListener('submit', (event) => {
@@ -291,18 +327,6 @@ $('key-form').addEventListener('submit', (event) => {
   void open($('key').value.trim());
 });
 $('forget').addEventListener('click', forget);
-$('admin-form').addEventListener('submit', (event) => {
-  event.preventDefault();
-  const userId = $('admin-user').value.trim().toLowerCase();
-  if (UUID.test(userId)) show(userId);
-  else $('list-error').textContent = 'A user id is a UUID, such as 0190f3a0-7c1e-7b3a-9f21-6a4d2c8e5b10.';
-});
-$('deposit-form').addEventListener('submit', (event) => {
-  event.preventDefault();
-  void deposit();
-});
-$('deposit-amount').addEventListener('input', showDepositKey);
-$('deposit-currency').addEventListener('change', showDepositKey);
 $('filters').addEventListener('submit', (event) => event.preventDefault());
 $('filters').addEventListener('change', () => {
   if (!state.userId) return;
