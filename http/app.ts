@@ -10,6 +10,11 @@ import './state.ts';
 /** nginx's status for a request whose client went away before the answer; never sent (nobody listens). */
 const CLIENT_CLOSED = 499;
 
+/** How an error's body is written for a request: the contract's shape, or another API's (GraphQL). */
+export type RenderError = (ctx: Context, error: ApiError) => unknown;
+
+const contractBody: RenderError = (ctx, error) => errorBody(error, ctx.state.requestId);
+
 /** Logs one line per request, tells `observe` of it, and turns every error into the contract's shape. */
 function errorsAndAccessLog(
   log: Logger,
@@ -17,6 +22,7 @@ function errorsAndAccessLog(
   deadline_ms: number | undefined,
   draining: () => boolean,
   observe?: (request: RequestObservation) => void,
+  render: RenderError = contractBody,
 ): Middleware {
   return async (ctx, next) => {
     const started = process.hrtime.bigint();
@@ -36,7 +42,7 @@ function errorsAndAccessLog(
       const error = toApiError(caught);
       ctx.status = error.status;
       ctx.set(error.headers);
-      ctx.body = errorBody(error, ctx.state.requestId);
+      ctx.body = render(ctx, error);
     }
     // Once stopping, no connection is kept alive past its answer, so the server can close soon.
     if (draining()) ctx.set('Connection', 'close');
@@ -128,6 +134,8 @@ export function createApp(options: {
   deadline_ms?: number;
   /** True once the server is stopping: new requests get 503 shutting_down, every answer closes its connection. */
   draining?: () => boolean;
+  /** The body of an error answer; the contract's `{error, message, details?, request_id}` when absent. */
+  renderError?: RenderError;
 }): Koa {
   const app = new Koa({ proxy: false });
   const root = new Router();
@@ -135,7 +143,16 @@ export function createApp(options: {
   app.silent = true;
   app.use(requestId());
   const draining = options.draining ?? (() => false);
-  app.use(errorsAndAccessLog(options.log, routeOfRequest(root), options.deadline_ms, draining, options.observe));
+  app.use(
+    errorsAndAccessLog(
+      options.log,
+      routeOfRequest(root),
+      options.deadline_ms,
+      draining,
+      options.observe,
+      options.renderError,
+    ),
+  );
   for (const middleware of options.middleware) app.use(middleware);
   app.use(root.routes());
   app.use(root.allowedMethods());

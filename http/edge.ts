@@ -8,10 +8,13 @@ import type { Logger } from '../logger.ts';
 import type { RequestObservation } from '../metrics.ts';
 import type { Storage } from '../persistence/storage.ts';
 import { accountShard } from './account-shard.ts';
-import { createApp } from './app.ts';
+import { createApp, type RenderError } from './app.ts';
 import { authenticate, createKeyCache, keyAuthenticator } from './auth.ts';
 import { authFailureLimit, createAuthFailures } from './auth-failure-limit.ts';
+import { errorBody } from './errors.ts';
 import { createForwarder } from './forward.ts';
+import { graphqlErrorBody } from './graphql/errors.ts';
+import { graphqlRoutes, isGraphqlPath } from './graphql/routes.ts';
 import { createIdempotencyGate } from './idempotency.ts';
 import { createApiLimits, rateLimits } from './rate-limit.ts';
 import { accountRoutes } from './routes/accounts.ts';
@@ -123,6 +126,7 @@ export function createEdge(options: EdgeOptions): Edge {
     max_per_min: s.RATE_LIMIT_AUTH_FAILURES_PER_MIN,
     log,
   });
+  // GraphQL counts its requests in these counters too, by their fields (http/graphql/routes.ts).
   const apiLimits = createApiLimits({
     counters: storage.rateLimitCounters,
     key_prefix: `${s.REDIS_KEY_PREFIX}rl`,
@@ -131,12 +135,16 @@ export function createEdge(options: EdgeOptions): Edge {
     transactions_per_min: s.RATE_LIMIT_TRANSACTIONS_PER_MIN,
     log,
   });
+  // Errors on GraphQL's paths are written in GraphQL's shape, with the same codes.
+  const renderError: RenderError = (ctx, error) =>
+    isGraphqlPath(ctx.path) ? graphqlErrorBody(ctx, error) : errorBody(error, ctx.state.requestId);
 
   const app = createApp({
     log: log.child({ module: 'http' }),
     observe: options.metrics.request,
     deadline_ms: s.REQUEST_DEADLINE_MS,
     draining: options.draining,
+    renderError,
     middleware: [
       // Commands forwarded by another instance, which authenticated, limited and validated them:
       // answered here, before (and without) any of the middleware below.
@@ -172,6 +180,17 @@ export function createEdge(options: EdgeOptions): Edge {
         log: log.child({ module: 'webhooks' }),
       }),
       transactionRoutes({ accounts, readModel, users, gate, currencies, bodySizeMaxBytes, forwarding: forwarder }),
+      graphqlRoutes({
+        accounts,
+        readModel,
+        users,
+        currencies,
+        gate,
+        forwarding: forwarder,
+        limits: apiLimits,
+        bodySizeMaxBytes,
+        log: log.child({ module: 'graphql' }),
+      }),
       docsRoutes({ currencies }),
       meRoutes({ users }),
       eventRoutes({

@@ -259,3 +259,31 @@ export const ACTOR_REFUSAL_CODES: readonly ErrorCode[] = [
 
 /** The codes of the account's rejections, for the OpenAPI document. */
 export const rejectionCode = (code: RejectionCode): ErrorCode => REJECTION_ERRORS[code].code;
+
+/**
+ * The error a stored or forwarded answer carries (a body `errorBody` wrote), back as an ApiError: its
+ * catalogue code, status and message, the fields it added (`details`, `retry_after`, the request id
+ * of the request that first answered) and the headers it came with. A body that is not one of ours
+ * is an internal error.
+ */
+export function errorFromAnswer(answer: {
+  status: number;
+  body: string;
+  headers?: Readonly<Record<string, string | string[]>>;
+}): ApiError {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(answer.body);
+  } catch {
+    return errors.internalError();
+  }
+  const { error: code, message, ...fields } = (parsed ?? {}) as Record<string, unknown>;
+  const entry = CATALOGUE.get(code as ErrorCode);
+  if (!entry || entry.status !== answer.status || typeof message !== 'string') return errors.internalError();
+  const headers: Record<string, string> = {};
+  for (const name of ['Retry-After', 'WWW-Authenticate']) {
+    const value = answer.headers?.[name.toLowerCase()];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  return new ApiError(entry.status, entry.code, message, { fields, headers });
+}

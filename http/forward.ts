@@ -34,6 +34,13 @@ export interface Command {
 /** Runs a command on this instance and answers on `ctx` exactly as the route answers a direct request. */
 export type CommandHandler<C extends Command = Command> = (ctx: Context, command: C) => Promise<void>;
 
+/** The owner's answer to a forwarded command: its status, body, and the headers the client sees. */
+export interface OwnerAnswer {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: Buffer;
+}
+
 /** What a forwarded call carries: the command and the client's request id (the answer and the journal show it). */
 interface Envelope {
   request_id: string;
@@ -100,16 +107,21 @@ export function createForwarder(options: ForwarderOptions) {
   const handlers = new Map<string, CommandHandler>();
   const body_max_bytes = 2 * (options.body_max_bytes ?? 1024 * 1024) + ENVELOPE_OVERHEAD_BYTES;
 
-  type Relayed = 'answered' | 'unreachable';
-
-  async function relay(ctx: Context, owner: { id: string; url: string }, body: string): Promise<Relayed> {
+  /**
+   * Sends the command to `owner`: its answer, or `unreachable` when the owner should be looked for
+   * again. `read` says whether the client's request only reads (safe to send again after a reset).
+   */
+  async function relay(
+    ctx: Context,
+    owner: { id: string; url: string },
+    body: string,
+    read: boolean,
+  ): Promise<OwnerAnswer | 'unreachable'> {
     const headers: Record<string, string> = {
       'content-type': 'application/json',
       'x-request-id': ctx.state.requestId,
       [HEADER]: signature(Math.floor(Date.now() / 1000), body),
     };
-    // The client's method tells a read (safe to send again) from a write (its outcome may be unknown).
-    const read = ctx.method === 'GET' || ctx.method === 'HEAD';
     let response;
     if (!read) ctx.state.writeSent = true;
     try {
@@ -125,13 +137,35 @@ export function createForwarder(options: ForwarderOptions) {
     }
     const answer = response.body;
     if (response.status === 503 && answer.includes(`"${errors.shardUnavailable.code}"`)) return 'unreachable';
-    ctx.status = response.status;
+    const passed: Record<string, string | string[]> = {};
     for (const name of PASSED_BACK) {
       const value = response.headers[name];
-      if (value !== undefined) ctx.set(name, value);
+      if (value !== undefined) passed[name] = value;
     }
-    ctx.body = answer;
-    return 'answered';
+    return { status: response.status, headers: passed, body: answer };
+  }
+
+  /**
+   * The answer of the owner of `command.user_id`'s shard when that is another instance; undefined
+   * when this instance owns it and should run the command itself. With no owner reachable within
+   * `wait_ms`, 503 `shard_unavailable` with Retry-After.
+   */
+  async function askOwner(ctx: Context, command: Command, read: boolean): Promise<OwnerAnswer | undefined> {
+    const shard = shardOf(command.user_id, options.leases.shards);
+    if (options.leases.owns(shard)) return undefined;
+    const body = JSON.stringify({ request_id: ctx.state.requestId, command } satisfies Envelope);
+    const deadline = Date.now() + options.wait_ms;
+    for (;;) {
+      if (options.leases.owns(shard)) return undefined;
+      const owner = options.leases.ownerOf(shard);
+      if (owner && owner.id !== options.instance) {
+        const answer = await relay(ctx, owner, body, read);
+        if (answer !== 'unreachable') return answer;
+      }
+      if (Date.now() >= deadline) throw errors.shardUnavailable();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await options.leases.refresh().catch(() => undefined);
+    }
   }
 
   return {
@@ -172,24 +206,20 @@ export function createForwarder(options: ForwarderOptions) {
       };
     },
 
+    askOwner,
+
     /**
      * Answers the request from the owner of `command.user_id`'s shard when that is another instance
-     * (true); false when this instance owns it and should run the command itself. With no owner
-     * reachable within `wait_ms`, 503 `shard_unavailable` with Retry-After.
+     * (true), as the owner answered; false when this instance owns it and should run the command
+     * itself. The client's method tells a read (safe to send again) from a write (its outcome may be unknown).
      */
     async toOwner(ctx: Context, command: Command): Promise<boolean> {
-      const shard = shardOf(command.user_id, options.leases.shards);
-      if (options.leases.owns(shard)) return false;
-      const body = JSON.stringify({ request_id: ctx.state.requestId, command } satisfies Envelope);
-      const deadline = Date.now() + options.wait_ms;
-      for (;;) {
-        if (options.leases.owns(shard)) return false;
-        const owner = options.leases.ownerOf(shard);
-        if (owner && owner.id !== options.instance && (await relay(ctx, owner, body)) === 'answered') return true;
-        if (Date.now() >= deadline) throw errors.shardUnavailable();
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        await options.leases.refresh().catch(() => undefined);
-      }
+      const answer = await askOwner(ctx, command, ctx.method === 'GET' || ctx.method === 'HEAD');
+      if (!answer) return false;
+      ctx.status = answer.status;
+      for (const [name, value] of Object.entries(answer.headers)) ctx.set(name, value);
+      ctx.body = answer.body;
+      return true;
     },
 
     /** Closes the connections to the other instances (once no request is in flight: at shutdown). */

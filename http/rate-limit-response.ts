@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { errorBody, errors } from './errors.ts';
+import { errorBody, errors, type ApiError } from './errors.ts';
 import { WINDOW_S } from '../persistence/rate-limit-counters.ts';
 import type { Count, RedisDownPolicy } from './rate-limit-store.ts';
 
@@ -32,10 +32,15 @@ export function reportLimits(ctx: Context, measured: readonly Measured[]): void 
   if (measured.some((m) => m.store === 'memory')) ctx.set('X-RateLimit-Status', 'degraded');
 }
 
+/** The 429 of a limit that resets in `retry_ms`, with its `Retry-After` in the header and the body. */
+export function rateLimitError(retry_ms: number): ApiError {
+  const retry_after = Math.max(seconds(retry_ms), 1);
+  return errors.rateLimitExceeded({ retry_after }).with({ retry_after });
+}
+
 /** Answers 429 with the contract's body; `retry_ms` is how long until the exhausted limit resets. */
 export function tooManyRequests(ctx: Context, retry_ms: number): void {
-  const retry_after = Math.max(seconds(retry_ms), 1);
-  const error = errors.rateLimitExceeded({ retry_after }).with({ retry_after });
+  const error = rateLimitError(retry_ms);
   ctx.status = error.status;
   ctx.set(error.headers);
   ctx.body = errorBody(error, ctx.state.requestId);

@@ -34,10 +34,17 @@ const USER_TRANSACTIONS_PATH = /^\/api\/v1\/users\/([^/]+)\/transactions\/?$/i;
 const TRANSACTION_LISTS_PATH = /^\/api\/v1\/(?:deposits|withdrawals|transactions)\/?$/i;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-type PerUserPolicy = 'balance' | 'transactions';
+/** The per-caller limits: balance reads, and the transaction lists (one limit for every list). */
+export type PerUserPolicy = 'balance' | 'transactions';
+
+/** A per-caller limit a request falls under, and whose resources it reads (the admin's bucket). */
+export interface Charge {
+  policy: PerUserPolicy;
+  target: string | undefined;
+}
 
 /** Which per-user limit a request falls under, and whose resources it reads. */
-function perUserPolicy(ctx: Context): { policy: PerUserPolicy; target: string | undefined } | undefined {
+function perUserPolicy(ctx: Context): Charge | undefined {
   // @koa/router answers HEAD with the GET route, so HEAD is counted like GET.
   if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return undefined;
   const balance = BALANCE_PATH.exec(ctx.path);
@@ -96,43 +103,59 @@ export function createApiLimits(options: RateLimitOptions): ApiLimits {
 }
 
 /**
+ * Counts one request against `limits`: the caller's own limits (`charges`) first, then the global
+ * one, in one Redis call (a caller already over their own limit must not use up everyone's global
+ * budget: countInOrder stops at the first limit a request is over). Writes the limit headers; returns
+ * how long until the exhausted limit resets when the request is over one, else undefined. Charges
+ * count only for a caller. The REST middleware below finds a request's charge by its path; GraphQL
+ * finds one per balance or list field of its operation.
+ */
+export async function countRequest(
+  limits: ApiLimits,
+  ctx: Context,
+  charges: readonly Charge[],
+): Promise<number | undefined> {
+  const caller = ctx.state.caller;
+  const steps: Step[] = [];
+  if (caller) {
+    for (const charge of charges) {
+      steps.push({ counter: limits.perUser[charge.policy], key: bucket(caller, charge.target), op: 'consume' });
+    }
+  }
+  steps.push({ counter: limits.global, key: 'all', op: 'consume' });
+  const counts = await countInOrder(steps);
+  const measured: Measured[] = [];
+  let limited = false;
+  for (let i = 0; i < counts.length; i += 1) {
+    const count = counts[i]!;
+    if (count.store === 'none') {
+      uncounted(ctx, limits.on_redis_down);
+      continue;
+    }
+    measured.push({ ...count, policy: steps[i]!.counter.name });
+    limited ||= count.consumed > count.limit;
+  }
+  reportLimits(ctx, measured);
+  if (!limited) return undefined;
+  const exhausted = measured.filter((m) => m.consumed > m.limit);
+  return Math.max(...exhausted.map((m) => m.reset_ms));
+}
+
+/**
  * The API's rate limits, counted in Redis so that they hold across instances: a global limit over
  * every `/api/v1` request, and per caller the balance limit and one shared limit for the transaction
  * lists (`/users/:id/transactions`, `/transactions`, `/deposits`, `/withdrawals`). Fixed 60 s windows. Runs after
  * authentication; anonymous requests only count against the global limit (their routes answer 401).
  */
 export function rateLimits(limits: ApiLimits): Middleware {
-  const { global, perUser, on_redis_down } = limits;
-
   return async (ctx, next) => {
     if (!API_PATH.test(ctx.path)) {
       await next();
       return;
     }
-    const caller = ctx.state.caller;
-    const rule = caller ? perUserPolicy(ctx) : undefined;
-    // The caller's own limit first: a caller already over it must not use up everyone's global budget
-    // (countInOrder stops at the first limit a request is over). Both are counted in one Redis call.
-    const steps: Step[] = [{ counter: global, key: 'all', op: 'consume' }];
-    if (caller && rule)
-      steps.unshift({ counter: perUser[rule.policy], key: bucket(caller, rule.target), op: 'consume' });
-    const counts = await countInOrder(steps);
-    const measured: Measured[] = [];
-    let limited = false;
-    for (let i = 0; i < counts.length; i += 1) {
-      const count = counts[i]!;
-      if (count.store === 'none') {
-        uncounted(ctx, on_redis_down);
-        continue;
-      }
-      measured.push({ ...count, policy: steps[i]!.counter.name });
-      limited ||= count.consumed > count.limit;
-    }
-    reportLimits(ctx, measured);
-    if (limited) {
-      const exhausted = measured.filter((m) => m.consumed > m.limit);
-      return tooManyRequests(ctx, Math.max(...exhausted.map((m) => m.reset_ms)));
-    }
+    const rule = ctx.state.caller ? perUserPolicy(ctx) : undefined;
+    const retry_ms = await countRequest(limits, ctx, rule ? [rule] : []);
+    if (retry_ms !== undefined) return tooManyRequests(ctx, retry_ms);
     await next();
   };
 }

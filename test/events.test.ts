@@ -20,7 +20,9 @@ type User = { id: string; api_key: string };
 
 /** Reads server-sent events from a fetch body: each blank-line-terminated block is one frame. */
 function sseReader(body: ReadableStream<Uint8Array>) {
-  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  // Typed as the transform it is: with the DOM's types in the program (graphql-yoga's fetch brings
+  // them) the decoder's writable side is declared wider than a byte stream's.
+  const reader = body.pipeThrough(new TextDecoderStream() as TransformStream<Uint8Array, string>).getReader();
   let buffer = '';
   return {
     /** The next frame, or 'end' when the stream ends; fails after `timeout_ms`. */

@@ -756,6 +756,181 @@ describe('ids in paths', () => {
   });
 });
 
+describe('GraphQL', () => {
+  /** A GraphQL request as a case: statuses it may get (never a 5xx), alice's key unless `auth` says otherwise. */
+  const graphqlCase = (body: string, statuses: readonly number[], headers: Record<string, string> = {}): Case => ({
+    method: 'POST',
+    path: '/graphql',
+    headers: { authorization: `Bearer ${alice.api_key}`, 'content-type': 'application/json', ...headers },
+    body,
+    statuses,
+  });
+
+  /**
+   * Sends one case and checks GraphQL's shape: JSON with `errors` (each with a catalogue-style code, its
+   * status and the request id) or `data`; no stack or source path anywhere in the answer.
+   */
+  async function checkGraphql(c: Case): Promise<void> {
+    const answer = await send(c);
+    const seen = `${c.body?.slice(0, 300) ?? ''} → ${answer.status} ${answer.text.slice(0, 300)}`;
+    assert.ok(c.statuses.includes(answer.status), `expected ${c.statuses.join(' or ')}: ${seen}`);
+    assert.doesNotMatch(answer.text, /\n\s+at |\.[cm]?[jt]s:\d+/, `a stack: ${seen}`);
+    let json: { data?: unknown; errors?: { message?: unknown; extensions?: Record<string, unknown> }[] };
+    try {
+      json = JSON.parse(answer.text) as typeof json;
+    } catch {
+      assert.fail(`not JSON: ${seen}`);
+    }
+    assert.ok(json.errors !== undefined || json.data !== undefined, seen);
+    for (const error of json.errors ?? []) {
+      assert.equal(typeof error.message, 'string', seen);
+      assert.match(String(error.extensions?.code), /^[a-z]+(?:_[a-z]+)*$/, seen);
+      assert.ok(Number(error.extensions?.status) >= 400 && Number(error.extensions?.status) < 500, seen);
+      assert.equal(error.extensions?.request_id, answer.headers.get('x-request-id'), seen);
+    }
+    assert.equal(answer.headers.get('cache-control'), 'no-store', seen);
+  }
+
+  /** Like `fuzz`, with GraphQL's checks: batches in parallel, and nothing written after each. */
+  async function fuzzGraphql(cases: fc.Arbitrary<Case>, runs: number): Promise<void> {
+    let sent = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(cases.map(readable), { minLength: BATCH, maxLength: BATCH }), async (batch) => {
+        await Promise.all(batch.map(checkGraphql));
+        sent += batch.length;
+        assert.deepEqual(await written(), baseline);
+      }),
+      { numRuns: runs, endOnFailure: true, ...(SEED !== undefined ? { seed: SEED } : {}) },
+    );
+    assert.equal(sent, runs * BATCH);
+  }
+
+  // Words of the schema and of GraphQL, put together at random: mostly invalid, some valid reads.
+  const word = fc.constantFrom(
+    '{',
+    '}',
+    '(',
+    ')',
+    '[',
+    ']',
+    ':',
+    '!',
+    '=',
+    '...',
+    '|',
+    '&',
+    '$x',
+    '$input',
+    '@skip(if: true)',
+    '@include(if: $x)',
+    'query',
+    'mutation',
+    'subscription',
+    'fragment F on Query',
+    '...F',
+    'on',
+    'me',
+    'id',
+    'kind',
+    'balance',
+    'balance(userId: "x")',
+    'transactions',
+    'transactions(first: 100)',
+    'edges',
+    'node',
+    'cursor',
+    'pageInfo',
+    'transaction(id: 1)',
+    'events',
+    'deposit',
+    'withdraw',
+    'input',
+    'amount',
+    '__schema',
+    '__type(name: "Query")',
+    '__typename',
+    'fields',
+    'ofType',
+    'name',
+    '"str"',
+    '"\\u0000"',
+    '"""block"""',
+    '1',
+    '-1',
+    '1e400',
+    '0x10',
+    'null',
+    'true',
+    '#comment\n',
+    ',',
+    '\u0000',
+    '\ud800',
+    'é',
+  );
+  const documents = fc.oneof(
+    fc.array(word, { maxLength: 60 }).map((words) => words.join(' ')),
+    fc.string({ maxLength: 200 }),
+    // Nested past any depth limit, wide past the alias limit, or directives past theirs.
+    fc.integer({ min: 1, max: 400 }).map((depth) => `${'{ me '.repeat(depth)}${'}'.repeat(depth)}`),
+    fc
+      .integer({ min: 11, max: 300 })
+      .map((n) => `{ ${Array.from({ length: n }, (_, i) => `a${i}: me { id }`).join(' ')} }`),
+    fc.integer({ min: 11, max: 300 }).map((n) => `{ me ${'@skip(if: false) '.repeat(n)} { id } }`),
+    fc.integer({ min: 1, max: 5 }).map((n) => `{ ...F } fragment F on Query { ${'...F '.repeat(n)} me { id } }`),
+  );
+
+  test(`random and hostile documents, variables and bodies → never a 5xx, never a stack (${40 * BATCH})`, async () => {
+    const request = fc.oneof(
+      fc
+        .record(
+          {
+            query: documents,
+            variables: fc.oneof(
+              fc.dictionary(fc.constantFrom('x', 'input', 'me', 'id'), fc.jsonValue({ maxDepth: 3 })),
+              notObjects,
+            ),
+            operationName: fc.oneof(fc.string({ maxLength: 20 }), notStrings),
+          },
+          { requiredKeys: ['query'] },
+        )
+        .map((body) => JSON.stringify(body)),
+      // Not a GraphQL request: a batch, another shape, unknown keys, not JSON at all.
+      fc.jsonValue({ maxDepth: 3 }).map((value) => JSON.stringify(value)),
+      fc.tuple(documents, fc.string({ maxLength: 20 })).map(([query, key]) => JSON.stringify({ query, [key]: 1 })),
+      fc.string({ maxLength: 200 }),
+    );
+    // No Idempotency-Key: any mutation among these is refused before it runs, so nothing is written.
+    const cases = request.map((body) => graphqlCase(body, [200, 400, 401]));
+    await fuzzGraphql(cases, 40);
+  });
+
+  test(`deposit and withdraw with one bad input field, under an Idempotency-Key → refused (${40 * BATCH})`, async () => {
+    // The REST body's bad values, under GraphQL's names; a null is an absent field there, so not bad.
+    const names: Record<string, string> = { user_id: 'userId' };
+    const badInput = fc.constantFrom(...Object.keys(BAD_TRANSACTION_FIELDS)).chain((field) =>
+      fc
+        .tuple(
+          validTransaction,
+          BAD_TRANSACTION_FIELDS[field]!.filter((value) => value !== null),
+        )
+        .map(([input, value]) => ({ ...input, [names[field] ?? field]: value })),
+    );
+    const cases = fc
+      .tuple(fc.constantFrom('deposit', 'withdraw'), badInput, printable(64))
+      .map(([mutation, input, key]) =>
+        graphqlCase(
+          JSON.stringify({
+            query: `mutation($input: TransactionInput!) { ${mutation}(input: $input) { id amount } }`,
+            variables: { input },
+          }),
+          [200, 400],
+          { 'idempotency-key': key },
+        ),
+      );
+    await fuzzGraphql(cases, 40);
+  });
+});
+
 describe('in total', () => {
   // Runs whatever else ran: every fuzzing test checks its own count, and this one what all of them left.
   test('nothing the fuzzed callers could write was written', async () => {

@@ -306,8 +306,8 @@ describe('the transaction viewer in a browser', () => {
       const cells = await owner.$$eval('td', (tds) => tds.map((td) => td.textContent ?? ''));
       assert.equal(cells.length, 6, cells.join(' | '));
       assert.deepEqual(cells.slice(1, 3), ['0–63', '64']);
-      assert.match(cells[4], /\d{1,2}:\d\d:\d\d/, 'the lease expiry is a time, not "held until lost"');
-      assert.match(cells[5], /^\d+$/, 'the actors alive are counted');
+      assert.match(cells[4] ?? '', /\d{1,2}:\d\d:\d\d/, 'the lease expiry is a time, not "held until lost"');
+      assert.match(cells[5] ?? '', /^\d+$/, 'the actors alive are counted');
       await dashboard.screenshot({ path: `${SCREENSHOTS}dashboard-1-recent.png`, fullPage: true });
     } finally {
       await dashboard.close();
@@ -525,7 +525,11 @@ describe('the transaction viewer in a browser', () => {
     await page.waitForSelector('#detail-events tr[data-type="transaction_succeeded"]');
     assert.equal(await field('status'), 'succeeded');
     const trail = await page.$$eval('#detail-events tbody tr', (rows) =>
-      rows.map((row) => [row.getAttribute('data-type'), Number(row.cells[0]!.textContent), row.cells[4]!.textContent]),
+      (rows as HTMLTableRowElement[]).map((row) => [
+        row.getAttribute('data-type'),
+        Number(row.cells[0]!.textContent),
+        row.cells[4]!.textContent,
+      ]),
     );
     const types = trail.map(([type]) => type);
     const order = ['transaction_created', 'transaction_processing', 'transaction_succeeded'].map((type) =>
@@ -566,7 +570,10 @@ describe('the transaction viewer in a browser', () => {
       // Usable before anyone is chosen: connected, and the configured currencies on offer.
       await admin.waitForSelector('#live[data-state="live"]');
       for (const select of ['#deposit-currency', '#withdrawal-currency']) {
-        assert.deepEqual(await admin.$$eval(`${select} option`, (options) => options.map((o) => o.value)), CURRENCIES);
+        assert.deepEqual(
+          await admin.$$eval(`${select} option`, (options) => (options as HTMLOptionElement[]).map((o) => o.value)),
+          CURRENCIES,
+        );
       }
       assert.equal(await admin.isVisible('#account-of'), false);
       assert.equal(await admin.isVisible('#choose-user'), true);

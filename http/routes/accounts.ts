@@ -22,8 +22,43 @@ export interface AccountRoutesDeps {
 }
 
 /** A balance read, authorised where the request arrived, for the account's owner to answer. */
-interface BalanceCommand extends Command {
+export interface BalanceCommand extends Command {
   kind: 'read_balance';
+}
+
+/** The contract's balance: every configured currency (and any other the account holds), available and held. */
+export interface BalanceJson {
+  user_id: string;
+  balances: { currency: string; available: number; held: number }[];
+}
+
+/**
+ * The balance from the live actor, on the account's owner (REST and GraphQL): 503 with the actor's
+ * refusal when it cannot answer.
+ */
+export async function readBalance(
+  deps: Pick<AccountRoutesDeps, 'accounts' | 'currencies'>,
+  user_id: string,
+): Promise<BalanceJson> {
+  const reply = await deps.accounts.ask(user_id, { kind: 'read' });
+  if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
+  const currencies = [...new Set([...deps.currencies, ...Object.keys(reply.state.balances)])];
+  return {
+    user_id,
+    balances: currencies.map((currency) => {
+      const balance = balanceOf(reply.state, currency);
+      return { currency, available: toWire(balance.available), held: toWire(balance.held) };
+    }),
+  };
+}
+
+/**
+ * Refuses, as 404, an account the caller may not see (another user's) or that does not exist (for
+ * the admin; a user's own exists, as its key does), so that ids cannot be probed.
+ */
+export async function mustSeeAccount(caller: Caller, user_id: string, users: UserStore): Promise<void> {
+  if (!mayActFor(caller, user_id)) throw errors.notFound({ what: 'user' });
+  if (caller.kind === 'admin' && !(await users.findById(user_id))) throw errors.notFound({ what: 'user' });
 }
 
 /** GET /users/{user_id}/balance (from the live actor) and /users/{user_id}/transactions (read model). */
@@ -32,8 +67,7 @@ export function accountRoutes(deps: AccountRoutesDeps): Router {
 
   async function visibleUser(caller: Caller, params: unknown): Promise<string> {
     const { user_id } = parseInput(userIdParams, params, 'path');
-    if (!mayActFor(caller, user_id)) throw errors.notFound({ what: 'user' });
-    if (caller.kind === 'admin' && !(await deps.users.findById(user_id))) throw errors.notFound({ what: 'user' });
+    await mustSeeAccount(caller, user_id, deps.users);
     return user_id;
   }
 
@@ -46,16 +80,7 @@ export function accountRoutes(deps: AccountRoutesDeps): Router {
 
   /** The balance from the live actor, on the account's owner. */
   async function balance(ctx: Context, { user_id }: BalanceCommand): Promise<void> {
-    const reply = await deps.accounts.ask(user_id, { kind: 'read' });
-    if (reply.kind !== 'state') throw refusalError(reply.kind === 'refused' ? reply.reason : 'failed');
-    const currencies = [...new Set([...deps.currencies, ...Object.keys(reply.state.balances)])];
-    ctx.body = {
-      user_id,
-      balances: currencies.map((currency) => {
-        const balance = balanceOf(reply.state, currency);
-        return { currency, available: toWire(balance.available), held: toWire(balance.held) };
-      }),
-    };
+    ctx.body = await readBalance(deps, user_id);
   }
   deps.forwarding.handle('read_balance', balance);
 

@@ -15,6 +15,7 @@ import {
   fingerprint,
   idempotencyKey,
   sendStored,
+  type Answer,
   type Attempt,
   type IdempotencyGate,
   type RenderOutcome,
@@ -29,7 +30,7 @@ import {
 } from '../schemas.ts';
 import { eventJson, rowJson, transactionJson } from '../transaction-json.ts';
 import { parseInput } from '../validation.ts';
-import { sendPage } from './pages.ts';
+import { sendPage, type PageRequest } from './pages.ts';
 
 export interface TransactionRoutesDeps {
   accounts: Registry;
@@ -42,17 +43,24 @@ export interface TransactionRoutesDeps {
 }
 
 /** A create, authenticated and validated where the request arrived, for the account's owner to run. */
-interface CreateCommand extends Command {
+export interface CreateCommand extends Command {
   kind: 'create_transaction';
   type: TransactionType;
-  input: Omit<z.infer<ReturnType<typeof transactionBody>>, 'user_id'>;
+  input: Omit<TransactionBody, 'user_id'>;
   attempt: Attempt;
 }
 
-const PATHS: Record<TransactionType, string> = { deposit: '/api/v1/deposits', withdrawal: '/api/v1/withdrawals' };
+/** A create's input as the REST body carries it (GraphQL's input is checked against the same schema). */
+export type TransactionBody = z.infer<ReturnType<typeof transactionBody>>;
+
+/** Where each type is created: the REST path, which is also what a create's fingerprint names. */
+export const TRANSACTION_PATHS: Record<TransactionType, string> = {
+  deposit: '/api/v1/deposits',
+  withdrawal: '/api/v1/withdrawals',
+};
 
 /** Resolves whose account a request acts on: the caller's own, or (admin) the named user's. */
-async function targetUser(caller: Caller, user_id: string | undefined, users: UserStore): Promise<string> {
+export async function targetUser(caller: Caller, user_id: string | undefined, users: UserStore): Promise<string> {
   if (caller.kind === 'user') {
     if (user_id !== undefined && user_id !== caller.id) throw errors.notFound({ what: 'user' });
     return caller.id;
@@ -65,11 +73,22 @@ async function targetUser(caller: Caller, user_id: string | undefined, users: Us
   return user_id;
 }
 
-/** POST, GET by id, and GET lists for deposits and withdrawals. */
-export function transactionRoutes(deps: TransactionRoutesDeps): Router {
-  const router = new Router();
-  const body = transactionBody(deps.currencies);
+/** What creating a transaction needs, whichever API asks. */
+export interface CreationDeps {
+  accounts: Registry;
+  users: UserStore;
+  gate: IdempotencyGate;
+}
 
+/**
+ * Creating a deposit or a withdrawal, for the REST routes and for GraphQL alike: `command` resolves
+ * whose account it is and the idempotency attempt (caller, key, fingerprint); `run`, on the account's
+ * owner, passes the attempt through the idempotency gate to the actor and renders the outcome as the
+ * REST answer (202 with the transaction, or the refusal's error body), first time and on every replay.
+ * Both APIs go through one gate with one fingerprint per operation, so a key means the same request
+ * in either and replays the same outcome.
+ */
+export function transactionCreation(deps: CreationDeps) {
   /** A create's answer, first time and on every replay: 202 with the transaction, or the rejection. */
   const render: RenderOutcome = ({ outcome, request_id }): StoredResponse => {
     if (outcome.kind === 'accepted') return { status: 202, body: JSON.stringify(transactionJson(outcome.transaction)) };
@@ -80,25 +99,24 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
     throw new Error('a new transaction cannot be a no-op');
   };
 
-  async function create(ctx: Context, type: TransactionType): Promise<void> {
-    const caller = requireCaller(ctx.state);
-    const key = idempotencyKey(ctx);
-    const { user_id: named, ...input } = parseInput(body, await readJsonBody(ctx, deps.bodySizeMaxBytes));
+  /** The create's command: the account it acts on (404 for another user's), and its attempt at `key`. */
+  async function command(
+    caller: Caller,
+    key: string,
+    type: TransactionType,
+    path: string,
+    body: TransactionBody,
+  ): Promise<CreateCommand> {
+    const { user_id: named, ...input } = body;
     const user_id = await targetUser(caller, named, deps.users);
-    const attempt = {
-      caller: caller.id,
-      key,
-      fingerprint: fingerprint('POST', ctx.path, { ...input, user_id: named }),
-    };
-    const command: CreateCommand = { kind: 'create_transaction', user_id, type, input, attempt };
-    if (await deps.forwarding.toOwner(ctx, command)) return;
-    await run(ctx, command);
+    const attempt = { caller: caller.id, key, fingerprint: fingerprint('POST', path, { ...input, user_id: named }) };
+    return { kind: 'create_transaction', user_id, type, input, attempt };
   }
 
   /** The create's work on the account's owner: the idempotency gate, the actor, the answer. */
-  async function run(ctx: Context, { user_id, type, input, attempt }: CreateCommand): Promise<void> {
+  async function run(ctx: Context, { user_id, type, input, attempt }: CreateCommand): Promise<Answer> {
     const id = uuidv7();
-    const { response, replayed } = await deps.gate.run(
+    return deps.gate.run(
       attempt,
       async () => {
         ctx.state.writeSent = true;
@@ -124,6 +142,53 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
       },
       render,
     );
+  }
+
+  return { command, run };
+}
+
+export type TransactionCreation = ReturnType<typeof transactionCreation>;
+
+/**
+ * The page a transaction list reads: every user's for the admin, unless the query names one; the
+ * caller's own for a user, who naming another user gets 404. `type` narrows it to one type.
+ */
+export function listedPage(
+  caller: Caller,
+  query: z.infer<typeof transactionListQuery>,
+  type: TransactionType | undefined,
+): PageRequest {
+  if (caller.kind === 'user' && query.user_id !== undefined && query.user_id !== caller.id) {
+    throw errors.notFound({ what: 'user' });
+  }
+  const user_id = caller.kind === 'user' ? caller.id : query.user_id;
+  return {
+    ...query,
+    ...(user_id !== undefined ? { user_id } : {}),
+    ...(type !== undefined ? { type } : {}),
+    limit: query.limit ?? PAGE_LIMIT_DEFAULT,
+    ...(query.cursor !== undefined ? { after: decodeCursor(query.cursor) } : {}),
+  };
+}
+
+/** POST, GET by id, and GET lists for deposits and withdrawals. */
+export function transactionRoutes(deps: TransactionRoutesDeps): Router {
+  const router = new Router();
+  const body = transactionBody(deps.currencies);
+  const creation = transactionCreation(deps);
+
+  async function create(ctx: Context, type: TransactionType): Promise<void> {
+    const caller = requireCaller(ctx.state);
+    const key = idempotencyKey(ctx);
+    const input = parseInput(body, await readJsonBody(ctx, deps.bodySizeMaxBytes));
+    const command = await creation.command(caller, key, type, ctx.path, input);
+    if (await deps.forwarding.toOwner(ctx, command)) return;
+    await run(ctx, command);
+  }
+
+  /** The create on the account's owner, answered as stored. */
+  async function run(ctx: Context, command: CreateCommand): Promise<void> {
+    const { response, replayed } = await creation.run(ctx, command);
     sendStored(ctx, response, replayed);
   }
   deps.forwarding.handle('create_transaction', run);
@@ -139,30 +204,19 @@ export function transactionRoutes(deps: TransactionRoutesDeps): Router {
 
   /**
    * A page of deposits or withdrawals (`type`), or of both (`GET /api/v1/transactions`, where the
-   * query may name the type): every user's for the admin, unless it names one; the caller's own for a
-   * user, who naming another user gets 404.
+   * query may name the type): whose, as `listedPage` says.
    */
   async function list(ctx: Context, type: TransactionType | undefined): Promise<void> {
     const caller = requireCaller(ctx.state);
     const query = parseInput(type ? typedListQuery : transactionListQuery, ctx.query, 'query');
-    if (caller.kind === 'user' && query.user_id !== undefined && query.user_id !== caller.id) {
-      throw errors.notFound({ what: 'user' });
-    }
-    const user_id = caller.kind === 'user' ? caller.id : query.user_id;
-    await sendPage(ctx, deps.readModel, {
-      ...query,
-      ...(user_id !== undefined ? { user_id } : {}),
-      ...(type !== undefined ? { type } : {}),
-      limit: query.limit ?? PAGE_LIMIT_DEFAULT,
-      ...(query.cursor !== undefined ? { after: decodeCursor(query.cursor) } : {}),
-    });
+    await sendPage(ctx, deps.readModel, listedPage(caller, query, type));
   }
 
   router.get('/api/v1/transactions', (ctx) => list(ctx, undefined));
   for (const type of TRANSACTION_TYPES) {
-    router.post(PATHS[type], (ctx) => create(ctx, type));
-    router.get(`${PATHS[type]}/:id`, (ctx) => show(ctx, type));
-    router.get(PATHS[type], (ctx) => list(ctx, type));
+    router.post(TRANSACTION_PATHS[type], (ctx) => create(ctx, type));
+    router.get(`${TRANSACTION_PATHS[type]}/:id`, (ctx) => show(ctx, type));
+    router.get(TRANSACTION_PATHS[type], (ctx) => list(ctx, type));
   }
   return router;
 }
