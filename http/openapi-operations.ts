@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { TransactionType } from '../engine/account.ts';
 import { ACTOR_REFUSAL_CODES, rejectionCode, type ErrorCode } from './errors.ts';
 import { samples, type TransactionSamples } from './openapi-samples.ts';
+import { graphqlRequest } from './graphql/routes.ts';
 import {
   apiKey,
   apiKeyList,
@@ -10,6 +11,7 @@ import {
   createdApiKey,
   createdUser,
   deadLetterPage,
+  graphqlAnswer,
   deadLetterRetry,
   health,
   healthUnavailable,
@@ -62,6 +64,11 @@ export interface Operation {
   errors?: readonly ErrorCode[];
   /** What its 404 says does not exist, in the example of that answer; `user` when not given. */
   missing?: string;
+  /**
+   * Answers its errors in GraphQL's shape (`{errors: [{message, extensions: {code, status,
+   * request_id}}]}`, codes from the same catalogue), which its own answers document, not the REST body.
+   */
+  graphql?: boolean;
 }
 
 /** A JSON response of one schema, with what a caller would receive. */
@@ -399,6 +406,46 @@ export function operations(currencies: readonly string[]): Operation[] {
       },
       errors: ['not_found'],
       missing: 'file',
+    },
+    {
+      method: 'post',
+      path: '/graphql',
+      operationId: 'graphql',
+      tag: 'GraphQL',
+      summary: 'The GraphQL API: me, balance, transactions, transaction; deposit and withdraw',
+      description:
+        'The same engine, authorization, Idempotency-Key (required for a mutation; one mutation field per ' +
+        'request), rate limits and error codes as the REST routes; depth, cost and alias limits. The ' +
+        'schema is `GET /graphql/schema.graphql`; introspection needs no key.',
+      access: 'caller',
+      graphql: true,
+      request: {
+        body: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: graphqlRequest,
+              examples: {
+                balance: { summary: 'a balance', value: sample.graphql.request },
+                deposit: { summary: 'a deposit (send an Idempotency-Key)', value: sample.graphql.deposit },
+              },
+            },
+          },
+        },
+      },
+      answers: {
+        200: json(graphqlAnswer, 'The data, and an error per field that failed.', sample.graphql.answer),
+        400: json(graphqlAnswer, "Refused as a whole (the status is its error's): no data.", sample.graphql.refused),
+      },
+    },
+    {
+      method: 'get',
+      path: '/graphql/schema.graphql',
+      operationId: 'graphqlSchema',
+      tag: 'GraphQL',
+      summary: 'The GraphQL schema (SDL)',
+      access: 'anyone',
+      answers: { 200: text('text/plain', 'The schema.', 'type Query {\n  me: Caller\n') },
     },
     {
       method: 'get',

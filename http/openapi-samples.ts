@@ -2,6 +2,7 @@ import type { z } from 'zod';
 import { encodeCursor } from './cursor.ts';
 import { errors } from './errors.ts';
 import type * as shapes from './response-schemas.ts';
+import type { graphqlRequest } from './graphql/routes.ts';
 import type { bankCallbackBody, createApiKeyBody, createUserBody, transactionBody } from './schemas.ts';
 
 // The values the OpenAPI document's examples are made of: one user, Ada, her deposit that succeeded,
@@ -234,10 +235,41 @@ export function samples(currencies: readonly string[]) {
   };
   const firstKeyRevoked = { ...firstKey, revoked_at: '2026-12-02T08:41:57.019Z' };
 
+  const graphql = {
+    request: {
+      query: 'query Balance($user: ID!) { balance(userId: $user) { balances { currency available held } } }',
+      variables: { user: ADA },
+    },
+    deposit: {
+      query: 'mutation Deposit($input: TransactionInput!) { deposit(input: $input) { id status amount currency } }',
+      variables: { input: { amount: newDeposit.amount, currency, description: newDeposit.description } },
+    },
+    answer: { data: { balance: { balances: [{ currency, available: 1050, held: 0 }] } } },
+    refused: {
+      data: null,
+      errors: [
+        {
+          message: errors.idempotencyKeyRequired().message,
+          extensions: {
+            code: errors.idempotencyKeyRequired.code,
+            status: errors.idempotencyKeyRequired.status,
+            request_id: SAMPLE_REQUEST_ID,
+          },
+        },
+      ],
+    },
+  } satisfies {
+    request: z.input<typeof graphqlRequest>;
+    deposit: z.input<typeof graphqlRequest>;
+    answer: Shape<typeof shapes.graphqlAnswer>;
+    refused: Shape<typeof shapes.graphqlAnswer>;
+  };
+
   return {
     user,
     newUser,
     createdUser,
+    graphql,
     users: {
       data: [{ ...user, api_keys_active: 1 }],
       next_cursor: null,

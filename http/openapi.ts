@@ -207,7 +207,7 @@ function route(op: Operation): RouteConfig {
     const replayable = idempotent ? (['Idempotent-Replayed'] as const) : [];
     responses[status] = { ...answer, headers: headers([...common, ...replayable]) };
   }
-  for (const [status, codes] of errorCodes(op)) {
+  for (const [status, codes] of op.graphql ? [] : errorCodes(op)) {
     const bearer = status === 401 && op.access !== 'bank';
     const extra: HeaderName[] = bearer ? ['WWW-Authenticate'] : status === 503 ? ['Retry-After'] : [];
     // An account's own refusal (a 422) is stored with the key and replayed like a success.
@@ -222,9 +222,12 @@ function route(op: Operation): RouteConfig {
   // The failed-authentication limit covers every path, the bank's callback included.
   const limited = op.access !== 'anyone' && op.access !== 'bank';
   responses[429] = {
-    description: limited
-      ? 'Too many requests (a rate limit, or too many failed authentications from this address).'
-      : 'Too many failed authentications (API keys or webhook signatures) from this address.',
+    description: op.graphql
+      ? 'Too many failed authentications from this address (this body); a rate limit refuses the request ' +
+        "as a whole in GraphQL's shape, with the same status and headers."
+      : limited
+        ? 'Too many requests (a rate limit, or too many failed authentications from this address).'
+        : 'Too many failed authentications (API keys or webhook signatures) from this address.',
     content: { 'application/json': { schema: shapes.rateLimitBody, example: rateLimitExample() } },
     headers: headers([...new Set([...common, ...RATE_LIMIT_HEADERS, 'Retry-After' as const])]),
   };

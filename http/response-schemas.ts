@@ -124,6 +124,24 @@ function page<T extends z.ZodType>(item: T, id: string) {
 
 export const transactionPage = page(transaction, 'TransactionPage');
 
+/** A GraphQL answer: data (null when refused as a whole), and the errors, each with the catalogue's code. */
+export const graphqlAnswer = z
+  .object({
+    data: z.record(z.string(), z.unknown()).nullable().optional(),
+    errors: z
+      .array(
+        z.object({
+          message: z.string(),
+          path: z.array(z.union([z.string(), z.number()])).optional(),
+          extensions: z
+            .object({ code: z.string(), status: z.number().int(), request_id: z.string() })
+            .catchall(z.unknown()),
+        }),
+      )
+      .optional(),
+  })
+  .meta({ id: 'GraphqlAnswer' });
+
 /** A user in the admin's list, with how many of its keys authenticate now. */
 export const listedUser = user
   .extend({ api_keys_active: z.number().int().min(0).meta({ description: 'Keys not revoked.' }) })

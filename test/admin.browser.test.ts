@@ -1,29 +1,16 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { Gateway } from '../gateway.ts';
 import { FAST_BANK } from './support/bank.ts';
 import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
 import { eventually, scaled } from './support/time.ts';
+import { CHROMIUM, SCREENSHOTS, SKIP_REASON, launchChromium } from './support/browser.ts';
 
 // The admin panel at /admin in headless Chromium (Debian's package), against a gateway whose
 // in-process bank refuses every transfer (503), so that payments really end as dead letters after
 // BANK_ATTEMPTS_MAX (3) attempts, and whose key cache trusts a key for a short while only.
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
-];
-const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
-const SKIP_REASON = `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`;
 const WAIT_MS = scaled(10_000);
 const AUTH_CACHE_TTL_MS = 300;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -93,7 +80,7 @@ before(async () => {
   await eventually(async () => ((await lettersOf(deadId)).length > 0 ? true : undefined));
   if (!existsSync(CHROMIUM)) return;
   mkdirSync(SCREENSHOTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: gateway.url });
   page = await context.newPage();

@@ -1,26 +1,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { Gateway } from '../gateway.ts';
 import { ADMIN_KEY, client, createUser, settle, startTestGateway } from './support/gateway.ts';
 import { elapse, scaled } from './support/time.ts';
+import { CHROMIUM, SCREENSHOTS, SKIP_REASON, launchChromium } from './support/browser.ts';
 
 // The task dashboard in headless Chromium (Debian's package), against a gateway whose bank accepts at
 // once and settles only when the test says so: a deposit is in flight until then.
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
-];
-const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
 const WAIT_MS = scaled(15_000);
 const CHARTS = ['transactions', 'latency', 'bank-errors', 'breaker', 'in-flight'];
 
@@ -38,7 +26,7 @@ before(async () => {
   user = await createUser(request, 'Dashboard Browser');
   if (!existsSync(CHROMIUM)) return;
   mkdirSync(SCREENSHOTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   page.setDefaultTimeout(WAIT_MS);
   page.on('pageerror', (error) => scriptErrors.push(error.message));
@@ -58,7 +46,7 @@ after(async () => {
 /** Skips the test when there is no browser; true when it may run. */
 function ready(t: TestContext): boolean {
   if (browser && gateway) return true;
-  t.skip(`no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
+  t.skip(SKIP_REASON);
   return false;
 }
 

@@ -1,28 +1,15 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { Gateway } from '../gateway.ts';
 import { SAMPLE_IDEMPOTENCY_KEY } from '../http/openapi-samples.ts';
 import { client, createUser, startTestGateway } from './support/gateway.ts';
 import { scaled } from './support/time.ts';
+import { CHROMIUM, SCREENSHOTS, SKIP_REASON, launchChromium } from './support/browser.ts';
 
 // The API reference at /docs (Swagger UI) in headless Chromium (Debian's package), as a developer
 // uses it: read the operations, Authorize with a key, and "Try it out" against this same gateway.
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
-];
-const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
-const SKIP_REASON = `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`;
 const WAIT_MS = scaled(15_000);
 
 let gateway: Gateway | undefined;
@@ -42,7 +29,7 @@ before(async () => {
   operationCount = Object.values(document.paths).reduce((sum, item) => sum + Object.keys(item).length, 0);
   if (!existsSync(CHROMIUM)) return;
   mkdirSync(SCREENSHOTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(WAIT_MS);
   page.on('pageerror', (error) => scriptErrors.push(error.message));

@@ -3,10 +3,12 @@ import { after, before, describe, mock, test } from 'node:test';
 import Router from '@koa/router';
 import Koa from 'koa';
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { parse, validate } from 'graphql';
 import type { z } from 'zod';
 import type { Gateway } from '../gateway.ts';
 import { ADMIN_KEY, client, startTestGateway } from './support/gateway.ts';
 import { CATALOGUE } from '../http/errors.ts';
+import { schema as graphqlSchema } from '../http/graphql/schema.ts';
 import { buildOpenApiDocument, openApiRoutes } from '../http/openapi.ts';
 import * as shapes from '../http/response-schemas.ts';
 
@@ -199,6 +201,13 @@ describe('the document', () => {
         }
       }
     }
+  });
+
+  test("the GraphQL operation's request examples are documents the GraphQL schema accepts", () => {
+    const body = document.paths['/graphql'].post.requestBody.content['application/json'];
+    const examples = Object.values<{ value: { query: string } }>(body.examples);
+    assert.ok(examples.length >= 2);
+    for (const { value } of examples) assert.deepEqual(validate(graphqlSchema, parse(value.query)), [], value.query);
   });
 
   test('keeps every nullable field nullable, and no other', () => {

@@ -1,27 +1,14 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { Gateway } from '../gateway.ts';
 import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
 import { scaled } from './support/time.ts';
+import { CHROMIUM, SCREENSHOTS, SKIP_REASON, launchChromium } from './support/browser.ts';
 
 // The transaction viewer in headless Chromium (Debian's package), against a gateway whose in-process
 // bank answers in 300–600 ms, so that a deposit is visibly open for a moment before it succeeds.
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
-];
-const SCREENSHOTS = fileURLToPath(new URL('./screenshots/', import.meta.url));
-const SKIP_REASON = `no Chromium at ${CHROMIUM} (apt-get install -y chromium)`;
 const WAIT_MS = scaled(10_000);
 const CURRENCIES = ['USD', 'EUR', 'GBP'];
 
@@ -95,7 +82,7 @@ before(async () => {
   user = await createUser(request, 'Viewer Person');
   if (!existsSync(CHROMIUM)) return;
   mkdirSync(SCREENSHOTS, { recursive: true });
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.setDefaultTimeout(WAIT_MS);
   page.on('pageerror', (error) => scriptErrors.push(error.message));

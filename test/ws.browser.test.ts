@@ -1,25 +1,15 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, before, test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import type { Gateway } from '../gateway.ts';
 import { FAST_BANK } from './support/bank.ts';
 import { client, createUser, startTestGateway } from './support/gateway.ts';
 import { scaled } from './support/time.ts';
+import { CHROMIUM, SKIP_REASON, launchChromium } from './support/browser.ts';
 
 // GET /api/v1/ws from a page in headless Chromium (Debian's package): a browser sends its page's
 // Origin and cannot set headers on a WebSocket, so it authenticates with its first message.
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-  '--disable-sync',
-  '--disable-quic',
-];
 const WAIT_MS = scaled(10_000);
 
 // Runs in the page (as source: this project's TypeScript has no DOM types). Opens the socket on the
@@ -43,7 +33,7 @@ before(async () => {
   request = client(gateway.url);
   user = await createUser(request, 'Socket Person');
   if (!existsSync(CHROMIUM)) return;
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   page = await browser.newPage();
   page.setDefaultTimeout(WAIT_MS);
 });
@@ -54,7 +44,7 @@ after(async () => {
 });
 
 test("a page of the gateway's origin opens the WebSocket with its first message and sees a deposit's changes", async (t) => {
-  if (!browser || !gateway) return t.skip(`no Chromium at ${CHROMIUM} (apt-get install -y chromium)`);
+  if (!browser || !gateway) return t.skip(SKIP_REASON);
   // The viewer's page: its Content-Security-Policy (connect-src 'self') has to let the socket through.
   await page.goto(`${gateway.url}/`);
   await page.evaluate(`(${OPEN_SOCKET})(${JSON.stringify(user.api_key)})`);

@@ -43,7 +43,7 @@ const GRAPHQL_PATHS = /^\/graphql(?:\/|$)/i;
 export const isGraphqlPath = (path: string) => GRAPHQL_PATHS.test(path);
 
 /** A GraphQL request as JSON (GraphQL over HTTP); strict, as the REST bodies are. One request, no batches. */
-const graphqlRequest = z.strictObject({
+export const graphqlRequest = z.strictObject({
   query: z.string().min(1),
   operationName: z.string().nullish(),
   variables: z.record(z.string(), z.unknown()).nullish(),
