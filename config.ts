@@ -129,6 +129,27 @@ const schema = z.object({
   ACTORS_LIVE_MAX: integer(ACTORS_LIVE_MAX_DEFAULT, 1, 10_000_000),
   // Payments driven at once; past it a transaction waits for the open-payment sweep.
   PAYMENT_WORKERS_MAX: integer(WORKERS_MAX_DEFAULT, 1, 1_000_000),
+  // Merchant webhooks (README, "Merchant webhooks"). Off by default, and on in production never:
+  // `http` URLs and loopback, private and link-local addresses, for local use and tests.
+  MERCHANT_WEBHOOKS_ALLOW_PRIVATE: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((value) => value === 'true'),
+  // How often an idle instance looks for due deliveries, and how many it sends at once.
+  MERCHANT_WEBHOOKS_POLL_MS: integer(1000, 10, 60_000),
+  MERCHANT_WEBHOOKS_IN_FLIGHT_MAX: integer(32, 1, 10_000),
+  MERCHANT_WEBHOOKS_SOCKETS_PER_ORIGIN: integer(4, 1, 1000),
+  // One attempt: a new connection within the first, the whole answer within the second.
+  MERCHANT_WEBHOOKS_CONNECT_TIMEOUT_MS: integer(3000, 10, 60_000),
+  MERCHANT_WEBHOOKS_TIMEOUT_MS: integer(10_000, 10, 120_000),
+  // Retries: exponential backoff with full jitter from the base up to the cap, for a round of at most
+  // this many attempts or this long (about 3 days), then the delivery is failed.
+  MERCHANT_WEBHOOKS_RETRY_BASE_MS: integer(10_000, 1, 3_600_000),
+  MERCHANT_WEBHOOKS_RETRY_MAX_MS: integer(3_600_000, 1, 86_400_000),
+  MERCHANT_WEBHOOKS_ATTEMPTS_MAX: integer(100, 1, 10_000),
+  MERCHANT_WEBHOOKS_RETRY_FOR_MS: integer(3 * 86_400_000, 1, 30 * 86_400_000),
+  // An endpoint is disabled after this many failed attempts in a row (re-enabled through the API).
+  MERCHANT_WEBHOOKS_DISABLE_AFTER_FAILURES: integer(100, 1, 1_000_000),
 });
 
 /** Every variable the configuration reads (`.env.example` documents each of them). */

@@ -5,6 +5,8 @@ import type { AddressInfo } from 'node:net';
 import type { Redis } from 'ioredis';
 import type { Config } from './config.ts';
 import { createEngine } from './engine/engine.ts';
+import { startMerchantWebhooks, type DeliverySettings } from './engine/merchant-webhooks.ts';
+import { systemResolve } from './engine/webhook-address.ts';
 import type { BankClient } from './engine/bank-client.ts';
 import type { Payments } from './engine/payments.ts';
 import type { Registry } from './engine/registry.ts';
@@ -13,12 +15,14 @@ import { answerClientErrors } from './http/client-errors.ts';
 import { createActivity } from './http/dashboard/activity.ts';
 import { createEdge } from './http/edge.ts';
 import { answerStarting } from './http/starting.ts';
+import { transactionJson } from './http/transaction-json.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startOperatorTools } from './operator/tools.ts';
 import { startIdempotencyReaper } from './persistence/idempotency.ts';
 import type { Sql } from './persistence/sql.ts';
 import { openStorage } from './persistence/storage.ts';
+import { fromReadModelRow } from './persistence/transaction-row.ts';
 import { startSimulator } from './simulator/simulator.ts';
 
 /** The gateway's own limits (those an operator tunes are in config.ts). */
@@ -116,6 +120,13 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     onError: (error) => log.warn({ err: error }, 'idempotency reaper failed'),
   });
   await engine.start();
+  const merchantWebhooks = startMerchantWebhooks({
+    store: storage.webhooks,
+    settings: merchantWebhookSettings(config),
+    policy: { allow_private: config.MERCHANT_WEBHOOKS_ALLOW_PRIVATE, resolve: systemResolve },
+    render: (row) => transactionJson(fromReadModelRow(row)),
+    log: log.child({ module: 'merchant-webhooks' }),
+  });
 
   // Set by close(): from then on the edge refuses new requests and closes every connection it answers.
   let closing: Promise<void> | undefined;
@@ -166,6 +177,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       // No request in flight any more: none is being forwarded.
       edge.close();
       reaper.stop();
+      await merchantWebhooks.stop();
       await engine.stop();
       await simulator?.close();
       await storage.close();
@@ -185,6 +197,22 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     dashboardUrl,
     replSocket,
     close,
+  };
+}
+
+/** The merchant webhooks' schedule and bounds, from the configuration. */
+function merchantWebhookSettings(config: Config): DeliverySettings {
+  return {
+    poll_ms: config.MERCHANT_WEBHOOKS_POLL_MS,
+    in_flight_max: config.MERCHANT_WEBHOOKS_IN_FLIGHT_MAX,
+    sockets_per_origin: config.MERCHANT_WEBHOOKS_SOCKETS_PER_ORIGIN,
+    connect_timeout_ms: config.MERCHANT_WEBHOOKS_CONNECT_TIMEOUT_MS,
+    timeout_ms: config.MERCHANT_WEBHOOKS_TIMEOUT_MS,
+    retry_base_ms: config.MERCHANT_WEBHOOKS_RETRY_BASE_MS,
+    retry_max_ms: config.MERCHANT_WEBHOOKS_RETRY_MAX_MS,
+    attempts_max: config.MERCHANT_WEBHOOKS_ATTEMPTS_MAX,
+    retry_for_ms: config.MERCHANT_WEBHOOKS_RETRY_FOR_MS,
+    disable_after_failures: config.MERCHANT_WEBHOOKS_DISABLE_AFTER_FAILURES,
   };
 }
 

@@ -1,5 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { LookupFunction } from 'node:net';
 
 /**
  * One hop between our processes (gateway → bank, gateway → gateway, bank → gateway) on a bounded pool
@@ -32,6 +33,8 @@ export interface HopOptions {
   connect_timeout_ms?: number;
   /** How long a pooled socket may stay idle; default HOP_DEFAULTS.idle_ms. */
   idle_ms?: number;
+  /** Resolves host names for new connections (a merchant's webhook checks the address it connects to). */
+  lookup?: LookupFunction;
 }
 
 export interface HopRequest {
@@ -166,6 +169,7 @@ export function createHop(options: HopOptions): Hop {
         path: origin.prefix + path,
         method: init.method,
         headers,
+        ...(options.lookup ? { lookup: options.lookup } : {}),
       });
       let connected = false;
       let settled = false;

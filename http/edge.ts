@@ -4,6 +4,7 @@ import type Koa from 'koa';
 import type { Registry as MetricsRegistry } from 'prom-client';
 import type { Config } from '../config.ts';
 import type { Engine } from '../engine/engine.ts';
+import { systemResolve } from '../engine/webhook-address.ts';
 import type { Logger } from '../logger.ts';
 import type { RequestObservation } from '../metrics.ts';
 import type { Storage } from '../persistence/storage.ts';
@@ -29,6 +30,7 @@ import { metricsRoutes } from './routes/metrics.ts';
 import { transactionRoutes } from './routes/transactions.ts';
 import { userRoutes } from './routes/users.ts';
 import { viewerRoutes } from './routes/viewer.ts';
+import { webhookEndpointRoutes } from './routes/webhook-endpoints.ts';
 import { webhookRoutes } from './routes/webhooks.ts';
 import { webSocketRoutes } from './routes/ws.ts';
 import { securityHeaders } from './security-headers.ts';
@@ -73,6 +75,7 @@ export type EdgeSettings = Pick<
   | 'SHARD_WAIT_MS'
   | 'HEALTH_TIMEOUT_MS'
   | 'REQUEST_DEADLINE_MS'
+  | 'MERCHANT_WEBHOOKS_ALLOW_PRIVATE'
 >;
 
 export interface EdgeOptions {
@@ -190,6 +193,12 @@ export function createEdge(options: EdgeOptions): Edge {
         limits: apiLimits,
         bodySizeMaxBytes,
         log: log.child({ module: 'graphql' }),
+      }),
+      webhookEndpointRoutes({
+        webhooks: storage.webhooks,
+        gate,
+        policy: { allow_private: s.MERCHANT_WEBHOOKS_ALLOW_PRIVATE, resolve: systemResolve },
+        bodySizeMaxBytes,
       }),
       docsRoutes({ currencies }),
       meRoutes({ users }),

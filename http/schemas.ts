@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { TRANSACTION_STATUSES, TRANSACTION_TYPES } from '../engine/account.ts';
 import { AMOUNT_MAX } from '../engine/money.ts';
+import { ALL_EVENTS, WEBHOOK_EVENT_TYPES } from '../engine/webhook-events.ts';
 
 /** Request and response shapes of the API; the OpenAPI document is generated from these. */
 export const uuid = z.uuid({ message: 'must be a UUID' });
@@ -207,3 +208,36 @@ export const bankCallbackBody = z.object({
 export const bankCallbackHeaders = z.object({ 'webhook-id': text().min(1).max(255) });
 
 export const deadLetterParams = z.strictObject({ id: uuid });
+
+/** A merchant webhook event type: `deposit.pending` … `withdrawal.failed`. */
+const webhookEventType = z.enum(WEBHOOK_EVENT_TYPES as [string, ...string[]]);
+
+/** The body of POST /webhook-endpoints: where to send which events (the admin names the user). */
+export const createWebhookEndpointBody = z.strictObject({
+  url: text().min(1).max(2048).meta({
+    description: 'Where to POST the events: `https`, on a public address.',
+    example: 'https://shop.example/hooks',
+  }),
+  event_types: z
+    .array(z.union([webhookEventType, z.literal(ALL_EVENTS)]))
+    .min(1)
+    .max(20)
+    .refine((types) => new Set(types).size === types.length, 'must not repeat a type')
+    .meta({ description: 'The event types to receive, or `["*"]` for all.' }),
+  description: text().max(500).optional(),
+  user_id: uuid.optional().meta({ description: 'The admin only: whose endpoint this is.' }),
+});
+
+export const webhookEndpointParams = z.strictObject({ id: uuid });
+
+/** Query of GET /webhook-endpoints: a page, newest first (the admin: everyone's, or `user_id`'s). */
+export const webhookEndpointListQuery = z.strictObject({ ...pageQuery, user_id: uuid.optional() });
+
+/** Query of GET /webhook-deliveries: a page, newest first, filtered. */
+export const webhookDeliveryListQuery = z.strictObject({
+  ...pageQuery,
+  endpoint_id: uuid.optional(),
+  event_type: webhookEventType.optional(),
+  status: z.enum(['pending', 'succeeded', 'failed']).optional(),
+  user_id: uuid.optional(),
+});

@@ -5,6 +5,7 @@ import { insertRecords, keySlot, type IdempotencyRecord } from './idempotency.ts
 import { insertInboxRecords, type InboxRecord } from './inbox.ts';
 import type { Queryable, Sql } from './sql.ts';
 import type { ReadModelRow } from './transaction-row.ts';
+import { insertOutbox } from './webhook-outbox.ts';
 
 /** One event as the journal stores it (payload already JSON-safe). */
 export interface JournalEvent {
@@ -59,8 +60,9 @@ class IdempotencyConflict extends Error {}
 
 /**
  * The group-committed journal. Appends from every actor queue here and are written in batches,
- * one Postgres transaction each: journal rows, read-model rows and idempotency records together,
- * after checking each append's fencing epoch under a share lock on its shard's lease row.
+ * one Postgres transaction each: journal rows, read-model rows, idempotency records and merchant
+ * webhook deliveries together, after checking each append's fencing epoch under a share lock on its
+ * shard's lease row.
  */
 export function createJournal(sql: Sql, options: JournalOptions) {
   const queue: { append: Append; resolve: (outcome: AppendOutcome) => void }[] = [];
@@ -139,8 +141,9 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     const live = appends.filter((_, i) => outcomes[i]!.ok);
     if (live.length === 0) return outcomes;
     // Sent together (postgres.js pipelines them on the transaction's connection): one round trip, not
-    // four. Any failure, a conflicting idempotency key included, rolls the whole transaction back (a
-    // webhook-id already in the inbox is not one: its settlement is applied once all the same).
+    // five. Any failure, a conflicting idempotency key included, rolls the whole transaction back (a
+    // webhook-id already in the inbox is not one: its settlement is applied once all the same). The
+    // merchants' webhook deliveries commit with the changes they announce: none lost, none invented.
     await Promise.all([
       insertIdempotency(tx, live),
       insertJournal(tx, live),
@@ -149,6 +152,7 @@ export function createJournal(sql: Sql, options: JournalOptions) {
         tx,
         live.flatMap((append) => append.inbox ?? []),
       ),
+      insertOutbox(tx, live),
     ]);
     return outcomes;
   }

@@ -16,6 +16,7 @@ import { createShardLocks, type ShardLocks } from './shard-locks.ts';
 import { createSnapshotStore, type SnapshotStore } from './snapshots.ts';
 import { createSql, type Sql } from './sql.ts';
 import { createUserStore, type UserStore } from './users.ts';
+import { createWebhookStore, type WebhookStore } from './webhooks.ts';
 
 /** How long start-up waits for Redis before going on without it (/health then reports it). */
 const REDIS_READY_WAIT_MS = 2000;
@@ -58,6 +59,8 @@ export interface Storage {
   rateLimitCounters: RateLimitCounters;
   reconciliation: ReconciliationReader;
   feedChannel: FeedChannel;
+  /** Merchant webhook endpoints and their deliveries. */
+  webhooks: WebhookStore;
   /** Ends the pool (waiting up to 5 s for queries in flight) and the Redis connections. */
   close(): Promise<void>;
 }
@@ -110,6 +113,7 @@ export async function openStorage(options: StorageOptions): Promise<Storage> {
     },
     shardLocks: createShardLocks(redis, options.redis_key_prefix),
     feedChannel: createFeedChannel(redis, subscriber, options.redis_key_prefix),
+    webhooks: createWebhookStore(sql, idempotency),
     async close() {
       subscriber.disconnect();
       await sql.end({ timeout: 5 });

@@ -38,3 +38,13 @@ export function fromTransactionRow(row: TransactionRow): Transaction {
     completed_at: completed_at?.toISOString() ?? null,
   };
 }
+
+/** The transaction a row as the journal wrote it holds (a merchant webhook's copy of it). */
+export function fromReadModelRow(row: ReadModelRow): Transaction {
+  const { failure_code, failure_message, amount, ...fields } = row;
+  return {
+    ...fields,
+    amount: BigInt(amount),
+    failure: failure_code ? { code: failure_code, message: failure_message ?? '' } : null,
+  };
+}
