@@ -13,8 +13,8 @@ const SETTINGS = {
   MERCHANT_WEBHOOKS_POLL_MS: '25',
   MERCHANT_WEBHOOKS_RETRY_BASE_MS: '40',
   MERCHANT_WEBHOOKS_RETRY_MAX_MS: '160',
-  MERCHANT_WEBHOOKS_ATTEMPTS_MAX: '6',
-  MERCHANT_WEBHOOKS_DISABLE_AFTER_FAILURES: '5',
+  MERCHANT_WEBHOOKS_ATTEMPTS_MAX: '4',
+  MERCHANT_WEBHOOKS_DISABLE_AFTER_FAILURES: '6',
   MERCHANT_WEBHOOKS_TIMEOUT_MS: '1000',
 };
 
@@ -149,6 +149,52 @@ test('a failing receiver is retried with backoff until it recovers; the same web
   }
 });
 
+test("a transaction's later event waits while an earlier one to the same endpoint is undelivered", async () => {
+  let pendingRefused = true;
+  const receiver = await startReceiver((r) => (r.json.type === 'deposit.pending' && pendingRefused ? 500 : 200));
+  try {
+    const user = await createUser(request, 'Hooks In Order');
+    await register(user, receiver.url);
+    const id = await deposit(user);
+    await eventually(async () => {
+      const shown = await request('GET', `/api/v1/deposits/${id}`, { key: user.api_key });
+      return shown.json.status === 'processing' ? true : undefined;
+    });
+    await settle(gateway, user.id, id, 'succeeded');
+    await received(receiver, 2);
+    pendingRefused = false;
+    await eventually(() => (receiver.received.some((r) => r.json.type === 'deposit.succeeded') ? true : undefined));
+    const types = receiver.received.map((r) => r.json.type);
+    const firstOther = types.findIndex((type) => type !== 'deposit.pending');
+    assert.ok(firstOther >= 3, `${types.join(', ')}`);
+    assert.deepEqual(types.slice(firstOther), ['deposit.processing', 'deposit.succeeded']);
+  } finally {
+    await receiver.close();
+  }
+});
+
+test('a delivery still refused after its last attempt is failed, every attempt in its log', async () => {
+  const receiver = await startReceiver(() => 500);
+  try {
+    const user = await createUser(request, 'Hooks Give Up');
+    const endpoint = await register(user, receiver.url, ['deposit.pending']);
+    await deposit(user);
+    const [failed] = await eventually(async () => {
+      const log = await deliveries(user, '?status=failed');
+      return log.length === 1 ? log : undefined;
+    });
+    assert.deepEqual(
+      failed!.attempts.map((a) => a.status_code),
+      [500, 500, 500, 500],
+    );
+    assert.equal(receiver.received.length, 4);
+    const shown = await request('GET', `/api/v1/webhook-endpoints/${endpoint.id}`, { key: user.api_key });
+    assert.equal(shown.json.enabled, true, 'four failures are fewer than the six that disable an endpoint');
+  } finally {
+    await receiver.close();
+  }
+});
+
 test('a receiver that never answers times out; a slow one within the timeout is delivered', async () => {
   const stalled = await startReceiver(() => 'hold');
   const slow = await startReceiver(() => new Promise((resolve) => setTimeout(() => resolve(200), 300)));
@@ -180,15 +226,18 @@ test('a run of failures disables the endpoint with the reason; enabling it deliv
   try {
     const user = await createUser(request, 'Hooks Disable');
     const endpoint = await register(user, receiver.url, ['deposit.pending']);
-    await deposit(user);
-    await deposit(user);
+    // Three deliveries of four attempts each: when the sixth failure in a row disables the endpoint,
+    // at most one of them has used all its attempts; the others wait for the endpoint.
+    for (let i = 0; i < 3; i += 1) await deposit(user);
     const disabled = await eventually(async () => {
       const shown = await request('GET', `/api/v1/webhook-endpoints/${endpoint.id}`, { key: user.api_key });
       return shown.json.enabled === false ? shown.json : undefined;
     });
-    assert.match(disabled.disabled_reason, /^5 consecutive failed deliveries; the last: HTTP 503$/);
-    const attemptsWhenDisabled = receiver.received.length;
-    assert.equal(attemptsWhenDisabled, 5);
+    assert.match(disabled.disabled_reason, /^6 consecutive failed deliveries; the last: HTTP 503$/);
+    // The sixth failure disables it; another delivery's attempt may have been in flight by then.
+    const attempts = receiver.received.length;
+    assert.ok(attempts >= 6 && attempts <= 8, `${attempts} attempts`);
+    assert.equal((await deliveries(user, '?status=pending')).length >= 2, true);
 
     receiver.answerWith(() => 200);
     const enabled = await request('POST', `/api/v1/webhook-endpoints/${endpoint.id}/enable`, {
@@ -198,7 +247,8 @@ test('a run of failures disables the endpoint with the reason; enabling it deliv
     assert.equal(enabled.status, 200);
     assert.equal(enabled.json.enabled, true);
     assert.equal(enabled.json.disabled_reason, null);
-    await eventually(async () => ((await deliveries(user, '?status=succeeded')).length === 2 ? true : undefined));
+    await eventually(async () => ((await deliveries(user, '?status=pending')).length === 0 ? true : undefined));
+    assert.ok((await deliveries(user, '?status=succeeded')).length >= 2);
   } finally {
     await receiver.close();
   }
@@ -340,5 +390,33 @@ test('registering an endpoint replays its answer without the secret, and refuses
       idempotencyKey: crypto.randomUUID(),
     });
     assert.equal(refused.status, 400, `${JSON.stringify(bad)}: ${refused.text}`);
+  }
+});
+
+test('in production (private addresses not allowed) registration refuses http, loopback, private and metadata URLs', async () => {
+  const production = await startTestGateway();
+  try {
+    const call = client(production.url);
+    const user = await createUser(call, 'Hooks Production');
+    for (const url of [
+      'http://shop.example/hooks',
+      'https://127.0.0.1/hooks',
+      'https://localhost/hooks',
+      'https://10.0.0.1/hooks',
+      'https://169.254.169.254/latest/meta-data',
+      'https://[::1]/hooks',
+      'https://[::ffff:192.168.0.1]/hooks',
+    ]) {
+      const refused = await call('POST', '/api/v1/webhook-endpoints', {
+        key: user.api_key,
+        body: { url, event_types: ['*'] },
+        idempotencyKey: crypto.randomUUID(),
+      });
+      assert.equal(refused.status, 400, url);
+      assert.equal(refused.json.details[0].field, 'url', url);
+    }
+    assert.deepEqual((await call('GET', '/api/v1/webhook-endpoints', { key: user.api_key })).json.data, []);
+  } finally {
+    await production.close();
   }
 });
