@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { TransactionType } from '../engine/account.ts';
 import { ACTOR_REFUSAL_CODES, rejectionCode, type ErrorCode } from './errors.ts';
 import { samples, type TransactionSamples } from './openapi-samples.ts';
+import { webhookOperations } from './openapi-webhooks.ts';
 import { graphqlRequest } from './graphql/routes.ts';
 import {
   apiKey,
@@ -46,7 +47,7 @@ export type Access = 'anyone' | 'caller' | 'admin' | 'bank' | 'metrics';
 
 /** One operation of the API, in the terms `openapi.ts` builds the document from. */
 export interface Operation {
-  method: 'get' | 'post';
+  method: 'get' | 'post' | 'delete';
   /** OpenAPI path syntax: `{param}`. */
   path: string;
   operationId: string;
@@ -554,6 +555,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       },
       errors: ['forbidden'],
     },
+    ...webhookOperations(),
     {
       method: 'get',
       path: '/openapi.json',

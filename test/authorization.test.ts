@@ -10,16 +10,27 @@ import { elapse } from './support/time.ts';
 // The gateway logs at info into memory, so that the last test can read every line this file caused.
 function startLoggedGateway(destination: Writable): Promise<Gateway> {
   // A short key cache, so that the revoked key below stops working soon (README: AUTH_CACHE_TTL_MS).
-  return startTestGateway({ LOG_LEVEL: 'info', AUTH_CACHE_TTL_MS: String(KEY_CACHE_TTL_MS) }, destination);
+  // Merchant webhook endpoints on loopback (nothing listens there: their deliveries just fail).
+  return startTestGateway(
+    { LOG_LEVEL: 'info', AUTH_CACHE_TTL_MS: String(KEY_CACHE_TTL_MS), MERCHANT_WEBHOOKS_ALLOW_PRIVATE: 'true' },
+    destination,
+  );
 }
 
-/** A user with a settled deposit and a pending withdrawal, whose ids the matrix's paths name. */
+/**
+ * A user with a settled deposit and a pending withdrawal, a webhook endpoint and a delivery to it, whose
+ * ids the matrix's paths name.
+ */
 interface Subject {
   id: string;
   api_key: string;
   deposit_id: string;
   withdrawal_id: string;
+  endpoint_id: string;
+  delivery_id: string;
 }
+
+const HOOK_URL = 'http://127.0.0.1:9/hooks';
 
 const KEY_CACHE_TTL_MS = 200;
 const log = captureLines();
@@ -37,12 +48,23 @@ const post = (path: string, key: string, body: unknown) =>
 async function subject(name: string): Promise<Subject> {
   const user = await createUser(request, name);
   issuedKeys.push(user.api_key);
+  const endpoint = await post('/api/v1/webhook-endpoints', user.api_key, { url: HOOK_URL, event_types: ['*'] });
+  assert.equal(endpoint.status, 201, endpoint.text);
   const deposit = await post('/api/v1/deposits', user.api_key, { amount: 10_000, currency: 'USD' });
   assert.equal(deposit.status, 202, deposit.text);
   await settle(gateway, user.id, deposit.json.id, 'succeeded');
   const withdrawal = await post('/api/v1/withdrawals', user.api_key, { amount: 100, currency: 'USD' });
   assert.equal(withdrawal.status, 202, withdrawal.text);
-  return { id: user.id, api_key: user.api_key, deposit_id: deposit.json.id, withdrawal_id: withdrawal.json.id };
+  // Written in the deposit's own commit: there already.
+  const deliveries = await request('GET', '/api/v1/webhook-deliveries', { key: user.api_key });
+  return {
+    id: user.id,
+    api_key: user.api_key,
+    deposit_id: deposit.json.id,
+    withdrawal_id: withdrawal.json.id,
+    endpoint_id: endpoint.json.id,
+    delivery_id: deliveries.json.data[0].id,
+  };
 }
 
 before(async () => {
@@ -91,6 +113,14 @@ const MATRIX: readonly (readonly [string, readonly number[]])[] = [
   ['POST /api/v1/withdrawals',                        [202,  404,  202,  401, 401, 401,  401,    401]],
   ['GET /api/v1/withdrawals?user_id={user_id}',       [200,  404,  200,  401, 401, 401,  401,    401]],
   ['GET /api/v1/withdrawals/{withdrawal_id}',         [200,  404,  200,  401, 401, 401,  401,    401]],
+  ['POST /api/v1/webhook-endpoints',                  [201,  404,  201,  401, 401, 401,  401,    401]],
+  ['GET /api/v1/webhook-endpoints?user_id={user_id}', [200,  404,  200,  401, 401, 401,  401,    401]],
+  ['GET /api/v1/webhook-endpoints/{endpoint_id}',     [200,  404,  200,  401, 401, 401,  401,    401]],
+  ['DELETE /api/v1/webhook-endpoints/{spare_endpoint_id}', [204, 404, 204, 401, 401, 401, 401,  401]],
+  ['POST /api/v1/webhook-endpoints/{endpoint_id}/rotate-secret', [200, 404, 200, 401, 401, 401, 401, 401]],
+  ['POST /api/v1/webhook-endpoints/{endpoint_id}/enable', [200, 404, 200, 401, 401, 401, 401,    401]],
+  ['GET /api/v1/webhook-deliveries?user_id={user_id}', [200, 404,  200,  401, 401, 401,  401,    401]],
+  ['POST /api/v1/webhook-deliveries/{delivery_id}/redeliver', [202, 404, 202, 401, 401, 401, 401, 401]],
   ['GET /api/v1/admin/reconciliation',                [403,  403,  200,  401, 401, 401,  401,    401]],
   ['GET /api/v1/admin/shards',                        [403,  403,  200,  401, 401, 401,  401,    401]],
 ];
@@ -102,6 +132,10 @@ const BODIES: Record<string, (target: Subject) => unknown> = {
   '/api/v1/users/{user_id}/api-keys/{spare_key_id}/revoke': () => ({}),
   '/api/v1/deposits': (target) => ({ amount: 100, currency: 'USD', user_id: target.id }),
   '/api/v1/withdrawals': (target) => ({ amount: 1, currency: 'USD', user_id: target.id }),
+  '/api/v1/webhook-endpoints': (target) => ({ url: HOOK_URL, event_types: ['*'], user_id: target.id }),
+  '/api/v1/webhook-endpoints/{endpoint_id}/rotate-secret': () => ({}),
+  '/api/v1/webhook-endpoints/{endpoint_id}/enable': () => ({}),
+  '/api/v1/webhook-deliveries/{delivery_id}/redeliver': () => ({}),
 };
 
 const ERROR_CODES: Record<number, string> = { 401: 'unauthenticated', 403: 'forbidden', 404: 'not_found' };
@@ -122,8 +156,19 @@ async function spareKey(target: Subject): Promise<string> {
   return added.status === 201 ? (added.json.id as string) : crypto.randomUUID();
 }
 
+/** An endpoint of the target for a deletion to take away; any id where the target can have none (a revoked user). */
+async function spareEndpoint(target: Subject): Promise<string> {
+  const added = await post('/api/v1/webhook-endpoints', ADMIN_KEY, {
+    url: HOOK_URL,
+    event_types: ['*'],
+    user_id: target.id,
+  });
+  return added.status === 201 ? (added.json.id as string) : crypto.randomUUID();
+}
+
 /** A successful answer shows the target's resources and nobody else's. */
 async function assertConcerns(answer: Answer, route: string, target: Subject): Promise<void> {
+  if (answer.status === 204) return; // nothing shown.
   const json = answer.json;
   if (route === 'GET /api/v1/users/{user_id}') assert.equal(json.id, target.id);
   if (route === 'POST /api/v1/users') issuedKeys.push(json.api_key);
@@ -152,7 +197,10 @@ for (const [route, statuses] of MATRIX) {
           user_id: target.id,
           deposit_id: target.deposit_id,
           withdrawal_id: target.withdrawal_id,
+          endpoint_id: target.endpoint_id,
+          delivery_id: target.delivery_id,
           ...(template.includes('{spare_key_id}') ? { spare_key_id: await spareKey(target) } : {}),
+          ...(template.includes('{spare_endpoint_id}') ? { spare_endpoint_id: await spareEndpoint(target) } : {}),
         };
         const path = template.replace(/\{(\w+)\}/g, (_, name: string) => ids[name]!);
         const authorization = principal.authorization();
