@@ -5,7 +5,7 @@ import { insertRecords, keySlot, type IdempotencyRecord } from './idempotency.ts
 import { insertInboxRecords, type InboxRecord } from './inbox.ts';
 import type { Queryable, Sql } from './sql.ts';
 import type { ReadModelRow } from './transaction-row.ts';
-import { insertOutbox } from './webhook-outbox.ts';
+import { insertOutbox, usersWithEndpoints } from './webhook-outbox.ts';
 
 /** One event as the journal stores it (payload already JSON-safe). */
 export interface JournalEvent {
@@ -130,10 +130,14 @@ export function createJournal(sql: Sql, options: JournalOptions) {
 
   async function writeAppends(tx: Queryable, appends: Append[]): Promise<AppendOutcome[]> {
     const shards = [...new Set(appends.map((append) => append.shard))];
-    const leases = await tx<{ shard: number; epoch: bigint }[]>`
-      SELECT shard, epoch FROM shard_leases
-      WHERE shard IN (SELECT value::int FROM jsonb_array_elements_text(${JSON.stringify(shards)}::text::jsonb))
-      FOR SHARE`;
+    // The epochs, and which users have merchant endpoints, in one round trip.
+    const [leases, subscribed] = await Promise.all([
+      tx<{ shard: number; epoch: bigint }[]>`
+        SELECT shard, epoch FROM shard_leases
+        WHERE shard IN (SELECT value::int FROM jsonb_array_elements_text(${JSON.stringify(shards)}::text::jsonb))
+        FOR SHARE`,
+      usersWithEndpoints(tx, appends),
+    ]);
     const current = new Map(leases.map((lease) => [lease.shard, lease.epoch]));
     const outcomes = appends.map((append): AppendOutcome =>
       current.get(append.shard) === append.epoch ? { ok: true } : { ok: false, reason: 'stale_epoch' },
@@ -152,7 +156,10 @@ export function createJournal(sql: Sql, options: JournalOptions) {
         tx,
         live.flatMap((append) => append.inbox ?? []),
       ),
-      insertOutbox(tx, live),
+      insertOutbox(
+        tx,
+        live.filter((append) => subscribed.has(append.user_id)),
+      ),
     ]);
     return outcomes;
   }

@@ -50,6 +50,19 @@ export function statusChanges(appends: readonly Append[]): StatusChange[] {
 }
 
 /**
+ * Which of the batch's users have an enabled endpoint: asked in the same round trip as the journal's
+ * epoch check, so that a batch whose users have none (the usual case) sends no outbox statement and
+ * serialises none of its transactions for it.
+ */
+export async function usersWithEndpoints(tx: Queryable, appends: readonly Append[]): Promise<Set<string>> {
+  const users = [...new Set(appends.map((append) => append.user_id))];
+  const rows = await tx<{ user_id: string }[]>`
+    SELECT DISTINCT user_id FROM webhook_endpoints
+    WHERE enabled AND user_id IN (SELECT value::uuid FROM jsonb_array_elements_text(${JSON.stringify(users)}::text::jsonb))`;
+  return new Set(rows.map((row) => row.user_id));
+}
+
+/**
  * Inside the journal's transaction: one delivery per (enabled endpoint of the change's user subscribed to
  * its type) × status change. One statement; when no user of the batch has an endpoint, the join on the
  * endpoints' partial index by user finds nothing and nothing is written. The event id is derived from
