@@ -45,12 +45,12 @@ async function post(payload: unknown, signal?: AbortSignal) {
     body: typeof payload === 'string' ? payload : JSON.stringify(payload),
     signal,
   });
-  return { status: response.status, headers: response.headers, json: (await response.json()) as any };
+  return { status: response.status, headers: response.headers, json: await response.json() };
 }
 
 async function get(path: string) {
   const response = await fetch(`${server.url}${path}`);
-  return { status: response.status, json: (await response.json()) as any };
+  return { status: response.status, json: await response.json() };
 }
 
 test('a transfer is accepted with 202 and its status can be looked up', async () => {
