@@ -40,6 +40,50 @@ const list = (fallback: string) =>
         .filter((item) => item.length > 0),
     );
 
+/**
+ * Tracing (OpenTelemetry over OTLP/HTTP), by the standard variables' names and meanings. Off unless an
+ * endpoint is set: then no SDK starts and every span is the API's no-op (tracing.ts).
+ */
+const tracingVariables = {
+  // The collector's base URL; traces go to <base>/v1/traces (e.g. Jaeger's OTLP port, http://localhost:4318).
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.union([z.literal(''), z.url({ protocol: /^https?$/ })]).default(''),
+  // The traces URL itself, used as it is; wins over the base URL.
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.union([z.literal(''), z.url({ protocol: /^https?$/ })]).default(''),
+  // The service's name on its spans (the bank process defaults to bank-simulator).
+  OTEL_SERVICE_NAME: z.string().min(1).max(100).default('payment-gateway'),
+  OTEL_TRACES_SAMPLER: z
+    .enum([
+      'always_on',
+      'always_off',
+      'traceidratio',
+      'parentbased_always_on',
+      'parentbased_always_off',
+      'parentbased_traceidratio',
+    ])
+    .default('parentbased_always_on'),
+  // The ratio of the *traceidratio samplers, 0 to 1.
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
+};
+
+const tracingSchema = z.object(tracingVariables);
+
+/** The tracing settings (OTEL_*), typed. */
+export type TracingConfig = Readonly<z.infer<typeof tracingSchema>>;
+
+/**
+ * The tracing settings alone, for a process that reads no other variable of the gateway's (the bank
+ * simulator, `npm run bank`), with its own default service name.
+ */
+export function loadTracingConfig(env: NodeJS.ProcessEnv, service_name: string): TracingConfig {
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = tracingSchema.safeParse({ OTEL_SERVICE_NAME: service_name, ...present });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ConfigError(String(issue?.path[0] ?? 'environment'), issue?.message ?? 'invalid');
+  }
+  return Object.freeze(parsed.data);
+}
+
 const schema = z.object({
   PORT: integer(3000, 0, 65535),
   HOST: z.string().min(1).default('0.0.0.0'),
@@ -150,6 +194,7 @@ const schema = z.object({
   MERCHANT_WEBHOOKS_RETRY_FOR_MS: integer(3 * 86_400_000, 1, 30 * 86_400_000),
   // An endpoint is disabled after this many failed attempts in a row (re-enabled through the API).
   MERCHANT_WEBHOOKS_DISABLE_AFTER_FAILURES: integer(100, 1, 1_000_000),
+  ...tracingVariables,
 });
 
 /** Every variable the configuration reads (`.env.example` documents each of them). */

@@ -4,6 +4,7 @@ import { createLogger, logFormat, type Logger } from './logger.ts';
 import { migrate } from './persistence/migrator.ts';
 import { createSql } from './persistence/sql.ts';
 import { announceStart, startAddresses } from './start-banner.ts';
+import { startTracing } from './tracing-export.ts';
 
 // A developer's `.env` first: the configuration below reads what it sets (the environment still wins).
 loadEnvFile();
@@ -18,6 +19,8 @@ try {
 
 const terminal = process.stdout.isTTY === true;
 const log = createLogger(config.LOG_LEVEL, undefined, logFormat(config.LOG_FORMAT, terminal));
+// Before anything serves: off (no endpoint) it starts nothing.
+const tracing = startTracing(config, log);
 await migrateOnStart(config.DATABASE_URL, log);
 const gateway = await startGateway(config, log);
 announceStart(
@@ -34,13 +37,16 @@ announceStart(
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
     log.info({ signal }, 'shutting down');
-    gateway.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        log.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
-    );
+    gateway
+      .close()
+      .then(() => tracing.shutdown())
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          log.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
   });
 }
 

@@ -20,6 +20,7 @@ import { cpuSecondsOf, machineCpu } from './cpu.ts';
 import { lists } from './lists.ts';
 import { memory } from './memory.ts';
 import { recovery } from './recovery.ts';
+import { tracingCost } from './tracing-cost.ts';
 import { twoInstances } from './two-instances.ts';
 
 // Benchmarks against servers on 127.0.0.1 only, each bounded in time, each on a fresh database. The
@@ -103,6 +104,7 @@ const scenarios: Record<string, () => Promise<Result | Report>> = {
   lists,
   two_instances: twoInstances,
   front_door: frontDoor,
+  tracing: tracingCost,
 };
 
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios);

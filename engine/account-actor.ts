@@ -1,3 +1,4 @@
+import type { Context } from '@opentelemetry/api';
 import type { Logger } from '../logger.ts';
 import { keySlot, type IdempotencyRecord } from '../persistence/idempotency.ts';
 import type { InboxRecord } from '../persistence/inbox.ts';
@@ -28,6 +29,8 @@ export type CommandRequest = {
   idempotency?: { caller: string; key: string; fingerprint: string; note?: unknown };
   /** The bank callback that carried the command: recorded in the commit of its events, if it has any. */
   receipt?: InboxRecord;
+  /** The trace context of whoever asked (set by the registry while tracing is on). */
+  trace?: Context;
 };
 
 export type ActorRequest = CommandRequest | { kind: 'read' } | { kind: 'passivate' };
@@ -49,8 +52,10 @@ export interface AccountDeps {
   /**
    * Told of every commit, after it is applied (payment workers, live views, metrics): the state after
    * it, and each event with its transaction as the event left it — folded once, here, for everyone.
+   * `traces`: while tracing is on, the trace context of the request behind each change (a payment
+   * continues it).
    */
-  onCommitted?: (state: AccountState, changes: readonly Change[]) => void;
+  onCommitted?: (state: AccountState, changes: readonly Change[], traces?: readonly (Context | undefined)[]) => void;
   /** Told once an account is recovered, with the transactions still open. */
   onRecovered?: (state: AccountState) => void;
 }
@@ -59,6 +64,8 @@ export interface AccountDeps {
 interface Draft {
   next: AccountState;
   changes: Change[];
+  /** The trace context of the request behind each change, when tracing is on. */
+  traces: (Context | undefined)[];
   rows: Map<string, ReadModelRow>;
   idempotency: IdempotencyRecord[];
   inbox: InboxRecord[];
@@ -136,7 +143,15 @@ export class AccountBehaviour {
   }
 
   private draft(current: AccountState, requests: CommandRequest[]): Draft {
-    const result: Draft = { next: current, changes: [], rows: new Map(), idempotency: [], inbox: [], replies: [] };
+    const result: Draft = {
+      next: current,
+      changes: [],
+      traces: [],
+      rows: new Map(),
+      idempotency: [],
+      inbox: [],
+      replies: [],
+    };
     const keys = new Set<string>();
     for (const request of requests) {
       // A retry queued behind its original (whose client gave up waiting) is not run again: refused as a
@@ -156,6 +171,7 @@ export class AccountBehaviour {
           result.rows.set(change.transaction.id, toReadModelRow(change.transaction));
           result.next = next;
           result.changes.push(change);
+          result.traces.push(request.trace);
           outcome = { kind: 'accepted', transaction: change.transaction };
         }
         if (request.receipt) result.inbox.push(request.receipt);
@@ -208,7 +224,7 @@ export class AccountBehaviour {
       const cause = event.type === 'transaction_created' ? 'api' : event.cause;
       this.log('info', { transaction_id, request_id, event: event.type, cause }, 'journaled');
     });
-    if (planned.changes.length > 0) deps.onCommitted?.(planned.next, planned.changes);
+    if (planned.changes.length > 0) deps.onCommitted?.(planned.next, planned.changes, planned.traces);
     // A snapshot writes every open transaction: taken after max(N, open transactions) events, its cost
     // per event stays bounded however many are open.
     const snapshotAfter = Math.max(deps.snapshot_every_events, planned.next.open.size);

@@ -2,6 +2,7 @@ import CircuitBreaker from 'opossum';
 import { z } from 'zod';
 import { createHop, HOP_DEFAULTS, type HopError } from '../hop.ts';
 import type { Logger } from '../logger.ts';
+import { ATTRIBUTES as A, endSpan, injectContext, SpanKind, startSpan, tracingOn, withSpan } from '../tracing.ts';
 import type { TransactionType } from './account.ts';
 
 /** What the bank said to a transfer request. */
@@ -72,6 +73,11 @@ export function createBankClient(options: BankClientOptions) {
     idle_ms: BANK_HOP.idle_ms,
   });
   const JSON_BODY = { 'content-type': 'application/json' };
+  /** A call's headers; tracing on, with `traceparent`, so that the bank's spans continue this call's. */
+  const headersFor = (body: unknown): Record<string, string> => {
+    if (!tracingOn()) return body === undefined ? {} : JSON_BODY;
+    return injectContext(body === undefined ? {} : { ...JSON_BODY });
+  };
 
   async function call(
     method: 'GET' | 'POST',
@@ -82,7 +88,7 @@ export function createBankClient(options: BankClientOptions) {
     try {
       response = await hop.request(options.base_url, path, {
         method,
-        headers: body === undefined ? {} : JSON_BODY,
+        headers: headersFor(body),
         body: body === undefined ? undefined : JSON.stringify(body),
       });
     } catch (error) {
@@ -152,9 +158,19 @@ export function createBankClient(options: BankClientOptions) {
     }
   }
 
-  async function observed<T extends { kind: string }>(operation: 'submit' | 'status', call: () => Promise<T>) {
+  /** Times a call for the metrics and, tracing on, wraps it in a client span that says what came of it. */
+  async function observed<T extends { kind: string }>(
+    operation: 'submit' | 'status',
+    reference: string,
+    call: () => Promise<T>,
+  ) {
     const started = performance.now();
-    const outcome = await call();
+    const span = startSpan(operation === 'submit' ? 'POST /bank/v1/transfers' : 'GET /bank/v1/transfers/:reference', {
+      kind: SpanKind.CLIENT,
+      attributes: { [A.method]: operation === 'submit' ? 'POST' : 'GET', [A.transaction_id]: reference },
+    });
+    const outcome = await withSpan(span, call);
+    endSpan(span, outcome.kind === 'transient', { [A.outcome]: outcome.kind });
     options.onCall?.(operation, outcome.kind, performance.now() - started);
     return outcome;
   }
@@ -203,10 +219,11 @@ export function createBankClient(options: BankClientOptions) {
 
   return {
     /** Asks the bank to move money for a transaction; the reference makes a retry safe. */
-    submit: (transaction: Parameters<typeof submit>[0]) => observed('submit', () => submit(transaction)),
+    submit: (transaction: Parameters<typeof submit>[0]) =>
+      observed('submit', transaction.id, () => submit(transaction)),
 
     /** Asks the bank what became of a transfer (when no callback came in time). */
-    status: (reference: string) => observed('status', () => status(reference)),
+    status: (reference: string) => observed('status', reference, () => status(reference)),
 
     /**
      * Whether the bank answers its `GET /health` with 2xx within `timeout_ms`. It goes around the breaker

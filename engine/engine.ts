@@ -1,3 +1,4 @@
+import type { Context } from '@opentelemetry/api';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
 import { createJournal, readJournal, type Journal } from '../persistence/journal.ts';
@@ -63,7 +64,11 @@ export type EngineSettings = Pick<
 
 /** Told of each commit, after it is applied: the state after, the events, and the state before. */
 /** Told of each commit: the account's state after it, and each event with its transaction as it left it. */
-export type CommitListener = (state: AccountState, changes: readonly Change[]) => void;
+export type CommitListener = (
+  state: AccountState,
+  changes: readonly Change[],
+  traces?: readonly (Context | undefined)[],
+) => void;
 
 /** What the engine reports for metrics; every hook optional. */
 export interface EngineObservers {
@@ -149,8 +154,8 @@ export function createAccounts(options: AccountsOptions) {
     onBatch: options.onJournalBatch,
   });
   const deps: AccountDeps = {
-    onCommitted: (state, changes) => {
-      for (const listener of commitListeners) listener(state, changes);
+    onCommitted: (state, changes, traces) => {
+      for (const listener of commitListeners) listener(state, changes, traces);
     },
     onRecovered: (state) => {
       for (const listener of recoveredListeners) listener(state);
@@ -265,7 +270,7 @@ export function createEngine(options: EngineOptions): Engine {
 
   // The links back up, now that everything exists.
   core.onRecovered((state) => payments.onRecovered(state));
-  core.onCommitted((state, changes) => payments.onCommitted(state, changes));
+  core.onCommitted((state, changes, traces) => payments.onCommitted(state, changes, traces));
   core.onCommitted((state, changes) => feed.onCommitted(state.user_id, changes));
   feed.shareWith((transactions) => relay.share(transactions));
   ownership.listen({

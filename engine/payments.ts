@@ -1,5 +1,7 @@
 import { WORKERS_MAX_DEFAULT } from '../config.ts';
+import type { Context } from '@opentelemetry/api';
 import type { Logger } from '../logger.ts';
+import { inContext } from '../tracing.ts';
 import type { DeadLetterStore } from '../persistence/dead-letters.ts';
 import type { AccountState, Cause, Change, Command, Transaction } from './account.ts';
 import type { ActorReply, ActorRequest } from './account-actor.ts';
@@ -268,7 +270,12 @@ export function createPayments(options: PaymentsOptions) {
     if (workers.get(worker.transaction.id) === worker) workers.delete(worker.transaction.id);
   }
 
-  function start(transaction: Transaction, round_start = transaction.attempts): void {
+  /**
+   * Starts a worker for the transaction; `trace` is the context of the request that created it (or
+   * asked for its retry), which its bank calls continue: tracing on, a payment without one (resumed
+   * after a recovery, by the sweep) starts traces of its own rather than joining whatever ran before.
+   */
+  function start(transaction: Transaction, round_start = transaction.attempts, trace?: Context): void {
     if (stopped || workers.has(transaction.id)) return;
     if (workers.size >= workers_max) {
       leaveToSweep(transaction);
@@ -303,7 +310,7 @@ export function createPayments(options: PaymentsOptions) {
       () => {},
     );
     workers.set(transaction.id, worker);
-    drive(worker, round_start)
+    inContext(trace, () => drive(worker, round_start))
       .catch((error: unknown) =>
         options.log.error({ err: error, transaction_id: transaction.id }, 'payment worker failed'),
       )
@@ -316,15 +323,18 @@ export function createPayments(options: PaymentsOptions) {
     start,
 
     /** Called with every committed event: creations and retry requests start workers, results end them. */
-    onCommitted(state: AccountState, changes: readonly Change[]): void {
-      for (const { event, transaction } of changes) {
-        if (event.type === 'transaction_created') start(event.transaction);
+    onCommitted(state: AccountState, changes: readonly Change[], traces?: readonly (Context | undefined)[]): void {
+      changes.forEach(({ event, transaction }, i) => {
+        const trace = traces?.[i];
+        if (event.type === 'transaction_created') start(event.transaction, event.transaction.attempts, trace);
         // A new round of attempts: a dead letter's retry gives the payment `attempts_max` more.
-        if (event.type === 'retry_requested' && state.open.has(transaction.id)) start(transaction);
+        if (event.type === 'retry_requested' && state.open.has(transaction.id)) {
+          start(transaction, transaction.attempts, trace);
+        }
         if (event.type === 'transaction_succeeded' || event.type === 'transaction_failed') {
           workers.get(event.transaction_id)?.finish();
         }
-      }
+      });
     },
 
     /** Called when an account recovers (or a sweep finds it): its open transactions resume, unless dead-lettered. */

@@ -1,6 +1,8 @@
 import { ACTORS_LIVE_MAX_DEFAULT } from '../config.ts';
 import nact from 'nact';
+import type { Context } from '@opentelemetry/api';
 import type { Logger } from '../logger.ts';
+import { ATTRIBUTES as A, currentContext, endSpan, linksTo, startSpan, withSpan } from '../tracing.ts';
 import { shardOf } from './shards.ts';
 import {
   accountBehaviour,
@@ -13,6 +15,8 @@ import {
 interface Waiting {
   request: ActorRequest;
   resolve: (reply: ActorReply) => void;
+  /** The asker's trace context (tracing on only): the turn that handles the request continues it. */
+  trace?: Context;
 }
 
 interface Entry {
@@ -90,7 +94,9 @@ export function createRegistry(options: RegistryOptions) {
         if (entry.mailbox.length > 0) scheduleDrain(entry);
         if (batch.length === 0) return state;
         entry.busy = true;
-        const replies = await entry.behaviour.handle(batch.map((waiting) => waiting.request));
+        const replies = await traceTurn(entry.behaviour, batch, () =>
+          entry.behaviour.handle(batch.map((waiting) => waiting.request)),
+        );
         entry.busy = false;
         entry.last_used_ms = Date.now();
         batch.forEach((waiting, i) => waiting.resolve(replies[i]!));
@@ -110,10 +116,31 @@ export function createRegistry(options: RegistryOptions) {
   }
 
   function enqueue(entry: Entry, request: ActorRequest): Promise<ActorReply> {
+    const trace = currentContext();
+    // A command keeps its asker's context: the payment its commit starts continues that trace.
+    const sent = trace && request.kind === 'command' ? { ...request, trace } : request;
     return new Promise((resolve) => {
-      entry.mailbox.push({ request, resolve });
+      entry.mailbox.push({ request: sent, resolve, trace });
       scheduleDrain(entry);
     });
+  }
+
+  /**
+   * Runs an actor's turn under a span (tracing on): the child of the first asker's span, linked to
+   * every other request the turn serves (a hot account's batch), so each one's trace reaches it.
+   */
+  function traceTurn<T>(behaviour: AccountBehaviour, batch: Waiting[], turn: () => Promise<T>): Promise<T> {
+    const parent = batch.find((waiting) => waiting.trace)?.trace;
+    if (!parent) return turn();
+    const span = startSpan(
+      'account turn',
+      {
+        attributes: { [A.user_id]: behaviour.user_id, [A.shard]: behaviour.shard, [A.commands]: batch.length },
+        links: linksTo(batch.map((waiting) => (waiting.trace === parent ? undefined : waiting.trace))),
+      },
+      parent,
+    );
+    return withSpan(span, turn, parent).finally(() => endSpan(span));
   }
 
   /**

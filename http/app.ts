@@ -5,6 +5,7 @@ import type { RequestObservation } from '../metrics.ts';
 import { isStorageFault } from '../persistence/faults.ts';
 import { ApiError, errorBody, errors } from './errors.ts';
 import { requestId } from './request-id.ts';
+import { serverSpans, type ServerSpanOptions } from './server-spans.ts';
 import './state.ts';
 
 /** nginx's status for a request whose client went away before the answer; never sent (nobody listens). */
@@ -123,7 +124,7 @@ function routeOfRequest(root: Router): (ctx: Context) => string {
   };
 }
 
-/** The Koa application: request id → access log and errors → edge middleware → routers. */
+/** The Koa application: server span → request id → access log and errors → edge middleware → routers. */
 export function createApp(options: {
   log: Logger;
   middleware: Middleware[];
@@ -136,11 +137,15 @@ export function createApp(options: {
   draining?: () => boolean;
   /** The body of an error answer; the contract's `{error, message, details?, request_id}` when absent. */
   renderError?: RenderError;
+  /** What the request's server span carries beyond the request itself (tracing on only). */
+  tracing?: ServerSpanOptions;
 }): Koa {
   const app = new Koa({ proxy: false });
   const root = new Router();
   for (const router of options.routers) root.use(router.routes());
   app.silent = true;
+  // Outermost, so that the span holds the final status the access log reports.
+  app.use(serverSpans(options.tracing));
   app.use(requestId());
   const draining = options.draining ?? (() => false);
   app.use(

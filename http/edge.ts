@@ -9,11 +9,12 @@ import type { Logger } from '../logger.ts';
 import type { RequestObservation } from '../metrics.ts';
 import type { Storage } from '../persistence/storage.ts';
 import { accountShard } from './account-shard.ts';
+import { shardOf } from '../engine/shards.ts';
 import { createApp, type RenderError } from './app.ts';
 import { authenticate, createKeyCache, keyAuthenticator } from './auth.ts';
 import { authFailureLimit, createAuthFailures } from './auth-failure-limit.ts';
 import { errorBody } from './errors.ts';
-import { createForwarder } from './forward.ts';
+import { createForwarder, INTERNAL_PATH } from './forward.ts';
 import { graphqlErrorBody } from './graphql/errors.ts';
 import { graphqlRoutes, isGraphqlPath } from './graphql/routes.ts';
 import { createIdempotencyGate } from './idempotency.ts';
@@ -148,6 +149,12 @@ export function createEdge(options: EdgeOptions): Edge {
     deadline_ms: s.REQUEST_DEADLINE_MS,
     draining: options.draining,
     renderError,
+    tracing: {
+      instance: s.INSTANCE_ID,
+      shardOf: (user_id) => shardOf(user_id, ownership.shards),
+      // A forwarded command's span is opened by the forwarder, under the context its signed body carries.
+      skip: [INTERNAL_PATH],
+    },
     middleware: [
       // Commands forwarded by another instance, which authenticated, limited and validated them:
       // answered here, before (and without) any of the middleware below.

@@ -5,7 +5,10 @@ import type { ShardLeases } from '../engine/shard-leases.ts';
 import { createHop, HOP_DEFAULTS, HopError } from '../hop.ts';
 import type { Logger } from '../logger.ts';
 import { readRawBody } from './body.ts';
+import { toApiError } from './app.ts';
 import { errors } from './errors.ts';
+import { endServerSpan } from './server-spans.ts';
+import { ATTRIBUTES as A, endSpan, extractContext, injectContext, SpanKind, startSpan, withSpan } from '../tracing.ts';
 
 /**
  * Where an owner takes the commands other instances forward to it. It is not a route of the public
@@ -41,10 +44,14 @@ export interface OwnerAnswer {
   body: Buffer;
 }
 
-/** What a forwarded call carries: the command and the client's request id (the answer and the journal show it). */
+/**
+ * What a forwarded call carries: the command, the client's request id (the answer and the journal show
+ * it) and, when tracing is on, the forwarding span's W3C context (`traceparent`), signed with the rest.
+ */
 interface Envelope {
   request_id: string;
   command: Command;
+  trace?: Record<string, string>;
 }
 /** The forwarding hop's own bounds (FORWARD_TIMEOUT_MS bounds the whole request and its headers). */
 export const FORWARD_HOP = {
@@ -153,7 +160,28 @@ export function createForwarder(options: ForwarderOptions) {
   async function askOwner(ctx: Context, command: Command, read: boolean): Promise<OwnerAnswer | undefined> {
     const shard = shardOf(command.user_id, options.leases.shards);
     if (options.leases.owns(shard)) return undefined;
-    const body = JSON.stringify({ request_id: ctx.state.requestId, command } satisfies Envelope);
+    const span = startSpan(`POST ${INTERNAL_PATH}`, {
+      kind: SpanKind.CLIENT,
+      attributes: { [A.command]: command.kind, [A.user_id]: command.user_id, [A.shard]: shard },
+    });
+    let answer: OwnerAnswer | undefined;
+    try {
+      answer = await withSpan(span, () => forward(ctx, command, shard, read, span && injectContext({})));
+    } finally {
+      endSpan(span, !answer || answer.status >= 500, answer ? { [A.status]: answer.status } : undefined);
+    }
+    return answer;
+  }
+
+  /** Relays the command to its shard's owner, looking for the owner again while it moves (bounded). */
+  async function forward(
+    ctx: Context,
+    command: Command,
+    shard: number,
+    read: boolean,
+    trace: Record<string, string> | undefined,
+  ): Promise<OwnerAnswer | undefined> {
+    const body = JSON.stringify({ request_id: ctx.state.requestId, command, trace } satisfies Envelope);
     const deadline = Date.now() + options.wait_ms;
     for (;;) {
       if (options.leases.owns(shard)) return undefined;
@@ -165,6 +193,43 @@ export function createForwarder(options: ForwarderOptions) {
       if (Date.now() >= deadline) throw errors.shardUnavailable();
       await new Promise((resolve) => setTimeout(resolve, 100));
       await options.leases.refresh().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Runs a forwarded command under a server span of its own, the child of the forwarding instance's
+   * span (its context came in the signed body, so it cannot be swapped on the way).
+   */
+  async function runTraced(
+    ctx: Context,
+    command: Command,
+    shard: number,
+    run: CommandHandler,
+    trace: Record<string, string> | undefined,
+  ): Promise<void> {
+    const parent = extractContext(trace ?? {});
+    const span = startSpan(
+      `POST ${INTERNAL_PATH}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          [A.method]: 'POST',
+          [A.path]: INTERNAL_PATH,
+          [A.command]: command.kind,
+          [A.user_id]: command.user_id,
+          [A.shard]: shard,
+        },
+      },
+      parent,
+    );
+    let status: number | undefined;
+    try {
+      await withSpan(span, () => run(ctx, command), parent);
+    } catch (error) {
+      status = toApiError(error).status;
+      throw error;
+    } finally {
+      endServerSpan(span, ctx, { instance: options.instance }, status ?? ctx.status);
     }
   }
 
@@ -193,7 +258,7 @@ export function createForwarder(options: ForwarderOptions) {
         const from = verify(signed, raw);
         if (!from) throw errors.notFound({ what: 'route' });
         // Signed by an instance of this cluster: the JSON is what its forwarder wrote.
-        const { request_id, command } = JSON.parse(raw) as Envelope;
+        const { request_id, command, trace } = JSON.parse(raw) as Envelope;
         const run = handlers.get(command.kind);
         if (!run) throw errors.notFound({ what: 'route' });
         ctx.state.forwardedBy = from;
@@ -201,8 +266,9 @@ export function createForwarder(options: ForwarderOptions) {
           ctx.state.requestId = request_id;
           ctx.set('X-Request-ID', request_id);
         }
-        if (!options.leases.owns(shardOf(command.user_id, options.leases.shards))) throw errors.shardUnavailable();
-        await run(ctx, command);
+        const shard = shardOf(command.user_id, options.leases.shards);
+        if (!options.leases.owns(shard)) throw errors.shardUnavailable();
+        await runTraced(ctx, command, shard, run, trace);
       };
     },
 

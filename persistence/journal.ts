@@ -1,4 +1,6 @@
+import type { Context } from '@opentelemetry/api';
 import { QUEUE_APPENDS_MAX_DEFAULT } from '../config.ts';
+import { ATTRIBUTES as A, currentContext, endSpan, linksTo, startSpan } from '../tracing.ts';
 import { isStorageFault } from './faults.ts';
 import type { Logger } from '../logger.ts';
 import { insertRecords, keySlot, type IdempotencyRecord } from './idempotency.ts';
@@ -65,7 +67,8 @@ class IdempotencyConflict extends Error {}
  * shard's lease row.
  */
 export function createJournal(sql: Sql, options: JournalOptions) {
-  const queue: { append: Append; resolve: (outcome: AppendOutcome) => void }[] = [];
+  /** `trace`: the appending turn's context, while tracing is on (the commit's span continues it). */
+  const queue: { append: Append; resolve: (outcome: AppendOutcome) => void; trace?: Context }[] = [];
   const queue_appends_max = options.queue_appends_max ?? QUEUE_APPENDS_MAX_DEFAULT;
   let refusedSinceFull = 0;
   let inFlight = 0;
@@ -85,11 +88,28 @@ export function createJournal(sql: Sql, options: JournalOptions) {
     inFlight += 1;
     const batch = queue.splice(0, options.batch_size_max);
     const started = performance.now();
+    const span = commitSpan(batch);
     const outcomes = await commitKeysOnce(batch.map((item) => item.append));
+    endSpan(
+      span,
+      outcomes.some((outcome) => !outcome.ok),
+    );
     options.onBatch?.(batch.length, performance.now() - started);
     batch.forEach((item, i) => item.resolve(outcomes[i]!));
     inFlight -= 1;
     kick();
+  }
+
+  /**
+   * One span per commit (tracing on), though it serves many requests: the child of the first traced
+   * append's turn, linked to every other one, so that each request's trace reaches the commit that made
+   * it durable without the commit being counted once per request.
+   */
+  function commitSpan(batch: typeof queue) {
+    const parent = batch.find((item) => item.trace)?.trace;
+    if (!parent) return undefined;
+    const others = batch.map((item) => (item.trace === parent ? undefined : item.trace));
+    return startSpan('journal commit', { attributes: { [A.appends]: batch.length }, links: linksTo(others) }, parent);
   }
 
   /**
@@ -246,8 +266,9 @@ export function createJournal(sql: Sql, options: JournalOptions) {
         options.log.info({ refused: refusedSinceFull }, 'journal queue below its bound again');
         refusedSinceFull = 0;
       }
+      const trace = currentContext();
       return new Promise((resolve) => {
-        queue.push({ append, resolve });
+        queue.push({ append, resolve, trace });
         kick();
       });
     },

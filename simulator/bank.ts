@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import type { Context } from '@opentelemetry/api';
 import nact from 'nact';
 import type { Logger } from '../logger.ts';
+import { currentContext } from '../tracing.ts';
 import type { Direction, Scenarios, Settlement } from './scenarios.ts';
 
 /** The largest amount one transfer may move, in minor units (the gateway's own bound). */
@@ -34,9 +36,12 @@ export interface BankCallback {
   data: TransferView;
 }
 
-/** Where settled transfers are announced; `copies` above 1 repeats the same delivery (duplicates). */
+/**
+ * Where settled transfers are announced; `copies` above 1 repeats the same delivery (duplicates).
+ * `trace`: the context of the submit that created the transfer (tracing on), which the callback carries.
+ */
 export interface CallbackSink {
-  deliver(callback: BankCallback, copies: number): unknown;
+  deliver(callback: BankCallback, copies: number, trace?: Context): unknown;
 }
 
 /**
@@ -60,7 +65,7 @@ export interface Bank {
 }
 
 type Reply<T> = nact.Ref<T>;
-type Submit = { type: 'submit'; request: TransferRequest; reply_to: Reply<SubmitResult> };
+type Submit = { type: 'submit'; request: TransferRequest; reply_to: Reply<SubmitResult>; trace?: Context };
 type StatusReply = Reply<TransferView | undefined>;
 type TransferMessage = Submit | { type: 'status'; reply_to: StatusReply } | { type: 'settle' };
 type RegistryMessage =
@@ -70,6 +75,8 @@ interface TransferState {
   request: TransferRequest;
   view: TransferView;
   settlement: Settlement;
+  /** The trace context of the submit that created the transfer, while tracing is on. */
+  trace?: Context;
 }
 
 interface Entry {
@@ -141,7 +148,7 @@ export function createBank(options: {
     log.debug({ reference: view.reference, status: view.status, callbacks: copies }, 'transfer settled');
     if (copies > 0) {
       const type = view.status === 'succeeded' ? 'transfer.succeeded' : 'transfer.failed';
-      callbacks.deliver({ type, timestamp: new Date().toISOString(), data: view }, copies);
+      callbacks.deliver({ type, timestamp: new Date().toISOString(), data: view }, copies, state.trace);
     }
     return { ...state, view };
   };
@@ -197,11 +204,11 @@ export function createBank(options: {
   // Spawns the transfer's actor and schedules its settlement. Transfers are the system's children, not
   // the registry's: nact copies an actor's children into the context of every message it handles, so
   // a registry parenting thousands of transfers would pay for all of them on each request.
-  const accept = (request: TransferRequest, settlement: Settlement) => {
+  const accept = (request: TransferRequest, settlement: Settlement, trace: Context | undefined) => {
     const bank_reference = `bnk_${randomUUID()}`;
     const view: TransferView = { reference: request.reference, bank_reference, status: 'processing' };
     const transfer = nact.spawn(system, transferActor, bank_reference, {
-      initialState: { request, view, settlement },
+      initialState: { request, view, settlement, trace },
       onCrash: resumeAfterCrash,
     });
     const timer = setTimeout(() => {
@@ -229,7 +236,7 @@ export function createBank(options: {
       log.debug({ reference: request.reference, attempts, ...admission }, 'attempt admitted');
     else log.warn({ reference: request.reference, attempts, ...admission }, 'simulated fault');
     if (admission.answer === 'accepted' || admission.answer === 'accepted_without_answer') {
-      const { bank_reference, transfer } = accept(request, admission.settlement);
+      const { bank_reference, transfer } = accept(request, admission.settlement, message.trace);
       state.entries.set(request.reference, { attempts, transfer });
       state.idle_since_ms.delete(request.reference);
       const answered = admission.answer === 'accepted';
@@ -270,10 +277,12 @@ export function createBank(options: {
     async submit(request) {
       const problem = requestProblem(request);
       if (problem) return { kind: 'invalid', message: problem };
+      // The submit's context goes with it to the transfer, whose callback continues the trace.
+      const trace = currentContext();
       try {
         return await nact.query(
           registry,
-          (reply_to: Reply<SubmitResult>) => ({ type: 'submit', request, reply_to }),
+          (reply_to: Reply<SubmitResult>) => ({ type: 'submit', request, reply_to, trace }),
           ask_timeout_ms,
         );
       } catch (error) {

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Context } from '@opentelemetry/api';
 import { Webhook } from 'standardwebhooks';
 import { createHop, HOP_DEFAULTS } from '../hop.ts';
 import type { Logger } from '../logger.ts';
+import { ATTRIBUTES as A, endSpan, injectContext, SpanKind, startSpan, withSpan } from '../tracing.ts';
 import type { BankCallback, CallbackSink } from './bank.ts';
 
 /** The callback hop's own bounds (`timeout_ms` bounds each attempt, headers and body). */
@@ -19,8 +21,11 @@ export const CALLBACK_HOP = {
 export type DeliveryOutcome = 'delivered' | 'undelivered' | 'dropped' | 'stopped';
 
 export interface CallbackSender extends CallbackSink {
-  /** Sends `copies` copies of one delivery (one webhook-id), each retried until it is answered 2xx. */
-  deliver(callback: BankCallback, copies: number): Promise<DeliveryOutcome>;
+  /**
+   * Sends `copies` copies of one delivery (one webhook-id), each retried until it is answered 2xx; with
+   * `trace` (tracing on), under a client span of that context, whose `traceparent` every attempt carries.
+   */
+  deliver(callback: BankCallback, copies: number, trace?: Context): Promise<DeliveryOutcome>;
   /** Aborts requests in flight and pending retries, waits until every delivery has ended, and closes the connections. */
   stop(): Promise<void>;
 }
@@ -67,12 +72,12 @@ export function createCallbackSender(options: {
     const timestamp_s = Math.floor(Date.now() / 1000);
     const response = await hop.request(origin, path, {
       method: 'POST',
-      headers: {
+      headers: injectContext({
         'content-type': 'application/json',
         'webhook-id': id,
         'webhook-timestamp': String(timestamp_s),
         'webhook-signature': webhook.sign(id, new Date(timestamp_s * 1000), body),
-      },
+      }),
       body,
     });
     return response.status >= 200 && response.status < 300;
@@ -110,14 +115,32 @@ export function createCallbackSender(options: {
     return 'delivered';
   };
 
+  /** A delivery under a client span continuing the transfer's trace (tracing on and a context given). */
+  const sendTraced = async (callback: BankCallback, copies: number, trace?: Context): Promise<DeliveryOutcome> => {
+    const span =
+      trace &&
+      startSpan(
+        `POST ${target.pathname}`,
+        {
+          kind: SpanKind.CLIENT,
+          attributes: { [A.method]: 'POST', [A.transaction_id]: callback.data.reference },
+        },
+        trace,
+      );
+    if (!span) return send(callback, copies);
+    const outcome = await withSpan(span, () => send(callback, copies), trace);
+    endSpan(span, outcome !== 'delivered', { [A.outcome]: outcome });
+    return outcome;
+  };
+
   return {
-    deliver(callback, copies) {
+    deliver(callback, copies, trace) {
       if (stopping.signal.aborted) return Promise.resolve('stopped');
       if (in_flight.size >= deliveries_max) {
         log.warn({ deliveries_max, reference: callback.data.reference }, 'callback dropped: too many in flight');
         return Promise.resolve('dropped');
       }
-      const delivery = send(callback, copies);
+      const delivery = sendTraced(callback, copies, trace);
       in_flight.add(delivery);
       void delivery.finally(() => in_flight.delete(delivery));
       return delivery;
