@@ -1,4 +1,5 @@
 import type autocannon from 'autocannon';
+import { apiVariants } from './api-variants.ts';
 import { endToEnd } from './end-to-end.ts';
 import { frontDoor } from './front-door.ts';
 import { hotAccount } from './hot-account.ts';
@@ -105,6 +106,7 @@ const scenarios: Record<string, () => Promise<Result | Report>> = {
   two_instances: twoInstances,
   front_door: frontDoor,
   tracing: tracingCost,
+  api_variants: apiVariants,
 };
 
 const chosen = process.argv.slice(2).length ? process.argv.slice(2) : Object.keys(scenarios);
