@@ -589,6 +589,27 @@ describe('the admin panel in a browser', () => {
     await page.click(`#user-endpoints tr[data-id="${endpointId}"] a`);
     await page.waitForSelector('#endpoint-title:has-text("enabled")');
     assert.equal(hash(), `#/webhooks/${endpointId}`);
+
+    // Twenty endpoints more (for an event that never comes): the first one is on the second page.
+    const newer: string[] = [];
+    for (let i = 0; i < 20; i += 1) {
+      const more = await request('POST', '/api/v1/webhook-endpoints', {
+        key: margaret.api_key,
+        body: { url: `${receiver.url}/${i}`, event_types: ['withdrawal.failed'] },
+        idempotencyKey: crypto.randomUUID(),
+      });
+      assert.equal(more.status, 201, more.text);
+      newer.unshift(more.json.id as string);
+    }
+    await page.goto(`${gateway!.url}/admin#/webhooks?user_id=${margaret.id}`);
+    await rowsBecome('endpoint-table', newer);
+    assert.equal(await page.textContent('#endpoint-pager [data-page="label"]'), 'Page 1');
+    await page.click('#endpoint-pager [data-page="next"]');
+    await rowsBecome('endpoint-table', [endpointId]);
+    assert.equal(await page.textContent('#endpoint-pager [data-page="label"]'), 'Page 2');
+    assert.match(hash(), /cursor=/);
+    await page.click('#endpoint-pager [data-page="previous"]');
+    await rowsBecome('endpoint-table', newer);
   });
 
   test('no script error and no content-security-policy violation on the way', (t) => {

@@ -214,13 +214,15 @@ export async function showDeliveries(route, context) {
  * (said why) when it is not in the first SEARCH_PAGES pages from there.
  */
 async function findDelivery(id, query) {
+  // This view's reads, even when another view is shown meanwhile (its reads are then aborted).
+  const { read } = ctx;
   let cursor = query.get('page');
   for (let pages = 0; pages < SEARCH_PAGES; pages += 1) {
     const search = withQuery(new URLSearchParams({ limit: String(SEARCH_LIMIT) }), {
       endpoint_id: query.get('endpoint_id'),
       cursor,
     });
-    const page = await ctx.read(`/api/v1/webhook-deliveries?${search}`, 'delivery-detail-error');
+    const page = await read(`/api/v1/webhook-deliveries?${search}`, 'delivery-detail-error');
     if (!page) return undefined;
     const found = page.data.find((delivery) => delivery.id === id);
     if (found) return found;
