@@ -192,7 +192,6 @@ export async function showDeliveries(route, context) {
   ctx = context;
   const form = $('delivery-filters');
   for (const name of DELIVERY_FILTERS) form.elements[name].value = route.query.get(name) ?? '';
-  $('delivery-filter-error').textContent = '';
   fillTable('delivery-table', []);
   const query = new URLSearchParams({ limit: String(PAGE_LIMIT) });
   for (const name of [...DELIVERY_FILTERS, 'cursor']) if (route.query.get(name)) query.set(name, route.query.get(name));
