@@ -7,10 +7,13 @@ import { FAST_BANK } from './support/bank.ts';
 import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
 import { eventually, scaled } from './support/time.ts';
 import { CHROMIUM, SCREENSHOTS, SKIP_REASON, launchChromium } from './support/browser.ts';
+import { startReceiver } from './support/webhook-receiver.ts';
 
 // The admin panel at /admin in headless Chromium (Debian's package), against a gateway whose
 // in-process bank refuses every transfer (503), so that payments really end as dead letters after
-// BANK_ATTEMPTS_MAX (3) attempts, and whose key cache trusts a key for a short while only.
+// BANK_ATTEMPTS_MAX (3) attempts, and whose key cache trusts a key for a short while only. Its merchant
+// webhooks retry within milliseconds, give up after 3 attempts, and disable an endpoint after 3 failures
+// in a row, so that a receiver answering 500 has a failed delivery and a disabled endpoint at once.
 const WAIT_MS = scaled(10_000);
 const AUTH_CACHE_TTL_MS = 300;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -25,6 +28,7 @@ const FILES = [
   'dead-letters.js',
   'reconciliation.js',
   'shards.js',
+  'webhooks.js',
 ];
 
 type User = { id: string; api_key: string; name: string; email: string };
@@ -40,6 +44,8 @@ let declinedId: string;
 let deadId: string;
 let graceIds: string[];
 const scriptErrors: string[] = [];
+/** A merchant's endpoint in this process, for the webhooks' test. */
+let receiver: Awaited<ReturnType<typeof startReceiver>> | undefined;
 
 async function deposit(user: User, amount: number): Promise<string> {
   const answer = await request('POST', '/api/v1/deposits', {
@@ -63,6 +69,13 @@ before(async () => {
     BANK_TIMEOUT_MS: String(scaled(1000)),
     BANK_UNAVAILABLE_RATE: '1',
     AUTH_CACHE_TTL_MS: String(AUTH_CACHE_TTL_MS),
+    MERCHANT_WEBHOOKS_ALLOW_PRIVATE: 'true',
+    MERCHANT_WEBHOOKS_POLL_MS: '25',
+    MERCHANT_WEBHOOKS_RETRY_BASE_MS: '40',
+    MERCHANT_WEBHOOKS_RETRY_MAX_MS: '160',
+    MERCHANT_WEBHOOKS_ATTEMPTS_MAX: '3',
+    MERCHANT_WEBHOOKS_DISABLE_AFTER_FAILURES: '3',
+    MERCHANT_WEBHOOKS_TIMEOUT_MS: String(scaled(2000)),
   });
   request = client(gateway.url);
   ada = (await createUser(request, 'Ada Lovelace')) as User;
@@ -100,6 +113,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   await gateway?.close();
+  await receiver?.close();
 });
 
 /** Skips the test when there is no browser; true when it may run. */
@@ -460,6 +474,142 @@ describe('the admin panel in a browser', () => {
     assert.notEqual(first[3], '—', 'a held lease has an expiry');
     assert.equal(await page.textContent('#instance-table tbody tr td'), table.json.instances[0].id);
     await shot('10-shards');
+  });
+
+  test('webhooks: a failing endpoint disabled in words, its failed delivery’s attempts, Enable, then Redeliver succeeds', async (t) => {
+    if (!ready(t)) return;
+    receiver = await startReceiver(() => 500);
+    const margaret = (await createUser(request, 'Margaret Hamilton')) as User;
+    const registered = await request('POST', '/api/v1/webhook-endpoints', {
+      key: ADMIN_KEY,
+      body: { url: receiver.url, event_types: ['*'], description: 'Order fulfilment', user_id: margaret.id },
+      idempotencyKey: crypto.randomUUID(),
+    });
+    assert.equal(registered.status, 201, registered.text);
+    const endpointId = registered.json.id as string;
+    const depositId = await deposit(margaret, 42_424);
+    // The deposit's first event fails three times (500): the delivery fails and the endpoint is disabled.
+    const failed = await eventually(async () => {
+      const log = await request('GET', `/api/v1/webhook-deliveries?endpoint_id=${endpointId}&status=failed`, {
+        key: ADMIN_KEY,
+      });
+      const endpoint = await request('GET', `/api/v1/webhook-endpoints/${endpointId}`, { key: ADMIN_KEY });
+      return log.json.data.length > 0 && !endpoint.json.enabled ? log.json.data[0] : undefined;
+    });
+    assert.deepEqual(
+      [failed.event_type, failed.transaction_id, failed.attempts.length],
+      ['deposit.pending', depositId, 3],
+    );
+
+    // The endpoints across users, filtered by the user: disabled, with the reason.
+    await openSection('webhooks');
+    await page.fill('#endpoint-filters [name="user_id"]', margaret.id);
+    await page.press('#endpoint-filters [name="user_id"]', 'Enter');
+    await rowsBecome('endpoint-table', [endpointId]);
+    assert.equal(hash(), `#/webhooks?user_id=${margaret.id}`);
+    const endpointRow = `#endpoint-table tr[data-id="${endpointId}"]`;
+    assert.equal(await page.getAttribute(endpointRow, 'data-state'), 'disabled');
+    assert.match(
+      (await page.textContent(`${endpointRow} .state`)) ?? '',
+      /^disabled 3 consecutive failed deliveries; the last: HTTP 500$/,
+    );
+    assert.match((await page.textContent(endpointRow)) ?? '', new RegExp(`${margaret.id}.*${receiver.url}.*\\*`));
+
+    // The endpoint: its fields, the reason, its deliveries.
+    await page.click(`${endpointRow} a[href^="#/webhooks/"]`);
+    await page.waitForSelector('#endpoint-title:has-text("disabled")');
+    assert.equal(hash(), `#/webhooks/${endpointId}`);
+    assert.match((await page.textContent('#endpoint-disabled')) ?? '', /^Disabled: 3 consecutive failed deliveries/);
+    await page.waitForSelector(`#endpoint-deliveries tr[data-id="${failed.id}"][data-status="failed"]`);
+
+    // The delivery log, filtered by endpoint and status, then the delivery: three attempts, each a 500.
+    await openSection('webhook-deliveries');
+    await page.fill('#delivery-filters [name="endpoint_id"]', endpointId);
+    await page.selectOption('#delivery-filters [name="status"]', 'failed');
+    await page.click('#delivery-filters button[type="submit"]');
+    await rowsBecome('delivery-table', [failed.id]);
+    assert.equal(hash(), `#/webhook-deliveries?endpoint_id=${endpointId}&status=failed`);
+    await page.selectOption('#delivery-filters [name="status"]', 'succeeded');
+    await page.click('#delivery-filters button[type="submit"]');
+    await rowsBecome('delivery-table', []);
+    assert.equal(await page.isVisible('#delivery-empty'), true);
+    await page.goBack();
+    await rowsBecome('delivery-table', [failed.id]);
+    await page.click(`#delivery-table tr[data-id="${failed.id}"] a[href^="#/webhook-deliveries/"]`);
+    await page.waitForSelector('#delivery-title:has-text("Delivery of deposit.pending failed")');
+    const attempts = () => page.$$eval('#attempt-table tbody tr .answer', (cells) => cells.map((c) => c.textContent));
+    assert.deepEqual(await attempts(), ['HTTP 500', 'HTTP 500', 'HTTP 500']);
+    assert.equal(await page.textContent('[data-field="Event id (webhook-id)"]'), failed.event_id);
+    assert.deepEqual(JSON.parse((await page.textContent('#delivery-event')) ?? ''), {
+      id: failed.event_id,
+      type: 'deposit.pending',
+      created_at: failed.created_at,
+    });
+    await page.waitForSelector('#delivery-event-note:has-text("deposit of 424.24 USD")');
+    await page.reload();
+    await page.waitForSelector('#delivery-title:has-text("failed")');
+    assert.deepEqual(await attempts(), ['HTTP 500', 'HTTP 500', 'HTTP 500']);
+    const deliveryHash = hash();
+
+    // The receiver recovers; the endpoint is enabled again, from its page, with the keyboard.
+    receiver.answerWith(() => 200);
+    await page.click('[data-field="Endpoint"] a');
+    await page.waitForSelector('#endpoint-enable:not([hidden])');
+    await page.focus('#endpoint-enable');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('#enable-result[data-status="200"]');
+    await page.waitForSelector('#endpoint-title:has-text("enabled")');
+    assert.equal(await page.isVisible('#endpoint-enable'), false);
+    assert.equal(await page.isVisible('#endpoint-disabled'), false);
+
+    // Redeliver: a fresh Idempotency-Key, the 202 in words, then the new round's 200 on the page.
+    await page.goBack();
+    assert.equal(hash(), deliveryHash);
+    await page.waitForSelector('#redeliver:not([hidden])');
+    const sent = page.waitForRequest((redeliver) =>
+      redeliver.url().endsWith(`/webhook-deliveries/${failed.id}/redeliver`),
+    );
+    await page.click('#redeliver');
+    assert.match((await sent).headers()['idempotency-key'] ?? '', UUID);
+    await page.waitForSelector('#redeliver-result[data-status="202"]');
+    assert.match(
+      (await page.textContent('#redeliver-result')) ?? '',
+      new RegExp(`^202 Accepted: .*${failed.event_id}`),
+    );
+    await page.waitForSelector('#delivery-title:has-text("succeeded")');
+    assert.deepEqual(await attempts(), ['HTTP 500', 'HTTP 500', 'HTTP 500', 'HTTP 200']);
+    const sentToReceiver = receiver.received.filter((entry) => entry.json.id === failed.event_id);
+    assert.equal(sentToReceiver.length, 4, 'the same event every time');
+    assert.ok(sentToReceiver.every((entry) => entry.headers['webhook-id'] === failed.event_id));
+    await shot('webhooks');
+
+    // The user's page lists their endpoints, each a link to it.
+    await page.goto(`${gateway!.url}/admin#/users/${margaret.id}`);
+    await page.waitForSelector(`#user-endpoints tr[data-id="${endpointId}"][data-state="enabled"]`);
+    await page.click(`#user-endpoints tr[data-id="${endpointId}"] a`);
+    await page.waitForSelector('#endpoint-title:has-text("enabled")');
+    assert.equal(hash(), `#/webhooks/${endpointId}`);
+
+    // Twenty endpoints more (for an event that never comes): the first one is on the second page.
+    const newer: string[] = [];
+    for (let i = 0; i < 20; i += 1) {
+      const more = await request('POST', '/api/v1/webhook-endpoints', {
+        key: margaret.api_key,
+        body: { url: `${receiver.url}/${i}`, event_types: ['withdrawal.failed'] },
+        idempotencyKey: crypto.randomUUID(),
+      });
+      assert.equal(more.status, 201, more.text);
+      newer.unshift(more.json.id as string);
+    }
+    await page.goto(`${gateway!.url}/admin#/webhooks?user_id=${margaret.id}`);
+    await rowsBecome('endpoint-table', newer);
+    assert.equal(await page.textContent('#endpoint-pager [data-page="label"]'), 'Page 1');
+    await page.click('#endpoint-pager [data-page="next"]');
+    await rowsBecome('endpoint-table', [endpointId]);
+    assert.equal(await page.textContent('#endpoint-pager [data-page="label"]'), 'Page 2');
+    assert.match(hash(), /cursor=/);
+    await page.click('#endpoint-pager [data-page="previous"]');
+    await rowsBecome('endpoint-table', newer);
   });
 
   test('no script error and no content-security-policy violation on the way', (t) => {

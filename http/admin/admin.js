@@ -10,6 +10,7 @@ import { formatRoute, parseRoute } from './route.js';
 import { showShards } from './shards.js';
 import { showTransaction, showTransactions } from './transactions.js';
 import { showUser, showUsers } from './users.js';
+import { showDeliveries, showDelivery, showEndpoint, showEndpoints } from './webhooks.js';
 
 const KEY_ITEM = 'gateway.admin.api_key';
 
@@ -18,6 +19,9 @@ const VIEWS = {
   users: (route) => (route.id ? ['user', showUser] : ['users', showUsers]),
   transactions: (route) => (route.id ? ['transaction', showTransaction] : ['transactions', showTransactions]),
   'dead-letters': () => ['dead-letters', showDeadLetters],
+  webhooks: (route) => (route.id ? ['endpoint', showEndpoint] : ['webhooks', showEndpoints]),
+  'webhook-deliveries': (route) =>
+    route.id ? ['webhook-delivery', showDelivery] : ['webhook-deliveries', showDeliveries],
   reconciliation: () => ['reconciliation', showReconciliation],
   shards: () => ['shards', showShards],
 };

@@ -2,7 +2,15 @@
 // `#/users/0190…?cursor=…` or `#/transactions?status=failed`, so that reload, back and a link work.
 // A page's earlier cursors ride in the history entry's state, which a reload keeps too.
 
-const SECTIONS = ['users', 'transactions', 'dead-letters', 'reconciliation', 'shards'];
+const SECTIONS = [
+  'users',
+  'transactions',
+  'dead-letters',
+  'webhooks',
+  'webhook-deliveries',
+  'reconciliation',
+  'shards',
+];
 
 /** The route a hash names: {section, id, query}; an unknown or empty hash is the users' list. */
 export function parseRoute(hash) {

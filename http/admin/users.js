@@ -1,10 +1,11 @@
 // Users: the list (newest first, searched by name, email or id), a new user with its key shown once,
-// and one user: their fields, balance, API keys (add, revoke, rotate) and transactions.
+// and one user: their fields, balance, API keys (add, revoke, rotate), transactions and webhook endpoints.
 
 import { newIdempotencyKey } from '/viewer/api.js';
 import { $, cell, el, fillTable, fullId, hideSecret, link, money, showSecret, when } from './dom.js';
 import { pager } from './route.js';
 import { transactionRow } from './transactions.js';
+import { endpointRow } from './webhooks.js';
 
 const PAGE_LIMIT = 20;
 
@@ -86,7 +87,7 @@ async function createUser() {
 
 // ---- one user ----
 
-/** `#/users/{id}?cursor=…`: the user, their balance, keys, and a page of their transactions. */
+/** `#/users/{id}?cursor=…`: the user, their balance, keys, a page of their transactions, their webhook endpoints. */
 export async function showUser(route, context) {
   ctx = context;
   shown = { id: route.id };
@@ -94,9 +95,16 @@ export async function showUser(route, context) {
   for (const id of ['key-action-error', 'user-detail-error']) $(id).textContent = '';
   $('user-title').textContent = 'User';
   $('user-fields').replaceChildren();
-  for (const table of ['user-balance', 'key-table', 'user-transactions']) fillTable(table, []);
+  for (const table of ['user-balance', 'key-table', 'user-transactions', 'user-endpoints']) fillTable(table, []);
   $('user-all-transactions').href = `#/transactions?user_id=${encodeURIComponent(route.id)}`;
-  await Promise.all([loadUser(route.id), loadBalance(route.id), loadKeys(route.id), loadTransactions(route)]);
+  $('user-all-endpoints').href = `#/webhooks?user_id=${encodeURIComponent(route.id)}`;
+  await Promise.all([
+    loadUser(route.id),
+    loadBalance(route.id),
+    loadKeys(route.id),
+    loadTransactions(route),
+    loadEndpoints(route.id),
+  ]);
 }
 
 async function loadUser(id) {
@@ -137,6 +145,18 @@ async function loadTransactions(route) {
   const rows = page.data.map((transaction) => transactionRow(transaction, { withUser: false }));
   fillTable('user-transactions', rows, 'user-transactions-empty');
   pager({ nav: $('user-transactions-pager'), route, page, go: ctx.go });
+}
+
+/** The user's newest webhook endpoints; the Webhooks section pages through all of them. */
+async function loadEndpoints(id) {
+  const query = new URLSearchParams({ user_id: id, limit: String(PAGE_LIMIT) });
+  const page = await ctx.read(`/api/v1/webhook-endpoints?${query}`, 'user-endpoints-error');
+  if (!page) return;
+  fillTable(
+    'user-endpoints',
+    page.data.map((endpoint) => endpointRow(endpoint, { withUser: false })),
+    'user-endpoints-empty',
+  );
 }
 
 // ---- API keys ----
