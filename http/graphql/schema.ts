@@ -160,6 +160,17 @@ function restBody(input: TransactionInput): Record<string, unknown> {
   return body;
 }
 
+/** The zod schema of a transaction's input, built once per list of currencies (zod compiles a schema on first use). */
+const bodies = new WeakMap<readonly string[], ReturnType<typeof transactionBody>>();
+function bodyFor(currencies: readonly string[]): ReturnType<typeof transactionBody> {
+  let body = bodies.get(currencies);
+  if (!body) bodies.set(currencies, (body = transactionBody(currencies)));
+  return body;
+}
+
+/** The argument of `balance`: a user id. */
+const balanceArguments = z.strictObject({ user_id: uuid });
+
 /**
  * A deposit or withdrawal, as `POST /api/v1/deposits` or `/withdrawals` does it: the same checks, the
  * same command (forwarded to the account's owner when another instance owns it), the same idempotency
@@ -168,7 +179,7 @@ function restBody(input: TransactionInput): Record<string, unknown> {
 async function create(type: TransactionType, input: TransactionInput, { koa, services }: GraphqlContext) {
   const caller = requireCaller(koa.state);
   const key = idempotencyKey(koa);
-  const schema = transactionBody(services.currencies);
+  const schema = bodyFor(services.currencies);
   const names = { ...inputNames(['amount', 'currency', 'description', 'metadata']), ...TRANSACTION_INPUT_NAMES };
   const body: TransactionBody = parseArguments(schema, restBody(input), names);
   let command: CreateCommand;
@@ -186,7 +197,7 @@ async function create(type: TransactionType, input: TransactionInput, { koa, ser
 /** The balance of an account the caller may see, from its actor here or on its owner. */
 async function balance(userId: string, { koa, services }: GraphqlContext) {
   const caller = requireCaller(koa.state);
-  const { user_id } = parseArguments(z.strictObject({ user_id: uuid }), { user_id: userId }, { user_id: 'userId' });
+  const { user_id } = parseArguments(balanceArguments, { user_id: userId }, { user_id: 'userId' });
   await mustSeeAccount(caller, user_id, services.users);
   const command: BalanceCommand = { kind: 'read_balance', user_id };
   const forwarded = await services.forwarding.askOwner(koa, command, true);
