@@ -32,7 +32,13 @@ test('the default page size is one named constant beside the maximum, and every 
   }
   const routes = readdirSync(new URL('./routes/', import.meta.url)).filter((name) => name.endsWith('.ts'));
   const defaulted = routes.filter((name) => /limit \?\? /.test(source(`./routes/${name}`)));
-  assert.deepEqual(defaulted.sort(), ['accounts.ts', 'admin.ts', 'transactions.ts', 'users.ts']);
+  assert.deepEqual(defaulted.sort(), [
+    'accounts.ts',
+    'admin.ts',
+    'transactions.ts',
+    'users.ts',
+    'webhook-endpoints.ts',
+  ]);
   for (const name of defaulted) {
     assert.doesNotMatch(source(`./routes/${name}`), /limit \?\? \d/, `${name} has a bare page size`);
     assert.match(source(`./routes/${name}`), /limit \?\? PAGE_LIMIT_DEFAULT/, name);
