@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { shardOf } from '../engine/shards.ts';
 import type { Gateway } from '../gateway.ts';
-import { client, createUser, startTestGateway, type Answer } from './support/gateway.ts';
-import { eventually } from './support/time.ts';
+import { client, type Answer, startGatewayPair, createUserOwnedBy } from './support/gateway.ts';
 
 // Two gateways of one cluster (one database, one Redis namespace). A request that arrives at the
 // instance that does not own the account is forwarded to the owner as a command: the client cannot
@@ -15,23 +13,9 @@ let b: Gateway;
 let user: { id: string; api_key: string };
 
 before(async () => {
-  const shared = { REDIS_KEY_PREFIX: `pgw-test-fwd-${process.pid}-${crypto.randomUUID()}:`, SHARDS: String(SHARDS) };
-  a = await startTestGateway({ ...shared, INSTANCE_ID: `fwd-a-${process.pid}` });
-  b = await startTestGateway({ ...shared, INSTANCE_ID: `fwd-b-${process.pid}` });
-  const shards = Array.from({ length: SHARDS }, (_, shard) => shard);
-  // Both own some shards, and each knows who owns the others.
-  await eventually(() =>
-    shards.some((s) => b.shards.owns(s)) &&
-    shards.every((s) => a.shards.owns(s) !== b.shards.owns(s)) &&
-    shards.every((s) => a.shards.owns(s) || a.shards.ownerOf(s)?.url === b.url)
-      ? true
-      : undefined,
-  );
+  [a, b] = await startGatewayPair('fwd', SHARDS);
   // A user whose account b owns: a request for it at a is forwarded.
-  user = await eventually(async () => {
-    const made = await createUser(client(a.url), 'Forwarded');
-    return b.shards.owns(shardOf(made.id, SHARDS)) ? made : undefined;
-  });
+  user = await createUserOwnedBy(a, b, SHARDS, 'Forwarded');
 });
 after(async () => {
   await a?.close();

@@ -4,8 +4,16 @@ import { buildSchema, findBreakingChanges, findDangerousChanges, printSchema } f
 import { shardOf } from '../engine/shards.ts';
 import type { Gateway } from '../gateway.ts';
 import { schema } from '../http/graphql/schema.ts';
-import { ADMIN_KEY, client, createUser, fund, startTestGateway, type Answer } from './support/gateway.ts';
-import { eventually } from './support/time.ts';
+import {
+  ADMIN_KEY,
+  client,
+  createUser,
+  fund,
+  startTestGateway,
+  type Answer,
+  startGatewayPair,
+  createUserOwnedBy,
+} from './support/gateway.ts';
 
 // The GraphQL API at POST /graphql, against real gateways: two of one cluster (a request for an
 // account the other owns is forwarded), and one with low rate limits.
@@ -18,21 +26,8 @@ let alice: { id: string; api_key: string };
 let bob: { id: string; api_key: string };
 
 before(async () => {
-  const shared = { REDIS_KEY_PREFIX: `pgw-test-gql-${process.pid}-${crypto.randomUUID()}:`, SHARDS: String(SHARDS) };
-  a = await startTestGateway({ ...shared, INSTANCE_ID: `gql-a-${process.pid}` });
-  b = await startTestGateway({ ...shared, INSTANCE_ID: `gql-b-${process.pid}` });
-  const shards = Array.from({ length: SHARDS }, (_, shard) => shard);
-  await eventually(() =>
-    shards.some((s) => b.shards.owns(s)) &&
-    shards.every((s) => a.shards.owns(s) !== b.shards.owns(s)) &&
-    shards.every((s) => a.shards.owns(s) || a.shards.ownerOf(s)?.url === b.url)
-      ? true
-      : undefined,
-  );
-  alice = await eventually(async () => {
-    const made = await createUser(client(a.url), 'Alice');
-    return b.shards.owns(shardOf(made.id, SHARDS)) ? made : undefined;
-  });
+  [a, b] = await startGatewayPair('gql', SHARDS);
+  alice = await createUserOwnedBy(a, b, SHARDS, 'Alice');
   bob = await createUser(client(a.url), 'Bob');
 });
 after(async () => {

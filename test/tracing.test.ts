@@ -7,7 +7,7 @@ import type { Gateway } from '../gateway.ts';
 import { createLogger } from '../logger.ts';
 import { startTracing, type Tracing } from '../tracing-export.ts';
 import { FAST_BANK } from './support/bank.ts';
-import { client, createUser, startTestGateway } from './support/gateway.ts';
+import { client, startGatewayPair, createUserOwnedBy } from './support/gateway.ts';
 import { KIND, startOtlpSink, type ReceivedSpan } from './support/otlp-sink.ts';
 import { eventually } from './support/time.ts';
 
@@ -29,25 +29,8 @@ before(async () => {
     loadTracingConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: sink.url }, 'payment-gateway'),
     createLogger('silent'),
   );
-  const shared = {
-    ...FAST_BANK,
-    REDIS_KEY_PREFIX: `pgw-test-trace-${process.pid}-${crypto.randomUUID()}:`,
-    SHARDS: String(SHARDS),
-  };
-  a = await startTestGateway({ ...shared, INSTANCE_ID: `trace-a-${process.pid}` });
-  b = await startTestGateway({ ...shared, INSTANCE_ID: `trace-b-${process.pid}` });
-  const shards = Array.from({ length: SHARDS }, (_, shard) => shard);
-  await eventually(() =>
-    shards.some((s) => b.shards.owns(s)) &&
-    shards.every((s) => a.shards.owns(s) !== b.shards.owns(s)) &&
-    shards.every((s) => a.shards.owns(s) || a.shards.ownerOf(s)?.url === b.url)
-      ? true
-      : undefined,
-  );
-  user = await eventually(async () => {
-    const made = await createUser(client(a.url), 'Traced');
-    return b.shards.owns(shardOf(made.id, SHARDS)) ? made : undefined;
-  });
+  [a, b] = await startGatewayPair('trace', SHARDS, FAST_BANK);
+  user = await createUserOwnedBy(a, b, SHARDS, 'Traced');
 });
 after(async () => {
   await a?.close();

@@ -6,14 +6,20 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { after, before, describe, test } from 'node:test';
 import { WebSocket } from 'ws';
 import type { Transaction } from '../engine/account.ts';
-import { shardOf } from '../engine/shards.ts';
 import { createTransactionFeed } from '../engine/transaction-feed.ts';
 import type { Gateway } from '../gateway.ts';
 import type { Caller } from '../http/auth.ts';
 import { createNotificationSockets, WS_CLOSE, type WebSocketLimits } from '../http/websocket.ts';
 import { createLogger } from '../logger.ts';
 import { FAST_BANK } from './support/bank.ts';
-import { ADMIN_KEY, client, createUser, startTestGateway } from './support/gateway.ts';
+import {
+  ADMIN_KEY,
+  client,
+  createUser,
+  startTestGateway,
+  startGatewayPair,
+  createUserOwnedBy,
+} from './support/gateway.ts';
 import { dropKeys, testKeyPrefix } from './support/redis.ts';
 import { pendingTransaction } from './support/transactions.ts';
 import { eventually, scaled } from './support/time.ts';
@@ -367,25 +373,13 @@ describe('GET /api/v1/ws across two instances', () => {
   let user: User;
 
   before(async () => {
-    const shared = {
+    [a, b] = await startGatewayPair('ws', SHARDS, {
       ...FAST_BANK,
       REDIS_KEY_PREFIX: prefix,
-      SHARDS: String(SHARDS),
       RATE_LIMIT_AUTH_FAILURES_PER_MIN: String(AUTH_FAILURES_MAX),
-    };
-    a = await startTestGateway({ ...shared, INSTANCE_ID: `ws-a-${process.pid}` });
-    b = await startTestGateway({ ...shared, INSTANCE_ID: `ws-b-${process.pid}` });
-    const shards = Array.from({ length: SHARDS }, (_, shard) => shard);
-    await eventually(() =>
-      shards.some((s) => b.shards.owns(s)) && shards.every((s) => a.shards.owns(s) !== b.shards.owns(s))
-        ? true
-        : undefined,
-    );
-    // A user whose account a owns: its changes are committed on a.
-    user = await eventually(async () => {
-      const made = await createUser(client(a.url), 'Owned by a');
-      return a.shards.owns(shardOf(made.id, SHARDS)) ? made : undefined;
     });
+    // A user whose account a owns: its changes are committed on a.
+    user = await createUserOwnedBy(a, a, SHARDS, 'Owned by a');
   });
   after(async () => {
     await a?.close();

@@ -2,9 +2,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { loadConfig, type Config } from '../../config.ts';
+import { shardOf } from '../../engine/shards.ts';
 import { startGateway, type Gateway } from '../../gateway.ts';
 import { createLogger } from '../../logger.ts';
 import { testDatabaseUrl } from './database.ts';
+import { eventually } from './time.ts';
 
 export const ADMIN_KEY = 'test_admin_key_0123456789';
 
@@ -48,6 +50,52 @@ export async function startTestGateway(
     ...overrides,
   });
   return startGateway(config, createLogger(config.LOG_LEVEL, destination));
+}
+
+/**
+ * Two gateways of one cluster (the suite's database, a Redis namespace of their own) once each owns
+ * some of the `shards` and knows who owns the others: a request at one for an account of the other's
+ * is forwarded. `name` tells their instance ids and keys apart; `overrides` go to both.
+ */
+export async function startGatewayPair(
+  name: string,
+  shards: number,
+  overrides: Record<string, string> = {},
+): Promise<[Gateway, Gateway]> {
+  const shared = {
+    REDIS_KEY_PREFIX: `pgw-test-${name}-${process.pid}-${crypto.randomUUID()}:`,
+    SHARDS: String(shards),
+    ...overrides,
+  };
+  const a = await startTestGateway({ ...shared, INSTANCE_ID: `${name}-a-${process.pid}` });
+  const b = await startTestGateway({ ...shared, INSTANCE_ID: `${name}-b-${process.pid}` });
+  const all = Array.from({ length: shards }, (_, shard) => shard);
+  try {
+    await eventually(() =>
+      all.some((s) => b.shards.owns(s)) &&
+      all.every((s) => a.shards.owns(s) !== b.shards.owns(s)) &&
+      all.every((s) => a.shards.owns(s) || a.shards.ownerOf(s)?.url === b.url)
+        ? true
+        : undefined,
+    );
+  } catch (error) {
+    await Promise.all([a.close(), b.close()]);
+    throw error;
+  }
+  return [a, b];
+}
+
+/** A user created through `via` whose account `owner` owns (users are made until one falls in its shards). */
+export function createUserOwnedBy(
+  via: Gateway,
+  owner: Gateway,
+  shards: number,
+  name: string,
+): Promise<{ id: string; api_key: string }> {
+  return eventually(async () => {
+    const made = await createUser(client(via.url), name);
+    return owner.shards.owns(shardOf(made.id, shards)) ? made : undefined;
+  });
 }
 
 export interface Answer {
