@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { createLogger } from '../logger.ts';
 import { decide, emptyAccount, step, type AccountState, type Change, type Command } from './account.ts';
+import { ENGINE_LIMITS } from './engine.ts';
 import { createTransactionFeed, type Subscription, type TransactionFeedOptions } from './transaction-feed.ts';
 
 const ALICE = '0190d3a0-0000-7000-8000-00000000000a';
@@ -101,6 +102,32 @@ test('a subscriber that falls buffer_max changes behind is dropped; the others k
   assert.deepEqual(await slow.next(), { kind: 'end', reason: 'overflow' });
   assert.deepEqual(await slow.next(), { kind: 'end', reason: 'overflow' });
   assert.equal(transactions.size(), 1);
+});
+
+test("one delivery is taken whole: a relayed batch of the relay's size reaches a subscriber of every user", async () => {
+  // The engine's own bounds: a batch from another instance (up to feed_relay_batch_max changes) is
+  // larger than one subscriber's buffer, and arrives in one call, with no turn for the reader between.
+  const transactions = feed({ buffer_max: ENGINE_LIMITS.feed_buffer_max });
+  const admin = subscribed(transactions.subscribe({ user_id: undefined, owner: 'admin' }));
+  const ids = Array.from(
+    { length: ENGINE_LIMITS.feed_relay_batch_max },
+    (_, i) => `0190d3a0-0000-7000-8000-${String(i).padStart(12, '0')}`,
+  );
+  const relayed = commit(emptyAccount(BOB), ids.map(create)).changes.map((change) => change.transaction);
+  assert.ok(relayed.length > ENGINE_LIMITS.feed_buffer_max);
+  transactions.receive(relayed);
+  const seen: string[] = [];
+  while (seen.length < relayed.length) {
+    const item = await admin.next();
+    assert.equal(item.kind, 'transaction', `after ${seen.length} changes`);
+    if (item.kind === 'transaction') seen.push(item.transaction.id);
+  }
+  assert.deepEqual(seen, ids);
+  // Still behind by a whole buffer when the next delivery comes: that one drops it.
+  transactions.receive(relayed.slice(0, ENGINE_LIMITS.feed_buffer_max));
+  transactions.receive(relayed.slice(0, 1));
+  assert.deepEqual(await admin.next(), { kind: 'end', reason: 'overflow' });
+  assert.equal(transactions.size(), 0);
 });
 
 test('subscribers are bounded in all and per owner; a closed subscription frees its place', () => {

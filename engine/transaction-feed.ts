@@ -45,6 +45,8 @@ interface Subscriber {
   buffer: Transaction[];
   waiting: ((item: FeedItem) => void) | undefined;
   ended: EndReason | undefined;
+  /** The last delivery (one commit, or one batch relayed from another instance) it was judged at. */
+  judgedAt: number;
 }
 
 /** Creates the feed; wire `onCommitted` to the accounts' hook and `close` into shutdown. */
@@ -54,6 +56,8 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
   const perOwner = new Map<string, number>();
   let count = 0;
   let closed = false;
+  // Deliveries so far: a subscriber's backlog is judged once per delivery, before its first change.
+  let deliveries = 0;
   // Hands every committed change to the other instances too (engine/feed-relay.ts), once wired.
   let share: ((transactions: Transaction[]) => void) | undefined;
 
@@ -73,21 +77,37 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
     waiting?.({ kind: 'end', reason });
   }
 
+  /**
+   * A subscriber is too slow when it is `buffer_max` changes behind as a delivery reaches it; a delivery
+   * itself is taken whole, since its reader gets no turn between its changes (a relayed batch holds up
+   * to 500, an actor's commit up to 256 commands' changes). So a buffer holds at most `buffer_max` plus
+   * one delivery.
+   */
   function deliver(subscriber: Subscriber, transaction: Transaction): void {
+    if (subscriber.ended) return;
+    if (subscriber.judgedAt !== deliveries) {
+      subscriber.judgedAt = deliveries;
+      if (subscriber.buffer.length >= options.buffer_max) {
+        end(subscriber, 'overflow');
+        return;
+      }
+    }
     if (subscriber.waiting) {
       const waiting = subscriber.waiting;
       subscriber.waiting = undefined;
       waiting({ kind: 'transaction', transaction });
-    } else if (subscriber.buffer.length >= options.buffer_max) {
-      end(subscriber, 'overflow');
     } else {
       subscriber.buffer.push(transaction);
     }
   }
 
-  function publish(transaction: Transaction): void {
-    for (const subscriber of byUser.get(transaction.user_id) ?? []) deliver(subscriber, transaction);
-    for (const subscriber of everyUser) deliver(subscriber, transaction);
+  /** Hands one delivery's changes to their subscribers, in order. */
+  function publish(transactions: readonly Transaction[]): void {
+    deliveries += 1;
+    for (const transaction of transactions) {
+      for (const subscriber of byUser.get(transaction.user_id) ?? []) deliver(subscriber, transaction);
+      for (const subscriber of everyUser) deliver(subscriber, transaction);
+    }
   }
 
   return {
@@ -102,7 +122,7 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
       if (count >= options.subscribers_max) return { ok: false, reason: 'subscribers_max' };
       const owned = perOwner.get(scope.owner) ?? 0;
       if (owned >= options.subscribers_per_owner_max) return { ok: false, reason: 'owner_subscribers_max' };
-      const subscriber: Subscriber = { ...scope, buffer: [], waiting: undefined, ended: undefined };
+      const subscriber: Subscriber = { ...scope, buffer: [], waiting: undefined, ended: undefined, judgedAt: -1 };
       if (scope.user_id === undefined) everyUser.add(subscriber);
       else byUser.set(scope.user_id, (byUser.get(scope.user_id) ?? new Set()).add(subscriber));
       perOwner.set(scope.owner, owned + 1);
@@ -128,7 +148,7 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
       if (!share && everyUser.size === 0 && !byUser.has(user_id)) return;
       try {
         const transactions = changes.map((change) => change.transaction);
-        for (const transaction of transactions) publish(transaction);
+        publish(transactions);
         share?.(transactions);
       } catch (error) {
         // Called inside the actor's turn after its commit: a live view's failure must not fail the
@@ -141,7 +161,7 @@ export function createTransactionFeed(options: TransactionFeedOptions) {
     /** Changes committed on another instance, for the subscribers here. */
     receive(transactions: readonly Transaction[]): void {
       if (closed) return;
-      for (const transaction of transactions) publish(transaction);
+      publish(transactions);
     },
 
     /** Subscribers now. */
