@@ -11,11 +11,12 @@ function phaseRow(p: Phase): string {
   const kept = p.workload === 'deposits' ? `${p.accepted_in_postgres} / ${p.accepted} (${p.sent_to_bank})` : '–';
   const batches = p.journal_commits > 0 ? (p.journal_appends / p.journal_commits).toFixed(1) : '–';
   const cpu = p.cpu_ms_per_request;
+  const each = p.cpu_ms_per_request_each.length > 1 ? ` (${p.cpu_ms_per_request_each.join(' + ')})` : '';
   return (
     `| ${p.workload} | ${p.setup} | ${p.round} | ${p.requests_per_s}${perInstance} | ${p.p50_ms} | ${p.p99_ms} | ` +
     `${non2xx} | ${percent(p.forwarded_share)} (${p.forwarded}) | ${p.local.p50} / ${p.local.p99} | ` +
     `${p.forwarded === 0 ? '–' : `${p.remote.p50} / ${p.remote.p99}`} | ${kept} | ${p.machine_busy_pct} % | ` +
-    `${cpu.gateways} / ${cpu.postgres} / ${cpu.bench} | ${batches} |`
+    `${cpu.gateways}${each} / ${cpu.postgres} / ${cpu.bench} | ${batches} |`
   );
 }
 
@@ -55,7 +56,7 @@ export function twoInstancesMarkdown(phases: Phase[]): string {
   const label = (p: Phase) => `${p.workload}/${p.setup}/${p.round}`;
   return [
     '| load | instances | round | req/s (per instance) | p50 ms | p99 ms | non-2xx | forwarded | local p50 / p99 ms | ' +
-      'forwarded p50 / p99 ms | 202s in Postgres (at the bank) | cores busy | CPU ms per request: gateways / Postgres / autocannon | appends per journal commit |',
+      'forwarded p50 / p99 ms | 202s in Postgres (at the bank) | cores busy | CPU ms per request: gateways (each) / Postgres / autocannon | appends per journal commit |',
     '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
     ...phases.map(phaseRow),
     '',

@@ -37,15 +37,23 @@ export type Workload = 'deposits' | 'balance';
  * process on these cores apart from the cost of forwarding. '2, all forwarded': two, each sent only the
  * users of the other's shards (every request forwarded): its gateway CPU per request, next to that of
  * '2, to owner', is what a forwarded request costs against a direct one (edge + owner vs owner alone).
+ * '2, one edge': every connection on the first instance, sent only the second's users: each instance's
+ * CPU is then one side of the forward alone (the edge's, the owner's).
  */
-export type Setup = '1' | '2' | '2, to owner' | '2, all forwarded';
-const ALL_SETUPS: Setup[] = ['1', '2', '2, to owner', '2, all forwarded'];
+export type Setup = '1' | '2' | '2, to owner' | '2, all forwarded' | '2, one edge';
+const ALL_SETUPS: Setup[] = ['1', '2', '2, to owner', '2, all forwarded', '2, one edge'];
 /** The setups to run, comma-separated (BENCH_TWO_INSTANCES_SETUPS): 1, 2 and 2-to-owner by default. */
 const SETUPS = (process.env.BENCH_TWO_INSTANCES_SETUPS ?? '1,2,2, to owner')
   .split(/,(?! )/)
   .map((name) => name.trim()) as Setup[];
 /** The setups' names in Redis prefixes and instance ids. */
-const TAGS: Record<Setup, string> = { '1': 'one', '2': 'two', '2, to owner': 'owner', '2, all forwarded': 'fwd' };
+const TAGS: Record<Setup, string> = {
+  '1': 'one',
+  '2': 'two',
+  '2, to owner': 'owner',
+  '2, all forwarded': 'fwd',
+  '2, one edge': 'edge',
+};
 type User = { id: string; key: string };
 
 /** What one autocannon run resolves to with `skipAggregateResult` (its histograms still encoded). */
@@ -94,6 +102,8 @@ export interface Phase {
   owners_moved: number;
   machine_busy_pct: number;
   cpu_ms_per_request: { gateways: number; postgres: number; bench: number };
+  /** Each gateway's CPU ms per request of the whole load (in '2, one edge': the edge's, then the owner's). */
+  cpu_ms_per_request_each: number[];
   /** Journal commits (group commits) and the appends they carried during the load, all instances. */
   journal_commits: number;
   journal_appends: number;
@@ -152,7 +162,7 @@ async function usageNow(cluster: Cluster, sql: Sql) {
   const usage = process.cpuUsage();
   return {
     journal,
-    gateways: cluster.instances.reduce((sum, i) => sum + (cpuSecondsOf(i.child.process.pid!) ?? NaN), 0),
+    each: cluster.instances.map((i) => cpuSecondsOf(i.child.process.pid!) ?? NaN),
     postgres: new Map(rows.map((row) => [row.pid, cpuSecondsOf(row.pid) ?? 0])),
     bench: (usage.user + usage.system) / 1e6,
     machine: machineCpu(),
@@ -170,10 +180,11 @@ function usageSpent(before: Usage, after: Usage, n: number) {
       (100 * (after.machine.busy_s - before.machine.busy_s)) / (after.machine.total_s - before.machine.total_s),
     ),
     cpu_ms_per_request: {
-      gateways: ms(after.gateways - before.gateways),
+      gateways: ms(after.each.reduce((sum, seconds, i) => sum + seconds - before.each[i]!, 0)),
       postgres: ms(postgres),
       bench: ms(after.bench - before.bench),
     },
+    cpu_ms_per_request_each: after.each.map((seconds, i) => ms(seconds - before.each[i]!)),
     journal_commits: after.journal.commits - before.journal.commits,
     journal_appends: after.journal.appends - before.journal.appends,
   };
@@ -186,22 +197,28 @@ function usersOf(setup: Setup, users: User[], cluster: Cluster, i: number): User
     return users.filter((user) => cluster.owners[shardOf(user.id, cluster.owners.length)] === instance.id);
   if (setup === '2, all forwarded')
     return users.filter((user) => cluster.owners[shardOf(user.id, cluster.owners.length)] !== instance.id);
+  if (setup === '2, one edge') {
+    if (i > 0) return [];
+    return users.filter((user) => cluster.owners[shardOf(user.id, cluster.owners.length)] !== instance.id);
+  }
   const offset = Math.floor((i * users.length) / cluster.instances.length);
   return [...users.slice(offset), ...users.slice(0, offset)];
 }
 
-/** Loads the cluster: CONNECTIONS split evenly over its instances, every run for DURATION_S at once. */
+/** Loads the cluster: CONNECTIONS split evenly over the instances sent users, every run for DURATION_S at once. */
 async function loadCluster(workload: Workload, setup: Setup, users: User[], cluster: Cluster) {
-  const count = cluster.instances.length;
-  const tallies = cluster.instances.map((): Tally => ({ local_ms: [], forwarded_ms: [], accepted_ids: [] }));
+  const loaded = cluster.instances
+    .map((instance, i) => ({ instance, users: usersOf(setup, users, cluster, i) }))
+    .filter((entry) => entry.users.length > 0);
+  const tallies = loaded.map((): Tally => ({ local_ms: [], forwarded_ms: [], accepted_ids: [] }));
   const runs = (await Promise.all(
-    cluster.instances.map((instance, i) =>
+    loaded.map(({ instance, users: sent }, i) =>
       autocannon({
         url: instance.url,
-        connections: CONNECTIONS / count,
+        connections: CONNECTIONS / loaded.length,
         duration: DURATION_S,
         skipAggregateResult: true,
-        requests: requestsFor(workload, usersOf(setup, users, cluster, i), instance.id, cluster.owners, tallies[i]!),
+        requests: requestsFor(workload, sent, instance.id, cluster.owners, tallies[i]!),
       }),
     ),
   )) as unknown as RawResult[];
