@@ -21,6 +21,7 @@ import { cpuSecondsOf, machineCpu } from './cpu.ts';
 import { lists } from './lists.ts';
 import { memory } from './memory.ts';
 import { recovery } from './recovery.ts';
+import { takeover } from './takeover.ts';
 import { tracingCost } from './tracing-cost.ts';
 import { twoInstances } from './two-instances.ts';
 
@@ -105,6 +106,7 @@ const scenarios: Record<string, () => Promise<Result | Report>> = {
   lists,
   two_instances: twoInstances,
   front_door: frontDoor,
+  takeover,
   tracing: tracingCost,
   api_variants: apiVariants,
 };
