@@ -74,6 +74,7 @@ export type EdgeSettings = Pick<
   | 'ACTOR_ASK_TIMEOUT_MS'
   | 'FORWARD_TIMEOUT_MS'
   | 'SHARD_WAIT_MS'
+  | 'SHARD_LEASE_MS'
   | 'HEALTH_TIMEOUT_MS'
   | 'REQUEST_DEADLINE_MS'
   | 'MERCHANT_WEBHOOKS_ALLOW_PRIVATE'
@@ -114,6 +115,9 @@ export function createEdge(options: EdgeOptions): Edge {
     instance: s.INSTANCE_ID,
     secret: s.ADMIN_API_KEY,
     timeout_ms: s.FORWARD_TIMEOUT_MS,
+    // A live owner answers a read within its actor's ask timeout (its own 503 included); one silent for
+    // longer than its lease as well may have lost the shard while paused, so the owner is looked for again.
+    read_timeout_ms: Math.max(s.SHARD_LEASE_MS, s.ACTOR_ASK_TIMEOUT_MS + 500),
     wait_ms: s.SHARD_WAIT_MS,
     body_max_bytes: s.BODY_SIZE_MAX_BYTES,
     log: log.child({ module: 'forward' }),

@@ -70,6 +70,11 @@ export interface ForwarderOptions {
   secret: string;
   /** The most a forwarded request may take at the owner. */
   timeout_ms: number;
+  /**
+   * The most a forwarded read waits for the owner's answer before the owner is looked for again (at most
+   * `timeout_ms`): the shard lease's length, past which a paused owner has lost its shards to another.
+   */
+  read_timeout_ms?: number;
   /** How long a request waits for an owner when its shard has none, before 503. */
   wait_ms: number;
   /** The client's body limit (BODY_SIZE_MAX_BYTES): a forwarded command carries at most that much of it. */
@@ -112,6 +117,7 @@ export function createForwarder(options: ForwarderOptions) {
   }
 
   const handlers = new Map<string, CommandHandler>();
+  const read_timeout_ms = Math.min(options.read_timeout_ms ?? options.timeout_ms, options.timeout_ms);
   const body_max_bytes = 2 * (options.body_max_bytes ?? 1024 * 1024) + ENVELOPE_OVERHEAD_BYTES;
 
   /**
@@ -132,7 +138,13 @@ export function createForwarder(options: ForwarderOptions) {
     let response;
     if (!read) ctx.state.writeSent = true;
     try {
-      response = await hop.request(owner.url, INTERNAL_PATH, { method: 'POST', headers, body, idempotent: read });
+      response = await hop.request(owner.url, INTERNAL_PATH, {
+        method: 'POST',
+        headers,
+        body,
+        idempotent: read,
+        ...(read ? { timeout_ms: read_timeout_ms } : {}),
+      });
     } catch (error) {
       const code = error instanceof HopError ? error.code : undefined;
       options.log.warn({ owner: owner.id, err: error, code }, 'forwarding failed');
@@ -182,13 +194,20 @@ export function createForwarder(options: ForwarderOptions) {
     trace: Record<string, string> | undefined,
   ): Promise<OwnerAnswer | undefined> {
     const body = JSON.stringify({ request_id: ctx.state.requestId, command, trace } satisfies Envelope);
-    const deadline = Date.now() + options.wait_ms;
+    let deadline = Date.now() + options.wait_ms;
+    let lookedAgain = false;
     for (;;) {
       if (options.leases.owns(shard)) return undefined;
       const owner = options.leases.ownerOf(shard);
       if (owner && owner.id !== options.instance) {
         const answer = await relay(ctx, owner, body, read);
         if (answer !== 'unreachable') return answer;
+        // A read the owner did not answer (gone, or paused past its lease): the wait for a new owner
+        // starts again once, from now, so that a takeover that happened meanwhile still answers it.
+        if (read && !lookedAgain) {
+          lookedAgain = true;
+          deadline = Math.max(deadline, Date.now() + options.wait_ms);
+        }
       }
       if (Date.now() >= deadline) throw errors.shardUnavailable();
       await new Promise((resolve) => setTimeout(resolve, 100));

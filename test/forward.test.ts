@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import type { Context } from 'koa';
 import type { Gateway } from '../gateway.ts';
 import { createForwarder, type Command } from '../http/forward.ts';
@@ -82,6 +83,37 @@ async function forward(from: ReturnType<typeof otherInstance>, method: string, c
   assert.equal(await from.toOwner(ctx as unknown as Context, command), true);
   return { status: ctx.status, headers, text: (ctx.body as Buffer).toString() };
 }
+
+test('a read forwarded to an owner that never answers (paused past its lease) goes to the owner that took the shard', async () => {
+  const user = await createUser(request, 'Paused owner');
+  // A paused process: the kernel still accepts its connections, and nothing ever answers on them.
+  const held: Socket[] = [];
+  const paused = createServer((socket) => void held.push(socket));
+  await new Promise<void>((resolve) => paused.listen(0, '127.0.0.1', resolve));
+  let owner = { id: 'paused', url: `http://127.0.0.1:${(paused.address() as AddressInfo).port}` };
+  const forwarder = createForwarder({
+    leases: { shards: 64, owns: () => false, ownerOf: () => owner, refresh: async () => {} },
+    instance: 'other-instance',
+    secret: ADMIN_KEY,
+    timeout_ms: scaled(30_000),
+    read_timeout_ms: scaled(500),
+    wait_ms: scaled(2000),
+    log: createLogger('silent'),
+  });
+  try {
+    const answered = forward(forwarder, 'GET', { kind: 'read_balance', user_id: user.id });
+    // The paused owner's lease runs out while the read waits on it; the gateway takes the shard.
+    await new Promise<void>((resolve) => paused.once('connection', () => resolve()));
+    owner = { id: 'gw', url: gateway.url };
+    const answer = await answered;
+    assert.equal(answer.status, 200, answer.text);
+    assert.equal(JSON.parse(answer.text).user_id, user.id);
+  } finally {
+    forwarder.close();
+    for (const socket of held) socket.destroy();
+    await new Promise((resolve) => paused.close(resolve));
+  }
+});
 
 test('a signed forwarded command skips auth and the limits: it does not count against an exhausted user', async () => {
   const user = await createUser(request, 'Counted once');
