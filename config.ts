@@ -192,6 +192,8 @@ const schema = z.object({
   MERCHANT_WEBHOOKS_RETRY_MAX_MS: integer(3_600_000, 1, 86_400_000),
   MERCHANT_WEBHOOKS_ATTEMPTS_MAX: integer(100, 1, 10_000),
   MERCHANT_WEBHOOKS_RETRY_FOR_MS: integer(3 * 86_400_000, 1, 30 * 86_400_000),
+  // Finished deliveries (and their attempts) are deleted this long after they finished.
+  MERCHANT_WEBHOOKS_RETENTION_DAYS: integer(30, 1, 3650),
   // An endpoint is disabled after this many failed attempts in a row (re-enabled through the API).
   MERCHANT_WEBHOOKS_DISABLE_AFTER_FAILURES: integer(100, 1, 1_000_000),
   ...tracingVariables,

@@ -19,7 +19,7 @@ import { transactionJson } from './http/transaction-json.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startOperatorTools } from './operator/tools.ts';
-import { startIdempotencyReaper } from './persistence/idempotency.ts';
+import { startReaper } from './persistence/reaper.ts';
 import type { Sql } from './persistence/sql.ts';
 import { openStorage } from './persistence/storage.ts';
 import { fromReadModelRow } from './persistence/transaction-row.ts';
@@ -31,7 +31,7 @@ const GATEWAY_LIMITS = {
   keep_alive_timeout_ms: 5000,
   /** How often Node looks for requests past their timeouts (its default is 30 s): at most this. */
   connections_checking_interval_ms_max: 1000,
-  /** Expired idempotency records: purged this often, at most this many per statement. */
+  /** Expired idempotency records and finished webhook deliveries: purged this often, at most this many per statement. */
   reaper_interval_ms: 10 * 60_000,
   reaper_batch_max: 1000,
   /** The dashboard's dead-letter retry waits this many actor ask timeouts for the API's answer. */
@@ -114,11 +114,18 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     metrics.committed(changes);
     activity.record(changes);
   });
-  const reaper = startIdempotencyReaper(storage.idempotency, {
-    interval_ms: GATEWAY_LIMITS.reaper_interval_ms,
-    batch_max: GATEWAY_LIMITS.reaper_batch_max,
-    onError: (error) => log.warn({ err: error }, 'idempotency reaper failed'),
-  });
+  const reapers = [
+    startReaper((limit) => storage.idempotency.purgeExpired(limit), {
+      interval_ms: GATEWAY_LIMITS.reaper_interval_ms,
+      batch_max: GATEWAY_LIMITS.reaper_batch_max,
+      onError: (error) => log.warn({ err: error }, 'idempotency reaper failed'),
+    }),
+    startReaper((limit) => storage.webhooks.purgeFinished(limit, config.MERCHANT_WEBHOOKS_RETENTION_DAYS), {
+      interval_ms: GATEWAY_LIMITS.reaper_interval_ms,
+      batch_max: GATEWAY_LIMITS.reaper_batch_max,
+      onError: (error) => log.warn({ err: error }, 'webhook delivery reaper failed'),
+    }),
+  ];
   await engine.start();
   const merchantWebhooks = startMerchantWebhooks({
     store: storage.webhooks,
@@ -176,7 +183,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
       clearTimeout(deadline);
       // No request in flight any more: none is being forwarded.
       edge.close();
-      reaper.stop();
+      for (const reaper of reapers) reaper.stop();
       await merchantWebhooks.stop();
       await engine.stop();
       await simulator?.close();

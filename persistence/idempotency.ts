@@ -178,20 +178,3 @@ export function createIdempotencyStore(sql: Sql, ttlHours: number, options: Idem
 }
 
 export type IdempotencyStore = ReturnType<typeof createIdempotencyStore>;
-
-/** Purges expired idempotency records every `interval_ms`, a bounded batch at a time. */
-export function startIdempotencyReaper(
-  store: IdempotencyStore,
-  options: { interval_ms: number; batch_max: number; onError: (error: unknown) => void },
-): { stop(): void; sweep(): Promise<number> } {
-  async function sweep(): Promise<number> {
-    let total = 0;
-    for (let removed = options.batch_max; removed === options.batch_max; total += removed) {
-      removed = await store.purgeExpired(options.batch_max);
-    }
-    return total;
-  }
-  const timer = setInterval(() => void sweep().catch(options.onError), options.interval_ms);
-  timer.unref();
-  return { stop: () => clearInterval(timer), sweep };
-}

@@ -178,6 +178,21 @@ export function createWebhookStore(sql: Sql, idempotency: Pick<IdempotencyStore,
         ORDER BY created_at DESC, id DESC LIMIT ${limit}`;
     },
 
+    /**
+     * Deletes up to `limit` deliveries that finished (succeeded, or failed for good) more than
+     * `retention_days` ago; returns how many. Their endpoints keep their counts; the journal keeps the
+     * changes they announced.
+     */
+    async purgeFinished(limit: number, retention_days: number): Promise<number> {
+      const rows = await sql`
+        DELETE FROM webhook_deliveries WHERE id IN (
+          SELECT id FROM webhook_deliveries
+          WHERE status <> 'pending' AND completed_at < now() - make_interval(days => ${retention_days})
+          LIMIT ${limit})
+        RETURNING 1`;
+      return rows.length;
+    },
+
     /** Sends a delivery again now with the same event id: a new round of attempts. */
     async redeliver(
       id: string,
