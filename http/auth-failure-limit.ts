@@ -87,7 +87,7 @@ export function authFailureLimit(authFailures: AuthFailures): Middleware {
       uncounted(ctx, on_redis_down);
     } else if (seen.consumed >= seen.limit) {
       reportLimits(ctx, [{ ...seen, policy: failures.name }]);
-      return tooManyRequests(ctx, seen.reset_ms);
+      tooManyRequests(seen.reset_ms);
     }
     try {
       await next();

@@ -1,5 +1,5 @@
 import type { Context } from 'koa';
-import { errorBody, errors, type ApiError } from './errors.ts';
+import { errors, type ApiError } from './errors.ts';
 import { WINDOW_S } from '../persistence/rate-limit-counters.ts';
 import type { Count, RedisDownPolicy } from './rate-limit-store.ts';
 
@@ -38,12 +38,12 @@ export function rateLimitError(retry_ms: number): ApiError {
   return errors.rateLimitExceeded({ retry_after }).with({ retry_after });
 }
 
-/** Answers 429 with the contract's body; `retry_ms` is how long until the exhausted limit resets. */
-export function tooManyRequests(ctx: Context, retry_ms: number): void {
-  const error = rateLimitError(retry_ms);
-  ctx.status = error.status;
-  ctx.set(error.headers);
-  ctx.body = errorBody(error, ctx.state.requestId);
+/**
+ * Refuses the request with 429; `retry_ms` is how long until the exhausted limit resets. Thrown, so that
+ * the app writes it in the shape of the path asked (the contract's body, or GraphQL's errors on /graphql).
+ */
+export function tooManyRequests(retry_ms: number): never {
+  throw rateLimitError(retry_ms);
 }
 
 /** A request Redis could not count: let it through, marked, or refuse it, as the policy says. */

@@ -155,7 +155,7 @@ export function rateLimits(limits: ApiLimits): Middleware {
     }
     const rule = ctx.state.caller ? perUserPolicy(ctx) : undefined;
     const retry_ms = await countRequest(limits, ctx, rule ? [rule] : []);
-    if (retry_ms !== undefined) return tooManyRequests(ctx, retry_ms);
+    if (retry_ms !== undefined) tooManyRequests(retry_ms);
     await next();
   };
 }

@@ -471,6 +471,29 @@ test('errors before GraphQL runs keep its shape: body, media type, method', asyn
   assert.deepEqual(codes(huge), ['payload_too_large']);
 });
 
+test("an address over its failed-authentication limit gets its 429 on /graphql in GraphQL's shape", async () => {
+  const limited = await startTestGateway({ RATE_LIMIT_AUTH_FAILURES_PER_MIN: '2' });
+  try {
+    for (let i = 0; i < 2; i += 1) {
+      const wrong = await graphql(limited, '{ me { id } }', { key: `pgw_wrong_key_${i}_0123456789abcdef` });
+      assert.equal(wrong.status, 401, wrong.text);
+      assert.deepEqual(codes(wrong), ['unauthenticated']);
+    }
+    const over = await graphql(limited, '{ me { id } }', { key: 'pgw_wrong_key_2_0123456789abcdef' });
+    assert.equal(over.status, 429, over.text);
+    assert.ok(Number(over.headers.get('retry-after')) >= 1);
+    assert.deepEqual(codes(over), ['rate_limit_exceeded']);
+    assert.equal(over.json.errors[0].extensions.status, 429);
+    assert.equal(over.json.error, undefined, 'not the REST body');
+    // REST paths keep REST's shape for the same limit.
+    const rest = await client(limited.url)('GET', '/api/v1/me', { key: 'pgw_wrong_key_3_0123456789abcdef' });
+    assert.equal(rest.status, 429);
+    assert.equal(rest.json.error, 'rate_limit_exceeded');
+  } finally {
+    await limited.close();
+  }
+});
+
 test('rate limits: a balance field counts as a balance read, a list as a list, with REST in the same counters', async () => {
   const limited = await startTestGateway({
     RATE_LIMIT_BALANCE_PER_MIN: '2',
