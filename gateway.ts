@@ -15,14 +15,13 @@ import { answerClientErrors } from './http/client-errors.ts';
 import { createActivity } from './http/dashboard/activity.ts';
 import { createEdge } from './http/edge.ts';
 import { answerStarting } from './http/starting.ts';
-import { transactionJson } from './http/transaction-json.ts';
+import { webhookData } from './http/transaction-json.ts';
 import type { Logger } from './logger.ts';
 import { createMetrics } from './metrics.ts';
 import { startOperatorTools } from './operator/tools.ts';
 import { startReaper } from './persistence/reaper.ts';
 import type { Sql } from './persistence/sql.ts';
 import { openStorage } from './persistence/storage.ts';
-import { fromReadModelRow } from './persistence/transaction-row.ts';
 import { startSimulator } from './simulator/simulator.ts';
 
 /** The gateway's own limits (those an operator tunes are in config.ts). */
@@ -131,7 +130,7 @@ export async function startGateway(config: Config, log: Logger): Promise<Gateway
     store: storage.webhooks,
     settings: merchantWebhookSettings(config),
     policy: { allow_private: config.MERCHANT_WEBHOOKS_ALLOW_PRIVATE, resolve: systemResolve },
-    render: (row) => transactionJson(fromReadModelRow(row)),
+    render: webhookData,
     log: log.child({ module: 'merchant-webhooks' }),
   });
 

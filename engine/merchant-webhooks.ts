@@ -2,7 +2,7 @@ import { Webhook } from 'standardwebhooks';
 import { createHop, HopError } from '../hop.ts';
 import type { Logger } from '../logger.ts';
 import type { ReadModelRow } from '../persistence/transaction-row.ts';
-import type { AttemptRecord, ClaimedDelivery, WebhookStore } from '../persistence/webhooks.ts';
+import type { AttemptRecord, ClaimedDelivery, DeliveryRow, WebhookStore } from '../persistence/webhooks.ts';
 import { checkWebhookTarget, guardedLookup, WebhookAddressRefused, type AddressPolicy } from './webhook-address.ts';
 
 /** How the deliveries go out: the configured schedule, pool and bounds. */
@@ -53,14 +53,19 @@ export function retryDelay(n: number, settings: DeliverySettings, random: () => 
   return Math.floor(random() * bound);
 }
 
-/** The Standard Webhooks request of one delivery: body and headers, signed with every current secret. */
-export function signedRequest(delivery: ClaimedDelivery, data: unknown, now: Date) {
-  const body = JSON.stringify({
+/** The event a delivery sends, as its request's body carries it (and the delivery log shows it). */
+export function webhookEvent(delivery: Pick<DeliveryRow, 'event_id' | 'event_type' | 'created_at'>, data: unknown) {
+  return {
     id: delivery.event_id,
     type: delivery.event_type,
     created_at: new Date(delivery.created_at).toISOString(),
     data,
-  });
+  };
+}
+
+/** The Standard Webhooks request of one delivery: body and headers, signed with every current secret. */
+export function signedRequest(delivery: ClaimedDelivery, data: unknown, now: Date) {
+  const body = JSON.stringify(webhookEvent(delivery, data));
   const timestamp = new Date(Math.floor(now.getTime() / 1000) * 1000);
   const signature = delivery.secrets
     .map((secret) => new Webhook(secret).sign(delivery.event_id, timestamp, body))

@@ -555,7 +555,7 @@ export function operations(currencies: readonly string[]): Operation[] {
       },
       errors: ['forbidden'],
     },
-    ...webhookOperations(),
+    ...webhookOperations(sample.deposit.page.data[0]!),
     {
       method: 'get',
       path: '/openapi.json',

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ALL_EVENTS, WEBHOOK_EVENT_TYPES } from '../engine/webhook-events.ts';
 import type { Operation } from './openapi-operations.ts';
+import { transaction } from './response-schemas.ts';
 import {
   createWebhookEndpointBody,
   uuid,
@@ -71,6 +72,20 @@ export const webhookDelivery = z
   })
   .meta({ id: 'WebhookDelivery' });
 
+/** One delivery with the event it sends: the request's body, as every attempt carries it. */
+export const webhookDeliveryWithEvent = webhookDelivery
+  .extend({
+    event: z
+      .object({
+        id: z.string().meta({ description: 'The `webhook-id`, as `event_id`.' }),
+        type: z.string(),
+        created_at: dateTime,
+        data: transaction,
+      })
+      .meta({ description: 'The body each attempt sends (signed as Standard Webhooks says, in the headers).' }),
+  })
+  .meta({ id: 'WebhookDeliveryWithEvent' });
+
 /** A keyset page of items, as the lists answer. */
 function page<T extends z.ZodType>(item: T, id: string) {
   return z
@@ -124,7 +139,7 @@ const json = <T extends z.ZodType>(schema: T, description: string, example: z.ou
 const TAG = 'Merchant webhooks';
 
 /** The endpoints and the delivery log. */
-export function webhookOperations(): Operation[] {
+export function webhookOperations(deposit: z.output<typeof transaction>): Operation[] {
   const endpointPage = page(webhookEndpoint, 'WebhookEndpointPage');
   const deliveryPage = page(webhookDelivery, 'WebhookDeliveryPage');
   const endpointParams = { params: webhookEndpointParams };
@@ -260,6 +275,31 @@ export function webhookOperations(): Operation[] {
         }),
       },
       errors: ['validation_error', 'invalid_cursor', 'not_found'],
+    },
+    {
+      method: 'get',
+      path: '/api/v1/webhook-deliveries/{id}',
+      operationId: 'getWebhookDelivery',
+      tag: TAG,
+      summary: 'A delivery, its attempts, and the event it sends',
+      description:
+        'The event is the body of every attempt, as the endpoint receives it; finished deliveries are kept ' +
+        'for `MERCHANT_WEBHOOKS_RETENTION_DAYS` (30 by default).',
+      access: 'caller',
+      request: endpointParams,
+      answers: {
+        200: json(webhookDeliveryWithEvent, 'The delivery and its event.', {
+          ...deliverySample,
+          event: {
+            id: deliverySample.event_id,
+            type: deliverySample.event_type,
+            created_at: deliverySample.created_at,
+            data: deposit,
+          },
+        }),
+      },
+      errors: ['validation_error', 'not_found'],
+      missing: 'webhook delivery',
     },
     {
       method: 'post',

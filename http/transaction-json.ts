@@ -1,7 +1,12 @@
 import type { Transaction, TransactionStatus } from '../engine/account.ts';
 import { toWire } from '../engine/money.ts';
 import type { EventRow } from '../persistence/read-model.ts';
-import { fromTransactionRow, type TransactionRow } from '../persistence/transaction-row.ts';
+import {
+  fromReadModelRow,
+  fromTransactionRow,
+  type ReadModelRow,
+  type TransactionRow,
+} from '../persistence/transaction-row.ts';
 
 /** The contract's transaction object: the transaction, its amount a JSON number, without `request_id`. */
 export type TransactionJson = Omit<Transaction, 'amount' | 'request_id'> & { amount: number };
@@ -29,6 +34,11 @@ export function transactionJson(t: Transaction): TransactionJson {
 /** The contract's transaction object, from the read model. */
 export function rowJson(row: TransactionRow): TransactionJson {
   return transactionJson(fromTransactionRow(row));
+}
+
+/** A merchant webhook event's `data`: the transaction as the change left it (a delivery's stored row). */
+export function webhookData(row: ReadModelRow): TransactionJson {
+  return transactionJson(fromReadModelRow(row));
 }
 
 // Events absent here (`attempt_failed`, `retry_requested`) leave the status as it was: null.

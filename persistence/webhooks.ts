@@ -162,6 +162,13 @@ export function createWebhookStore(sql: Sql, idempotency: Pick<IdempotencyStore,
       return row;
     },
 
+    /** A delivery with the change it announces (the read model's row as the journal wrote it). */
+    async findDeliveryWithData(id: string): Promise<(DeliveryRow & { data: ReadModelRow }) | undefined> {
+      const [row] = await sql<(DeliveryRow & { data: ReadModelRow })[]>`
+        SELECT ${sql.unsafe(DELIVERY_COLUMNS)}, data FROM webhook_deliveries WHERE id = ${id}`;
+      return row;
+    },
+
     /** A page of deliveries, newest first, filtered. */
     async deliveries(
       filter: { user_id?: string; endpoint_id?: string; event_type?: string; status?: string },

@@ -120,6 +120,7 @@ const MATRIX: readonly (readonly [string, readonly number[]])[] = [
   ['POST /api/v1/webhook-endpoints/{endpoint_id}/rotate-secret', [200, 404, 200, 401, 401, 401, 401, 401]],
   ['POST /api/v1/webhook-endpoints/{endpoint_id}/enable', [200, 404, 200, 401, 401, 401, 401,    401]],
   ['GET /api/v1/webhook-deliveries?user_id={user_id}', [200, 404,  200,  401, 401, 401,  401,    401]],
+  ['GET /api/v1/webhook-deliveries/{delivery_id}',  [200,  404,  200,  401, 401, 401,  401,    401]],
   ['POST /api/v1/webhook-deliveries/{delivery_id}/redeliver', [202, 404, 202, 401, 401, 401, 401, 401]],
   ['GET /api/v1/admin/reconciliation',                [403,  403,  200,  401, 401, 401,  401,    401]],
   ['GET /api/v1/admin/shards',                        [403,  403,  200,  401, 401, 401,  401,    401]],

@@ -101,6 +101,12 @@ test("a deposit's events arrive in order, signed per Standard Webhooks, with the
       assert.equal(entry.attempts.length, 1);
       assert.equal(entry.attempts[0]!.status_code, 200);
       assert.ok(entry.attempts[0]!.latency_ms >= 0);
+      // One delivery shows the event as the endpoint received it, byte for byte in JSON terms.
+      const one = await request('GET', `/api/v1/webhook-deliveries/${entry.id}`, { key: user.api_key });
+      assert.equal(one.status, 200, one.text);
+      const sent = all.find((r) => r.json.id === entry.event_id)!;
+      assert.deepEqual(one.json.event, sent.json);
+      assert.deepEqual(one.json.attempts, entry.attempts);
     }
   } finally {
     await receiver.close();
@@ -339,6 +345,7 @@ test("another user's endpoints and deliveries are 404; the admin sees and regist
         idempotencyKey: key(),
       }),
       await request('GET', `/api/v1/webhook-deliveries?user_id=${owner.id}`, { key: other.api_key }),
+      await request('GET', `/api/v1/webhook-deliveries/${delivery!.id}`, { key: other.api_key }),
       await request('POST', '/api/v1/webhook-endpoints', {
         key: other.api_key,
         body: { url: receiver.url, event_types: ['*'], user_id: owner.id },
@@ -347,8 +354,11 @@ test("another user's endpoints and deliveries are 404; the admin sees and regist
     ];
     assert.deepEqual(
       asOther.map((a) => a.status),
-      [404, 404, 404, 404, 404, 404, 404],
+      [404, 404, 404, 404, 404, 404, 404, 404],
     );
+    const seenByAdmin = await request('GET', `/api/v1/webhook-deliveries/${delivery!.id}`, { key: ADMIN_KEY });
+    assert.equal(seenByAdmin.status, 200, seenByAdmin.text);
+    assert.equal(seenByAdmin.json.event.type, 'deposit.pending');
     assert.deepEqual((await request('GET', '/api/v1/webhook-endpoints', { key: other.api_key })).json.data, []);
     assert.deepEqual(await deliveries(other), []);
 

@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { randomBytes } from 'node:crypto';
 import type { Context } from 'koa';
 import { v7 as uuidv7 } from 'uuid';
+import { webhookEvent } from '../../engine/merchant-webhooks.ts';
 import { checkWebhookUrl, WebhookAddressRefused, type AddressPolicy } from '../../engine/webhook-address.ts';
 import type { IdempotencyRecord } from '../../persistence/idempotency.ts';
 import type { DeliveryRow, EndpointChange, EndpointRow, WebhookStore } from '../../persistence/webhooks.ts';
@@ -17,6 +18,7 @@ import {
   webhookEndpointListQuery,
   webhookEndpointParams,
 } from '../schemas.ts';
+import { webhookData } from '../transaction-json.ts';
 import { parseInput } from '../validation.ts';
 
 /** How long a rotated-out secret keeps signing beside the new one (Standard Webhooks sends both signatures). */
@@ -220,6 +222,14 @@ export function webhookEndpointRoutes(deps: WebhookEndpointRoutesDeps): Router {
       cursor ? decodeCursor(cursor) : undefined,
     );
     ctx.body = pageOf(rows, limit, deliveryJson);
+  });
+
+  router.get('/webhook-deliveries/:id', async (ctx) => {
+    const caller = requireCaller(ctx.state);
+    const { id } = parseInput(webhookEndpointParams, ctx.params, 'path');
+    const delivery = await deps.webhooks.findDeliveryWithData(id);
+    if (!delivery || !mayActFor(caller, delivery.user_id)) throw errors.notFound({ what: 'webhook delivery' });
+    ctx.body = { ...deliveryJson(delivery), event: webhookEvent(delivery, webhookData(delivery.data)) };
   });
 
   router.post('/webhook-deliveries/:id/redeliver', async (ctx) => {
