@@ -157,7 +157,7 @@ describe('the admin panel, served', () => {
     assert.equal(served.headers.get('referrer-policy'), 'no-referrer');
     assert.equal(served.headers.get('cache-control'), 'no-cache');
     const linked = [...served.text.matchAll(/(?:src|href)="(\/[^"]+)"/g)].map((match) => match[1]);
-    assert.deepEqual(linked, ['/admin/admin.css', '/admin/admin.js']);
+    assert.deepEqual(linked, ['/viewer/base.css', '/admin/admin.css', '/admin/admin.js']);
     assert.doesNotMatch(served.text, /<style|\sstyle=|<script(?![^>]*\ssrc=)|\son[a-z]+=/i);
 
     const sources = [served.text];
@@ -540,11 +540,13 @@ describe('the admin panel in a browser', () => {
     const attempts = () => page.$$eval('#attempt-table tbody tr .answer', (cells) => cells.map((c) => c.textContent));
     assert.deepEqual(await attempts(), ['HTTP 500', 'HTTP 500', 'HTTP 500']);
     assert.equal(await page.textContent('[data-field="Event id (webhook-id)"]'), failed.event_id);
-    assert.deepEqual(JSON.parse((await page.textContent('#delivery-event')) ?? ''), {
-      id: failed.event_id,
-      type: 'deposit.pending',
-      created_at: failed.created_at,
-    });
+    const event = JSON.parse((await page.textContent('#delivery-event')) ?? '');
+    assert.deepEqual(
+      { id: event.id, type: event.type, created_at: event.created_at },
+      { id: failed.event_id, type: 'deposit.pending', created_at: failed.created_at },
+    );
+    // The whole body the receiver got, `data` included: the transaction as it was at this change.
+    assert.deepEqual([event.data.id, event.data.status], [failed.transaction_id, 'pending']);
     await page.waitForSelector('#delivery-event-note:has-text("deposit of 424.24 USD")');
     await page.reload();
     await page.waitForSelector('#delivery-title:has-text("failed")');

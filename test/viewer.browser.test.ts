@@ -189,13 +189,13 @@ describe('the transaction viewer, served', () => {
     assert.equal(page.status, 200);
     assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
     const files = [...page.text.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1]);
-    assert.deepEqual(files, ['/viewer/viewer.css', '/viewer/viewer.js']);
+    assert.deepEqual(files, ['/viewer/base.css', '/viewer/viewer.css', '/viewer/viewer.js']);
     // The forms offer the configured currencies before any balance is read.
     assert.match(page.text, new RegExp(`<meta name="currencies" content="${CURRENCIES.join(',')}" />`));
     assert.doesNotMatch(page.text, /<style|\sstyle=|<script(?![^>]*\ssrc=)|\son[a-z]+=/i);
     const sources = [page.text];
     const modules = ['api.js', 'event-stream.js', 'money.js', 'payment-form.js', 'transaction-detail.js'];
-    for (const file of ['viewer.css', 'viewer.js', ...modules, 'transaction-table.js', 'user-picker.js']) {
+    for (const file of ['base.css', 'viewer.css', 'viewer.js', ...modules, 'transaction-table.js', 'user-picker.js']) {
       const served = await request('GET', `/viewer/${file}`);
       assert.equal(served.status, 200, file);
       assert.match(

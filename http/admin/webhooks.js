@@ -9,9 +9,6 @@ import { pager, withQuery } from './route.js';
 const PAGE_LIMIT = 20;
 /** The delivery log's filters, kept in the hash as chosen. */
 const DELIVERY_FILTERS = ['endpoint_id', 'event_type', 'status'];
-/** A delivery's detail looks for it in pages this large, and gives up after this many. */
-const SEARCH_LIMIT = 100;
-const SEARCH_PAGES = 10;
 /** How often a pending delivery on screen is read again, to show its attempts as they happen. */
 const WATCH_MS = 1000;
 const TRANSACTION_PATHS = { deposit: '/api/v1/deposits', withdrawal: '/api/v1/withdrawals' };
@@ -208,29 +205,10 @@ export async function showDeliveries(route, context) {
 
 // ---- one delivery ----
 
-/**
- * The delivery with `id`, looked for in its endpoint's log from the page the link came from; undefined
- * (said why) when it is not in the first SEARCH_PAGES pages from there.
- */
-async function findDelivery(id, query) {
-  // This view's reads, even when another view is shown meanwhile (its reads are then aborted).
-  const { read } = ctx;
-  let cursor = query.get('page');
-  for (let pages = 0; pages < SEARCH_PAGES; pages += 1) {
-    const search = withQuery(new URLSearchParams({ limit: String(SEARCH_LIMIT) }), {
-      endpoint_id: query.get('endpoint_id'),
-      cursor,
-    });
-    const page = await read(`/api/v1/webhook-deliveries?${search}`, 'delivery-detail-error');
-    if (!page) return undefined;
-    const found = page.data.find((delivery) => delivery.id === id);
-    if (found) return found;
-    if (!page.has_more) break;
-    cursor = page.next_cursor;
-  }
-  $('delivery-detail-error').textContent =
-    `No delivery ${id} among the ${SEARCH_LIMIT * SEARCH_PAGES} read from here; open it from the delivery log.`;
-  return undefined;
+/** The delivery with `id`, with the event it sends; undefined (said why) when it cannot be read. */
+function findDelivery(id) {
+  // This view's read, even when another view is shown meanwhile (its reads are then aborted).
+  return ctx.read(`/api/v1/webhook-deliveries/${encodeURIComponent(id)}`, 'delivery-detail-error');
 }
 
 /** `#/webhook-deliveries/{id}?endpoint_id=…&page=…`: the delivery, its attempts, its event; Redeliver. */
@@ -248,7 +226,7 @@ export async function showDelivery(route, context) {
   const endpointId = route.query.get('endpoint_id');
   $('delivery-crumb').href = endpointId ? endpointHash(endpointId) : '#/webhook-deliveries';
   $('delivery-crumb').textContent = endpointId ? 'Webhook endpoint' : 'Webhook deliveries';
-  const delivery = await findDelivery(route.id, route.query);
+  const delivery = await findDelivery(route.id);
   if (!delivery) return;
   renderDelivery(delivery);
   const redeliver = $('redeliver');
@@ -297,22 +275,18 @@ function renderDelivery(delivery) {
     ),
     'attempt-empty',
   );
-  // The envelope the receiver gets, as signedRequest builds it; `data` is not in the log.
-  const envelope = { id: delivery.event_id, type: delivery.event_type, created_at: delivery.created_at };
-  $('delivery-event').textContent = JSON.stringify(envelope, null, 2);
+  // The body the receiver gets on every attempt, `data` (the transaction at this change) included.
+  $('delivery-event').textContent = JSON.stringify(delivery.event, null, 2);
 }
 
-/**
- * The event's transaction as it is now, its amount in the currency's digits: the body's `data` is the
- * transaction as it was at this change, which the delivery log does not return.
- */
+/** The event's transaction as it is now, its amount in the currency's digits, beside `data` as it was then. */
 async function showTransactionOf(delivery) {
   const type = delivery.event_type.split('.')[0];
   const path = `${TRANSACTION_PATHS[type]}/${encodeURIComponent(delivery.transaction_id)}`;
   const t = await ctx.read(path, 'delivery-transaction-error');
   if (!t) return;
   $('delivery-event-note').replaceChildren(
-    'The body also carries data: the transaction as it was at this change, which the API’s delivery log does not return. Now: ',
+    'The body’s data is the transaction as it was at this change. Now: ',
     link(
       `#/transactions/${encodeURIComponent(t.id)}?type=${t.type}`,
       `${t.type} of ${money(t.amount, t.currency)} ${t.currency}, ${t.status}`,
@@ -345,7 +319,7 @@ async function watch(route, delivery) {
   while (shown.status === 'pending') {
     await pause(WATCH_MS, signal);
     if (signal.aborted || mine !== watching) return;
-    const again = await findDelivery(route.id, route.query);
+    const again = await findDelivery(route.id);
     if (!again || signal.aborted || mine !== watching) return;
     shown = again;
     renderDelivery(shown);
