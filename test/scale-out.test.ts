@@ -61,7 +61,9 @@ async function startCluster(name: string): Promise<Cluster> {
     BANK_URL: `http://127.0.0.1:${bankPort}`,
     BANK_TIMEOUT_MS: String(scaled(1000)),
     BANK_BACKOFF_BASE_MS: '20',
-    BANK_CALLBACK_DEADLINE_MS: '2000',
+    // Callbacks, not the status polls that replace a late one, settle the payments here (the mixed-traffic
+    // test checks that callbacks reach the owners), also on a loaded machine.
+    BANK_CALLBACK_DEADLINE_MS: String(scaled(10_000)),
     LOG_LEVEL: 'info',
   };
   const cluster: Cluster = {
@@ -280,8 +282,17 @@ describe('three instances, one set of users', () => {
     const remote = users.filter((user) => table.shards[shardOf(user.id, SHARDS)]!.owner !== 'a');
     assert.ok(remote.length > 0, 'some accounts are owned by b or c, so their callbacks were forwarded');
     await assertBooks(cluster, all, users);
-    const forwarded = cluster.instances[0]!.output().match(/"msg":"callback applied"/g)?.length ?? 0;
-    assert.ok(forwarded > 0);
+    // Every callback reached a; those of b's and c's accounts were applied by their owners.
+    const appliedBy = (id: string) =>
+      cluster.instances
+        .find((i) => i.id === id)!
+        .output()
+        .match(/"msg":"callback applied"/g)?.length ?? 0;
+    const owners = new Set(remote.map((user) => table.shards[shardOf(user.id, SHARDS)]!.owner!));
+    assert.ok(
+      [...owners].some((owner) => appliedBy(owner) > 0),
+      `no callback applied on ${[...owners].join(' or ')}`,
+    );
   });
 
   test('a live event stream on one instance shows the changes committed on another', async () => {
