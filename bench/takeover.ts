@@ -25,7 +25,7 @@ const WAYS: Way[] = ['kill -9', 'SIGSTOP', 'SIGTERM'];
 interface Sample {
   way: Way;
   round: number;
-  /** From the signal to the first shard table without the second instance's shards. */
+  /** From the signal to the first shard table in which the second instance holds no shard (they may be unowned yet). */
   shards_moved_ms: number;
   /** From the signal to the first 200 of the user's balance through the first instance (when it came). */
   first_answer_ms: number;
