@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import type { Gateway } from '../gateway.ts';
-import { client, type Answer, startGatewayPair, createUserOwnedBy } from './support/gateway.ts';
+import { rendezvousOwner } from '../engine/shard-leases.ts';
+import { client, type Answer, pairIds, startGatewayPair, createUserOwnedBy } from './support/gateway.ts';
 
 // Two gateways of one cluster (one database, one Redis namespace). A request that arrives at the
 // instance that does not own the account is forwarded to the owner as a command: the client cannot
@@ -20,6 +21,16 @@ before(async () => {
 after(async () => {
   await a?.close();
   await b?.close();
+});
+
+test("a pair's instance ids give each some shards, also for a process id under which plain names leave one none", () => {
+  const owners = (ids: string[]) => new Set(Array.from({ length: SHARDS }, (_, shard) => rendezvousOwner(shard, ids)));
+  // The names the pair had (`<name>-a-<pid>`, `<name>-b-<pid>`): for about 1 process id in 128, one of
+  // the two owned none of the 8 shards, and the pair never settled (a suite's whole file failed).
+  let pid = 1;
+  while (owners([`gql-a-${pid}`, `gql-b-${pid}`]).size === 2) pid += 1;
+  const ids = pairIds('gql', SHARDS, pid);
+  assert.deepEqual([...owners(ids)].sort(), [...ids].sort());
 });
 
 /** The headers a client of the API reads on a create's answer (the edge's rate-limit headers aside). */

@@ -7,7 +7,7 @@ import type { Gateway } from '../gateway.ts';
 import { createLogger } from '../logger.ts';
 import { startTracing, type Tracing } from '../tracing-export.ts';
 import { FAST_BANK } from './support/bank.ts';
-import { client, startGatewayPair, createUserOwnedBy } from './support/gateway.ts';
+import { client, pairIds, startGatewayPair, createUserOwnedBy } from './support/gateway.ts';
 import { KIND, startOtlpSink, type ReceivedSpan } from './support/otlp-sink.ts';
 import { eventually } from './support/time.ts';
 
@@ -16,6 +16,8 @@ import { eventually } from './support/time.ts';
 // HTTP) and its signed callback; and across two gateways, the owner's span is the forwarder's child.
 
 const SHARDS = 8;
+/** The pair's instance ids (startGatewayPair picks them the same way). */
+const [ID_A, ID_B] = pairIds('trace', SHARDS);
 let sink: Awaited<ReturnType<typeof startOtlpSink>>;
 let tracing: Tracing;
 let a: Gateway;
@@ -108,7 +110,7 @@ test('one deposit is one trace: the POST, the actor, the commit, the bank, its c
       transaction_id: id,
       user_id: user.id,
       shard: shardOf(user.id, SHARDS),
-      instance: `trace-b-${process.pid}`,
+      instance: ID_B,
     },
   );
 
@@ -174,11 +176,11 @@ test("a forwarded deposit: the owner's span is the child of the forwarding insta
 
   const edge = one(spans, 'edge span', (span) => span.kind === KIND.server && span.name === 'POST /api/v1/deposits');
   assert.equal(edge.parentSpanId, caller.spanId);
-  assert.equal(edge.attributes['gateway.instance_id'], `trace-a-${process.pid}`);
+  assert.equal(edge.attributes['gateway.instance_id'], ID_A);
   const forward = one(spans, 'forwarding', (span) => span.kind === KIND.client && childOf(edge)(span));
   assert.equal(forward.name, 'POST /internal/v1/commands');
   const owner = one(spans, 'owner span', (span) => isOwner(span) && childOf(forward)(span));
-  assert.equal(owner.attributes['gateway.instance_id'], `trace-b-${process.pid}`);
+  assert.equal(owner.attributes['gateway.instance_id'], ID_B);
   assert.equal(owner.attributes['gateway.request_id'], 'req-traced-0002');
   assert.equal(owner.attributes['payment.transaction_id'], id);
   assert.equal(owner.attributes['http.response.status_code'], 202);

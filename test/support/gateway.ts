@@ -2,6 +2,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { loadConfig, type Config } from '../../config.ts';
+import { rendezvousOwner } from '../../engine/shard-leases.ts';
 import { shardOf } from '../../engine/shards.ts';
 import { startGateway, type Gateway } from '../../gateway.ts';
 import { createLogger } from '../../logger.ts';
@@ -53,6 +54,19 @@ export async function startTestGateway(
 }
 
 /**
+ * The two instance ids of a pair, chosen so that rendezvous hashing gives each some of the `shards`:
+ * with few shards, two ids picked blindly leave one of them none (1 in 256 for 8 shards), and the pair
+ * would never be "one cluster where a request is forwarded".
+ */
+export function pairIds(name: string, shards: number, pid = process.pid): [string, string] {
+  for (let n = 0; ; n += 1) {
+    const ids: [string, string] = [`${name}-a-${pid}-${n}`, `${name}-b-${pid}-${n}`];
+    const owners = new Set(Array.from({ length: shards }, (_, shard) => rendezvousOwner(shard, ids)));
+    if (ids.every((id) => owners.has(id))) return ids;
+  }
+}
+
+/**
  * Two gateways of one cluster (the suite's database, a Redis namespace of their own) once each owns
  * some of the `shards` and knows who owns the others: a request at one for an account of the other's
  * is forwarded. `name` tells their instance ids and keys apart; `overrides` go to both.
@@ -67,8 +81,9 @@ export async function startGatewayPair(
     SHARDS: String(shards),
     ...overrides,
   };
-  const a = await startTestGateway({ ...shared, INSTANCE_ID: `${name}-a-${process.pid}` });
-  const b = await startTestGateway({ ...shared, INSTANCE_ID: `${name}-b-${process.pid}` });
+  const [idA, idB] = pairIds(name, shards);
+  const a = await startTestGateway({ ...shared, INSTANCE_ID: idA });
+  const b = await startTestGateway({ ...shared, INSTANCE_ID: idB });
   const all = Array.from({ length: shards }, (_, shard) => shard);
   try {
     await eventually(() =>
