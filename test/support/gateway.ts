@@ -55,7 +55,7 @@ export async function startTestGateway(
 
 /**
  * The two instance ids of a pair, chosen so that rendezvous hashing gives each some of the `shards`:
- * with few shards, two ids picked blindly leave one of them none (1 in 256 for 8 shards), and the pair
+ * with few shards, two ids picked blindly leave one of them none (1 in 128 for 8 shards), and the pair
  * would never be "one cluster where a request is forwarded".
  */
 export function pairIds(name: string, shards: number, pid = process.pid): [string, string] {
