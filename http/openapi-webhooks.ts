@@ -1,7 +1,8 @@
 import { z } from 'zod';
 import { ALL_EVENTS, WEBHOOK_EVENT_TYPES } from '../engine/webhook-events.ts';
 import type { Operation } from './openapi-operations.ts';
-import { transaction } from './response-schemas.ts';
+import { page } from './page-schema.ts';
+import { dateTime, transaction } from './response-schemas.ts';
 import {
   createWebhookEndpointBody,
   uuid,
@@ -12,8 +13,6 @@ import {
 
 // The merchant webhooks' part of the OpenAPI document: the shapes of endpoints and deliveries, the
 // examples (Ada's shop receives her deposits' events), and the operations.
-
-const dateTime = z.iso.datetime({ offset: true });
 
 export const webhookEndpoint = z
   .object({
@@ -85,17 +84,6 @@ export const webhookDeliveryWithEvent = webhookDelivery
       .meta({ description: 'The body each attempt sends (signed as Standard Webhooks says, in the headers).' }),
   })
   .meta({ id: 'WebhookDeliveryWithEvent' });
-
-/** A keyset page of items, as the lists answer. */
-function page<T extends z.ZodType>(item: T, id: string) {
-  return z
-    .object({
-      data: z.array(item),
-      next_cursor: z.string().nullable().meta({ description: 'Pass as `cursor` for the next page; null at the end.' }),
-      has_more: z.boolean(),
-    })
-    .meta({ id });
-}
 
 const ADA = '01a211fb-c978-73f8-b18b-45b8e44da37c';
 const DEPOSIT = '01a211fd-4717-79bc-a44f-1fe8e23ae8dd';

@@ -3,13 +3,14 @@ import { CAUSES, TRANSACTION_STATUSES, TRANSACTION_TYPES, type Event } from '../
 import type { Assert, Same } from '../engine/same-type.ts';
 import { errors } from './errors.ts';
 import { amount, uuid } from './schemas.ts';
+import { page } from './page-schema.ts';
 import type { TransactionJson } from './transaction-json.ts';
 
 // The shapes the API answers with, for the OpenAPI document and for tests that hold real answers
 // against it. `id` in `.meta()` names a schema under `components/schemas`. Objects are not strict:
 // a client must tolerate fields added later, so the document does not forbid them.
 
-const dateTime = z.iso.datetime({ offset: true });
+export const dateTime = z.iso.datetime({ offset: true });
 const currencyCode = z
   .string()
   .regex(/^[A-Z]{3}$/)
@@ -110,17 +111,6 @@ export const transactionEvent = z
 export const transactionWithEvents = transaction
   .extend({ events: z.array(transactionEvent) })
   .meta({ id: 'TransactionWithEvents' });
-
-/** A keyset page, newest first. */
-function page<T extends z.ZodType>(item: T, id: string) {
-  return z
-    .object({
-      data: z.array(item),
-      next_cursor: z.string().nullable().meta({ description: 'Pass as `cursor` for the next page; null at the end.' }),
-      has_more: z.boolean(),
-    })
-    .meta({ id });
-}
 
 export const transactionPage = page(transaction, 'TransactionPage');
 

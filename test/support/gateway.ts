@@ -7,6 +7,7 @@ import { shardOf } from '../../engine/shards.ts';
 import { startGateway, type Gateway } from '../../gateway.ts';
 import { createLogger } from '../../logger.ts';
 import { testDatabaseUrl } from './database.ts';
+import { testKeyPrefix } from './redis.ts';
 import { eventually } from './time.ts';
 
 export const ADMIN_KEY = 'test_admin_key_0123456789';
@@ -35,7 +36,8 @@ export async function startTestGateway(
     DATABASE_URL: await testDatabaseUrl(),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
     // Limits out of the way and counters of this process's own, unless a test sets them.
-    REDIS_KEY_PREFIX: `pgw-test-${process.pid}-${crypto.randomUUID()}:`,
+    // Under the run's prefix, so that what a test leaves (counters, leases) is dropped when the run ends.
+    REDIS_KEY_PREFIX: testKeyPrefix('gw'),
     RATE_LIMIT_GLOBAL_PER_MIN: '10000000',
     RATE_LIMIT_BALANCE_PER_MIN: '10000000',
     RATE_LIMIT_TRANSACTIONS_PER_MIN: '10000000',
@@ -77,7 +79,7 @@ export async function startGatewayPair(
   overrides: Record<string, string> = {},
 ): Promise<[Gateway, Gateway]> {
   const shared = {
-    REDIS_KEY_PREFIX: `pgw-test-${name}-${process.pid}-${crypto.randomUUID()}:`,
+    REDIS_KEY_PREFIX: testKeyPrefix(name),
     SHARDS: String(shards),
     ...overrides,
   };
