@@ -171,6 +171,27 @@ test('a POST whose reused socket is dropped is not sent again: a reset, marked r
   hop.close();
 });
 
+test("with discard_body a peer's answer is read and dropped: its status comes back, its body is not kept", async () => {
+  // 8 MiB in 64 KiB chunks: a peer that is not ours may answer anything.
+  const chunk = Buffer.alloc(64 * 1024, 'x');
+  const server = await startServer((_, response) => {
+    response.writeHead(200, { 'content-type': 'text/plain' });
+    for (let i = 0; i < 128; i += 1) response.write(chunk);
+    response.end();
+  });
+  const hop = createHop({ sockets_max: 1, timeout_ms: scaled(10_000), discard_body: true });
+  const first = await hop.request(server.url, '/big', { method: 'POST', body: '{}' });
+  assert.equal(first.status, 200);
+  assert.equal(first.body.length, 0);
+  // Read to its end: the connection is kept alive for the next request.
+  assert.equal((await hop.request(server.url, '/again', { method: 'POST', body: '{}' })).status, 200);
+  assert.deepEqual(
+    server.requests.map((request) => request.connection),
+    [0, 0],
+  );
+  hop.close();
+});
+
 test('close ends requests in flight or queued, and every connection, idle or busy, at once', async () => {
   const server = await startServer((request, response) => {
     if (request.url === '/stall') return;

@@ -35,6 +35,11 @@ export interface HopOptions {
   idle_ms?: number;
   /** Resolves host names for new connections (a merchant's webhook checks the address it connects to). */
   lookup?: LookupFunction;
+  /**
+   * Read the answer's body and drop it (the response's `body` is empty): for a peer that is not ours,
+   * whose status is all we need and whose body could be any size.
+   */
+  discard_body?: boolean;
 }
 
 export interface HopRequest {
@@ -222,7 +227,8 @@ export function createHop(options: HopOptions): Hop {
       request.on('response', (response) => {
         clearTimeout(responseTimer);
         const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        if (options.discard_body) response.resume();
+        else response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => {
           if (settled) return;
           done();

@@ -4,6 +4,7 @@ import type { Logger } from '../logger.ts';
 import type { ReadModelRow } from '../persistence/transaction-row.ts';
 import type { AttemptRecord, ClaimedDelivery, DeliveryRow, WebhookStore } from '../persistence/webhooks.ts';
 import { checkWebhookTarget, guardedLookup, WebhookAddressRefused, type AddressPolicy } from './webhook-address.ts';
+import { fullJitterDelayMs } from './payments.ts';
 
 /** How the deliveries go out: the configured schedule, pool and bounds. */
 export interface DeliverySettings {
@@ -49,8 +50,7 @@ export interface MerchantWebhooks {
 
 /** The wait before retry `n` (1 for the first retry): full jitter over an exponential bound. */
 export function retryDelay(n: number, settings: DeliverySettings, random: () => number = Math.random): number {
-  const bound = Math.min(settings.retry_max_ms, settings.retry_base_ms * 2 ** Math.min(n - 1, 40));
-  return Math.floor(random() * bound);
+  return fullJitterDelayMs(random, n, settings.retry_base_ms, settings.retry_max_ms);
 }
 
 /** The event a delivery sends, as its request's body carries it (and the delivery log shows it). */
@@ -95,6 +95,8 @@ export function startMerchantWebhooks(options: MerchantWebhookOptions): Merchant
     timeout_ms: settings.timeout_ms,
     connect_timeout_ms: settings.connect_timeout_ms,
     lookup: guardedLookup(policy),
+    // A merchant's answer counts by its status alone; its body, of any size, is never kept.
+    discard_body: true,
   });
   const lease_ms = settings.timeout_ms + CLAIM_MARGIN_MS;
   const inFlight = new Set<Promise<void>>();
