@@ -470,7 +470,8 @@ describe('the sockets on their own', () => {
   }
 
   test('a client that answers pings stays; one that does not is cut off', async () => {
-    const served = await serve({ ping_interval_ms: scaled(50) });
+    // Long enough that a busy event loop does not hold the answering client's pong past the next ping.
+    const served = await serve({ ping_interval_ms: scaled(250) });
     try {
       const user = crypto.randomUUID();
       const answering = openSocket(served.url, { key: `user:${user}` });
