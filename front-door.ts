@@ -316,21 +316,28 @@ export async function startFrontDoor(options: FrontDoorOptions): Promise<FrontDo
     tunnels.add(client);
     client.on('error', () => client.destroy());
     client.on('close', () => tunnels.delete(client));
-    const target = roundRobin(new Set());
-    if (target === undefined) {
-      // Answered as the plain request it also is: an upgrade comes without a ServerResponse of its own.
+    // Answered as the plain request it also is: an upgrade comes without a ServerResponse of its own.
+    const refuseUpgrade = (status: number, error: string, message: string) => {
       const response = new ServerResponse(request);
       response.shouldKeepAlive = false;
       response.assignSocket(client as Socket);
       response.on('finish', () => client.end());
-      return refuse(response, 502, 'bad_gateway', 'no gateway is known');
-    }
+      refuse(response, status, error, message);
+    };
+    const target = roundRobin(new Set());
+    if (target === undefined) return refuseUpgrade(502, 'bad_gateway', 'no gateway is known');
     stats.round_robin += 1;
     const upstream = httpRequest(new URL(request.url ?? '/', target), {
       method: request.method,
       headers: { ...headersFor(request), connection: 'Upgrade', upgrade: request.headers.upgrade ?? '' },
     });
+    // A gateway that takes the connection and never answers the handshake must not hold the client.
+    const handshake = setTimeout(() => {
+      upstream.destroy();
+      refuseUpgrade(504, 'gateway_timeout', `no answer to the upgrade within ${options.timeout_ms} ms`);
+    }, options.timeout_ms);
     upstream.on('upgrade', (from: IncomingMessage, socket: Duplex, upstreamHead: Buffer) => {
+      clearTimeout(handshake);
       writeHead(client, from, (name) => !INTERNAL.has(name));
       socket.on('error', () => socket.destroy());
       socket.on('close', () => client.destroy());
@@ -340,11 +347,18 @@ export async function startFrontDoor(options: FrontDoorOptions): Promise<FrontDo
       socket.pipe(client).pipe(socket);
     });
     upstream.on('response', (from: IncomingMessage) => {
+      clearTimeout(handshake);
       writeHead(client, from, (name) => !HOP_BY_HOP.has(name) && !INTERNAL.has(name), 'connection: close\r\n');
       from.pipe(client);
     });
-    upstream.on('error', () => client.destroy());
-    client.on('close', () => upstream.destroy());
+    upstream.on('error', () => {
+      clearTimeout(handshake);
+      client.destroy();
+    });
+    client.on('close', () => {
+      clearTimeout(handshake);
+      upstream.destroy();
+    });
     upstream.end();
   }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, request as httpRequest } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { shardOf } from '../engine/shards.ts';
 import { namedShard, registryTable, startFrontDoor, type FrontDoor, type FrontDoorStats } from '../front-door.ts';
@@ -94,6 +94,36 @@ test('a WebSocket handshake a gateway refuses comes back as it was answered; wit
   } finally {
     await Promise.all([toRefusing.close(), toNobody.close()]);
     refusing.close();
+  }
+});
+
+test('a gateway that takes the connection and never answers the handshake gets the client a 504, not a hang', async () => {
+  // A frozen gateway: the kernel accepts, nothing ever answers.
+  const held: Socket[] = [];
+  const frozen = createNetServer((socket) => void held.push(socket));
+  frozen.listen(0, '127.0.0.1');
+  await once(frozen, 'listening');
+  const door = await startFrontDoor({
+    host: '127.0.0.1',
+    port: 0,
+    upstreams: [`http://127.0.0.1:${(frozen.address() as AddressInfo).port}`],
+    shards: SHARDS,
+    mode: 'shard',
+    readTable: () => Promise.resolve({ owners: [], instances: [] }),
+    refresh_ms: 60_000,
+    timeout_ms: scaled(500),
+    body_max_bytes: 1024,
+    keys_max: 10,
+    log: createLogger('silent'),
+  });
+  try {
+    const answer = await refusedHandshake(door.url);
+    assert.equal(answer.status, 504);
+    assert.equal((JSON.parse(answer.body) as { error: string }).error, 'gateway_timeout');
+  } finally {
+    await door.close();
+    for (const socket of held) socket.destroy();
+    frozen.close();
   }
 });
 
