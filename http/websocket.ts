@@ -152,6 +152,8 @@ export function originAllowed(req: IncomingMessage, cors_origins: readonly strin
  */
 export function answerAsHttp(listener: RequestListener) {
   return (req: IncomingMessage, socket: Duplex): void => {
+    // Node takes its own error listener off a socket it hands to `upgrade`: a reset must not go unheard.
+    socket.on('error', () => socket.destroy());
     const res = new ServerResponse(req);
     res.shouldKeepAlive = false;
     res.assignSocket(socket as Socket);

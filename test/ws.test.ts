@@ -363,6 +363,29 @@ describe('GET /api/v1/ws on a gateway', () => {
   });
 });
 
+test('a client that resets the connection after an upgrade answered as plain HTTP does not bring the gateway down', async () => {
+  const gateway = await startTestGateway();
+  try {
+    const { port } = new URL(gateway.url);
+    for (let i = 0; i < 3; i += 1) {
+      const socket = tcpConnect(Number(port), '127.0.0.1');
+      await once(socket, 'connect');
+      socket.write('GET /health HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n');
+      // The whole answer (the gateway then ends its side), then a reset instead of a close.
+      let text = '';
+      for await (const chunk of socket) {
+        text += String(chunk);
+        if (text.includes('"status"')) break;
+      }
+      assert.match(text, /^HTTP\/1\.1 200/);
+      socket.resetAndDestroy();
+    }
+    assert.equal((await fetch(`${gateway.url}/health`)).status, 200);
+  } finally {
+    await gateway.close();
+  }
+});
+
 describe('GET /api/v1/ws across two instances', () => {
   const SHARDS = 8;
   const prefix = testKeyPrefix('ws');
